@@ -1,0 +1,204 @@
+//! Command-line syntax (clap), and parsers for the values it takes.
+
+use clap::{Args, Parser, Subcommand};
+use std::time::Duration;
+use sup_proto::RestartPolicy;
+
+/// sup: keeps your apps running, restarts them when they die, and tells you.
+#[derive(Debug, Parser)]
+#[command(name = "sup", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `sup` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start an app (a script, an executable or a quoted command line), or a known app by name or id.
+    Start(Box<StartArgs>),
+    /// Stop apps; they stay stopped until started again.
+    Stop(TargetArg),
+    /// Restart apps.
+    Restart(TargetArg),
+    /// Stop apps and forget them.
+    #[command(visible_aliases = ["del", "rm"])]
+    Delete(TargetArg),
+    /// List apps.
+    #[command(visible_aliases = ["ls", "status"])]
+    List(JsonFlag),
+    /// Show everything known about an app.
+    #[command(visible_aliases = ["show", "info"])]
+    Describe(DescribeArgs),
+    /// Is the daemon up? Prints its version and pid.
+    Ping,
+    /// Stop every app gracefully, then the daemon.
+    Kill,
+    /// Run the daemon in the foreground (for systemd and containers).
+    Daemon,
+}
+
+/// A `--json` switch.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An app name, a numeric id, or `all`.
+#[derive(Debug, Args)]
+pub struct TargetArg {
+    /// App name, numeric id, or `all`.
+    pub target: String,
+}
+
+/// `sup describe`.
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// App name, numeric id, or `all`.
+    pub target: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sup start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Script (`app.js`, `app.py`, ...), executable, "quoted command line", or the name or id of a known app.
+    pub script: String,
+    /// Arguments passed to the app (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+    /// App name (default: the script's file name without extension).
+    #[arg(long, short = 'n')]
+    pub name: Option<String>,
+    /// Restart policy.
+    #[arg(long, value_parser = parse_policy, default_value = "always")]
+    pub restart: RestartPolicy,
+    /// Delay before the first restart after a crash (e.g. 500ms, 2s).
+    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    pub restart_delay: Duration,
+    /// Cap of the exponential backoff between consecutive unstable restarts.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub backoff_max: Duration,
+    /// Uptime after which a run counts as stable and the backoff resets.
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    pub min_uptime: Duration,
+    /// Unstable restarts allowed before the app turns errored (default: no limit).
+    #[arg(long)]
+    pub max_restarts: Option<u32>,
+    /// Signal sent to the app's process group to stop it.
+    #[arg(long, value_parser = parse_signal, default_value = "SIGTERM")]
+    pub stop_signal: String,
+    /// Time between the stop signal and SIGKILL.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub kill_timeout: Duration,
+    /// Extra environment variable (repeatable).
+    #[arg(long = "env", short = 'e', value_parser = parse_env, value_name = "KEY=VALUE")]
+    pub env: Vec<(String, String)>,
+    /// Working directory (default: the current one).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// Interpreter to run the script with (default: by extension).
+    #[arg(long)]
+    pub interpreter: Option<String>,
+}
+
+/// Parses `100ms`, `5s`, `2m`, `1h`; a bare number is milliseconds (PM2's unit).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 5s, 2m)"))?;
+    let ms = match unit {
+        "" | "ms" => Some(value),
+        "s" => value.checked_mul(1_000),
+        "m" => value.checked_mul(60_000),
+        "h" => value.checked_mul(3_600_000),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?} (use ms, s, m or h)"
+            ))
+        }
+    };
+    ms.map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is too long"))
+}
+
+fn parse_policy(text: &str) -> Result<RestartPolicy, String> {
+    match text {
+        "always" => Ok(RestartPolicy::Always),
+        "on-failure" => Ok(RestartPolicy::OnFailure),
+        "unless-stopped" => Ok(RestartPolicy::UnlessStopped),
+        "no" | "never" => Ok(RestartPolicy::No),
+        _ => Err("expected always, on-failure, unless-stopped or no".into()),
+    }
+}
+
+/// Accepts `SIGTERM`, `TERM` or a number; returns the `SIGxxx` name.
+fn parse_signal(text: &str) -> Result<String, String> {
+    use nix::sys::signal::Signal;
+    use std::str::FromStr;
+    let upper = text.to_ascii_uppercase();
+    let signal = if let Ok(num) = upper.parse::<i32>() {
+        Signal::try_from(num).ok()
+    } else if upper.starts_with("SIG") {
+        Signal::from_str(&upper).ok()
+    } else {
+        Signal::from_str(&format!("SIG{upper}")).ok()
+    };
+    signal
+        .map(|s| s.as_str().to_string())
+        .ok_or_else(|| format!("unknown signal {text:?}"))
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("TERM").unwrap(), "SIGTERM");
+        assert_eq!(parse_signal("sigint").unwrap(), "SIGINT");
+        assert_eq!(parse_signal("9").unwrap(), "SIGKILL");
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
+
+    #[test]
+    fn env_pairs() {
+        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert!(parse_env("=x").is_err());
+        assert!(parse_env("novalue").is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_valid() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,202 @@
+//! Talking to the daemon: framed requests over the Unix socket, and starting
+//! a daemon on demand when none answers.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::fs::OpenOptions;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use sup_daemon::Home;
+use sup_proto::{
+    decode_len, encode_frame, Request, RequestEnvelope, Response, ResponseEnvelope, HEADER_LEN,
+    PROTOCOL_VERSION, SUP_VERSION,
+};
+
+/// How long a CLI waits for a daemon it started to answer.
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to the daemon.
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connects to a running daemon; `None` when none answers.
+    pub fn connect(home: &Home) -> Result<Option<Client>> {
+        match UnixStream::connect(home.socket()) {
+            Ok(stream) => Ok(Some(Client { stream })),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+                Ok(None)
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("cannot connect to {}", home.socket().display()))
+            }
+        }
+    }
+
+    /// Connects to the daemon, starting one first if none runs.
+    pub fn connect_or_spawn(home: &Home) -> Result<Client> {
+        if let Some(client) = Client::connect(home)? {
+            return Ok(client);
+        }
+        home.prepare()
+            .with_context(|| "cannot prepare SUP_HOME (set SUP_HOME to a writable directory)")?;
+        // Racing CLIs queue here; the first starts the daemon, the others find it.
+        let lock = sup_daemon::open_lock_file(&home.spawn_lock())
+            .with_context(|| format!("cannot open {}", home.spawn_lock().display()))?;
+        lock.lock().context("cannot lock the daemon spawn lock")?;
+        if let Some(client) = Client::connect(home)? {
+            return Ok(client);
+        }
+        spawn_daemon(home)
+    }
+
+    /// Sends `request` and reads the answer.
+    pub fn request(&mut self, request: Request) -> Result<Response> {
+        let frame = encode_frame(&RequestEnvelope::new(request))?;
+        self.stream
+            .write_all(&frame)
+            .context("cannot send to the daemon")?;
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> Result<Response> {
+        let mut header = [0u8; HEADER_LEN];
+        self.stream
+            .read_exact(&mut header)
+            .context("the daemon closed the connection without answering")?;
+        let mut body = vec![0u8; decode_len(header)?];
+        self.stream
+            .read_exact(&mut body)
+            .context("the daemon's answer was cut short")?;
+        decode_response(&body)
+    }
+}
+
+/// Decodes an answer, checking the daemon speaks our protocol version.
+fn decode_response(body: &[u8]) -> Result<Response> {
+    let value: Value = serde_json::from_slice(body).context("the daemon's answer is not JSON")?;
+    let proto = value.get("proto").and_then(Value::as_u64);
+    let daemon = value
+        .get("daemon")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    if proto != Some(u64::from(PROTOCOL_VERSION)) {
+        bail!(
+            "the running daemon is sup {daemon}, this CLI is sup {SUP_VERSION} (protocols differ); \
+             run `sup update` to replace the daemon, or `sup kill` and retry"
+        );
+    }
+    let envelope: ResponseEnvelope = serde_json::from_value(value).map_err(|e| {
+        anyhow!("cannot understand the answer of daemon sup {daemon} (this CLI is sup {SUP_VERSION}): {e}")
+    })?;
+    Ok(envelope.response)
+}
+
+/// Starts `sup daemon` detached (its own session, output to the daemon log)
+/// and waits until it answers.
+fn spawn_daemon(home: &Home) -> Result<Client> {
+    let log_path = home.daemon_log();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find the sup executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("daemon")
+        .env("SUP_HOME", home.dir())
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("cannot start the daemon")?;
+    let deadline = Instant::now() + SPAWN_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(client) = Client::connect(home)? {
+            return Ok(client);
+        }
+        if let Some(status) = child.try_wait()? {
+            if let Some(client) = Client::connect(home)? {
+                return Ok(client);
+            }
+            bail!(
+                "the daemon exited at start ({status}); its log {} ends with:\n{}",
+                log_path.display(),
+                tail(&log_path, 5)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the daemon did not answer within {SPAWN_TIMEOUT:?}; see {}",
+                log_path.display()
+            );
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn tail(path: &std::path::Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until the daemon holding `home`'s lock has exited.
+pub fn wait_daemon_gone(home: &Home, timeout: Duration) -> Result<()> {
+    let lock = sup_daemon::open_lock_file(&home.daemon_lock())?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(lock.lock());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result.context("cannot wait for the daemon lock"),
+        Err(_) => bail!("the daemon is still running after {timeout:?}"),
+    }
+}
+
+/// Turns a daemon error into a CLI error (exit code 1).
+pub fn expect_ok(response: Response) -> Result<Response> {
+    match response {
+        Response::Error { message, .. } => Err(anyhow!(message)),
+        other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_protocol_is_a_clear_error() {
+        let body = br#"{"proto":7,"daemon":"9.9.9","response":{"type":"ok"}}"#;
+        let err = decode_response(body).unwrap_err().to_string();
+        assert!(
+            err.contains("sup 9.9.9") && err.contains("sup update"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn current_protocol_decodes() {
+        let frame = encode_frame(&ResponseEnvelope::new(Response::Ok)).unwrap();
+        assert_eq!(decode_response(&frame[HEADER_LEN..]).unwrap(), Response::Ok);
+    }
+}

@@ -1,0 +1,208 @@
+//! `sup`: the command-line front of the sup daemon.
+
+mod args;
+mod client;
+mod render;
+mod resolve;
+
+use anyhow::{bail, Context, Result};
+use args::{Cli, Command, StartArgs};
+use clap::Parser;
+use client::{expect_ok, Client};
+use resolve::ResolveError;
+use std::process::ExitCode;
+use std::time::Duration;
+use sup_daemon::Home;
+use sup_proto::{validate_name, AppInfo, AppSpec, Request, Response, Target};
+
+/// How long `sup kill` waits for the daemon to exit after answering.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sup: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    let home = Home::from_env()?;
+    match command {
+        Command::Daemon => sup_daemon::run(home).map_err(Into::into),
+        Command::Start(args) => start(&home, *args),
+        Command::Stop(t) => act(&home, Request::Stop(Target::parse(&t.target)), "stopped"),
+        Command::Restart(t) => act(
+            &home,
+            Request::Restart(Target::parse(&t.target)),
+            "restarted",
+        ),
+        Command::Delete(t) => {
+            let target = Target::parse(&t.target);
+            let mut client = existing(&home)?;
+            expect_ok(client.request(Request::Delete(target.clone()))?)?;
+            println!("[sup] deleted {target}");
+            Ok(())
+        }
+        Command::List(flags) => list(&home, flags.json),
+        Command::Describe(d) => describe(&home, &d.target, d.json),
+        Command::Ping => ping(&home),
+        Command::Kill => kill(&home),
+    }
+}
+
+/// A connection to a daemon that must already run (no app can exist otherwise).
+fn existing(home: &Home) -> Result<Client> {
+    match Client::connect(home)? {
+        Some(client) => Ok(client),
+        None => bail!("the sup daemon is not running (no apps); `sup start` starts it"),
+    }
+}
+
+fn start(home: &Home, args: StartArgs) -> Result<()> {
+    let cwd = match &args.cwd {
+        Some(dir) => std::fs::canonicalize(dir).with_context(|| format!("--cwd {dir}"))?,
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let path_var = std::env::var("PATH").unwrap_or_default();
+    let program = match resolve::resolve(&args.script, args.interpreter.as_deref(), &cwd, &path_var)
+    {
+        Ok(program) => program,
+        Err(ResolveError::Invalid(msg)) => bail!(msg),
+        Err(ResolveError::NotFound(what)) => return start_known(home, &what),
+    };
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| resolve::default_name(&args.script));
+    validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
+    let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    env.extend(args.env);
+    let spec = AppSpec {
+        name,
+        program,
+        args: args.args,
+        cwd: cwd.display().to_string(),
+        env,
+        restart: args.restart,
+        restart_delay_ms: millis(args.restart_delay),
+        backoff_max_ms: millis(args.backoff_max),
+        min_uptime_ms: millis(args.min_uptime),
+        max_restarts: args.max_restarts,
+        stop_signal: args.stop_signal,
+        kill_timeout_ms: millis(args.kill_timeout),
+    };
+    let mut client = Client::connect_or_spawn(home)?;
+    report(client.request(Request::Add(Box::new(spec)))?, "started")
+}
+
+/// `sup start api` where `api` is no file or command: an app the daemon knows.
+fn start_known(home: &Home, what: &str) -> Result<()> {
+    let target = Target::parse(what);
+    let known = match Client::connect(home)? {
+        Some(mut client) => match client.request(Request::Start(target))? {
+            Response::Error { kind, .. } if kind == "not_found" => None,
+            other => Some(other),
+        },
+        None => None,
+    };
+    match known {
+        Some(response) => report(response, "started"),
+        None => bail!("no such file, command or app: {what}"),
+    }
+}
+
+fn act(home: &Home, request: Request, verb: &str) -> Result<()> {
+    let mut client = existing(home)?;
+    report(client.request(request)?, verb)
+}
+
+/// Prints one line per app a command touched.
+fn report(response: Response, verb: &str) -> Result<()> {
+    let Response::Apps(apps) = expect_ok(response)? else {
+        return Ok(());
+    };
+    if apps.is_empty() {
+        println!("[sup] no apps");
+    }
+    for app in &apps {
+        let pid = app.pid.map_or(String::new(), |p| format!(", pid {p}"));
+        println!(
+            "[sup] {verb} {} (id {}{pid}): {}",
+            app.name,
+            app.id,
+            app.status.as_str()
+        );
+        if let Some(err) = &app.error {
+            eprintln!("[sup] {}: {err}", app.name);
+        }
+    }
+    Ok(())
+}
+
+fn list(home: &Home, json: bool) -> Result<()> {
+    let apps = match Client::connect(home)? {
+        Some(mut client) => apps(client.request(Request::List)?)?,
+        None => Vec::new(),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&apps)?);
+    } else {
+        print!("{}", render::table(&apps));
+    }
+    Ok(())
+}
+
+fn describe(home: &Home, target: &str, json: bool) -> Result<()> {
+    let mut client = existing(home)?;
+    let apps = apps(client.request(Request::Describe(Target::parse(target)))?)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&apps)?);
+        return Ok(());
+    }
+    let pages: Vec<String> = apps.iter().map(render::describe).collect();
+    print!("{}", pages.join("\n"));
+    Ok(())
+}
+
+fn apps(response: Response) -> Result<Vec<AppInfo>> {
+    match expect_ok(response)? {
+        Response::Apps(apps) => Ok(apps),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+fn ping(home: &Home) -> Result<()> {
+    let mut client = existing(home)?;
+    match expect_ok(client.request(Request::Ping)?)? {
+        Response::Pong {
+            version, pid, home, ..
+        } => {
+            println!("[sup] daemon sup {version} is up (pid {pid}, home {home})");
+            Ok(())
+        }
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+fn kill(home: &Home) -> Result<()> {
+    let Some(mut client) = Client::connect(home)? else {
+        println!("[sup] no daemon running");
+        return Ok(());
+    };
+    // The daemon answers once every app is down, then exits; an EOF instead
+    // of an answer also means it is going away.
+    if let Ok(response) = client.request(Request::Kill) {
+        expect_ok(response)?;
+    }
+    client::wait_daemon_gone(home, KILL_WAIT)?;
+    println!("[sup] daemon stopped");
+    Ok(())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

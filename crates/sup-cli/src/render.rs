@@ -1,0 +1,185 @@
+//! Human-readable output: the app table and the describe page.
+
+use std::fmt::Write;
+use sup_proto::{AppInfo, Program};
+
+/// The `list` table.
+pub fn table(apps: &[AppInfo]) -> String {
+    let header = [
+        "id", "name", "pid", "status", "restarts", "uptime", "cpu", "memory",
+    ];
+    let rows: Vec<[String; 8]> = apps
+        .iter()
+        .map(|a| {
+            [
+                a.id.to_string(),
+                a.name.clone(),
+                a.pid.map_or("-".into(), |p| p.to_string()),
+                a.status.as_str().to_string(),
+                a.restarts.to_string(),
+                a.uptime_ms.map_or("-".into(), duration),
+                a.pid.map_or("-".into(), |_| format!("{:.1}%", a.cpu)),
+                a.pid.map_or("-".into(), |_| bytes(a.memory)),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&header);
+    for row in &rows {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// The `describe` page of one app.
+pub fn describe(app: &AppInfo) -> String {
+    let mut out = String::new();
+    let mut field = |key: &str, value: String| {
+        let _ = writeln!(out, "{key:<18}{value}");
+    };
+    field("name", app.name.clone());
+    field("id", app.id.to_string());
+    field("status", app.status.as_str().to_string());
+    field("pid", app.pid.map_or("-".into(), |p| p.to_string()));
+    field("uptime", app.uptime_ms.map_or("-".into(), duration));
+    field(
+        "restarts",
+        format!(
+            "{} ({} unstable in a row)",
+            app.restarts, app.unstable_restarts
+        ),
+    );
+    field("cpu", format!("{:.1}%", app.cpu));
+    field("memory", bytes(app.memory));
+    if let Some(exit) = &app.last_exit {
+        field("last exit", exit.clone());
+    }
+    if let Some(ms) = app.restart_in_ms {
+        field("next restart in", duration(ms));
+    }
+    if let Some(err) = &app.error {
+        field("error", err.clone());
+    }
+    if app.stopped_by_user {
+        field("stopped by user", "yes".into());
+    }
+    if let Some(spec) = &app.spec {
+        let command = match &spec.program {
+            Program::Exec { path } => path.clone(),
+            Program::Script {
+                interpreter,
+                script,
+            } => format!("{interpreter} {script}"),
+            Program::Shell { line } => format!("/bin/sh -c {line:?}"),
+        };
+        field("command", command);
+        if !spec.args.is_empty() {
+            field("args", format!("{:?}", spec.args));
+        }
+        field("cwd", spec.cwd.clone());
+        field("restart policy", spec.restart.as_str().to_string());
+        field("restart delay", duration(spec.restart_delay_ms));
+        field("backoff max", duration(spec.backoff_max_ms));
+        field("min uptime", duration(spec.min_uptime_ms));
+        field(
+            "max restarts",
+            spec.max_restarts
+                .map_or("no limit".into(), |n| n.to_string()),
+        );
+        field("stop signal", spec.stop_signal.clone());
+        field("kill timeout", duration(spec.kill_timeout_ms));
+        field("env vars", spec.env.len().to_string());
+    }
+    out
+}
+
+/// `850ms`, `12s`, `5m`, `3h`, `2d`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=59_999 => format!("{}s", ms / 1_000),
+        60_000..=3_599_999 => format!("{}m", ms / 60_000),
+        3_600_000..=86_399_999 => format!("{}h", ms / 3_600_000),
+        _ => format!("{}d", ms / 86_400_000),
+    }
+}
+
+/// `512 B`, `4.0 KiB`, `42.1 MiB`, `1.2 GiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sup_proto::Status;
+
+    fn app(name: &str, pid: Option<u32>) -> AppInfo {
+        AppInfo {
+            id: 3,
+            name: name.into(),
+            pid,
+            status: if pid.is_some() {
+                Status::Online
+            } else {
+                Status::Stopped
+            },
+            restarts: 2,
+            unstable_restarts: 0,
+            stopped_by_user: false,
+            uptime_ms: pid.map(|_| 65_000),
+            cpu: 1.5,
+            memory: 3 * 1024 * 1024,
+            last_exit: None,
+            error: None,
+            restart_in_ms: None,
+            instances: vec![],
+            spec: None,
+        }
+    }
+
+    #[test]
+    fn table_aligns_columns() {
+        let out = table(&[app("api", Some(42)), app("worker-long-name", None)]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("id  name"), "{out}");
+        assert!(
+            lines[1].contains("api") && lines[1].contains("online") && lines[1].contains("3.0 MiB")
+        );
+        assert!(lines[1].contains("1m"), "{out}");
+        let status_col = lines[0].find("status").unwrap();
+        assert_eq!(lines[2].find("stopped"), Some(status_col), "{out}");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(duration(999), "999ms");
+        assert_eq!(duration(61_000), "1m");
+        assert_eq!(bytes(100), "100 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+    }
+}

@@ -1,0 +1,151 @@
+//! `SUP_HOME`: the one directory holding every file of sup's.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Longest socket path `bind(2)` accepts (`sun_path` is 108 bytes with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Why `SUP_HOME` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    /// Neither `SUP_HOME` nor a home directory is known.
+    #[error("cannot find a home directory; set SUP_HOME")]
+    NoHome,
+    /// The directory cannot be created or fixed.
+    #[error("cannot use {path} as SUP_HOME: {source}")]
+    Io {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Someone else owns the directory.
+    #[error("{0} belongs to another user; refusing to use it as SUP_HOME")]
+    Owner(PathBuf),
+    /// The socket path is longer than a Unix socket address allows.
+    #[error("socket path {0} is longer than {MAX_SOCKET_PATH} bytes; set SUP_HOME to a shorter directory")]
+    SocketPathTooLong(PathBuf),
+}
+
+/// The paths under `SUP_HOME`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    dir: PathBuf,
+}
+
+impl Home {
+    /// `SUP_HOME` from the environment, or the per-user data directory
+    /// (`~/.local/share/sup` on Linux).
+    pub fn from_env() -> Result<Home, HomeError> {
+        match std::env::var_os("SUP_HOME").filter(|v| !v.is_empty()) {
+            Some(dir) => Ok(Home::at(absolute(PathBuf::from(dir)))),
+            None => directories::ProjectDirs::from("", "", "sup")
+                .map(|dirs| Home::at(dirs.data_local_dir().to_path_buf()))
+                .ok_or(HomeError::NoHome),
+        }
+    }
+
+    /// A home at `dir`.
+    pub fn at(dir: PathBuf) -> Home {
+        Home { dir }
+    }
+
+    /// The directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The daemon's Unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("sup.sock")
+    }
+
+    /// The lock the running daemon holds for its whole life.
+    pub fn daemon_lock(&self) -> PathBuf {
+        self.dir.join("daemon.lock")
+    }
+
+    /// The lock CLIs hold while they start a daemon, so that racing CLIs start one.
+    pub fn spawn_lock(&self) -> PathBuf {
+        self.dir.join("spawn.lock")
+    }
+
+    /// The daemon's own log.
+    pub fn daemon_log(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    /// The directory of app logs.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// Creates the directory (0700) and `logs/`, or checks an existing one is
+    /// ours and tightens it to 0700; also checks the socket path fits.
+    pub fn prepare(&self) -> Result<(), HomeError> {
+        let socket = self.socket();
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(HomeError::SocketPathTooLong(socket));
+        }
+        let io_err = |source| HomeError::Io {
+            path: self.dir.clone(),
+            source,
+        };
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(io_err)?;
+        let meta = fs::metadata(&self.dir).map_err(io_err)?;
+        if meta.uid() != nix::unistd::geteuid().as_raw() {
+            return Err(HomeError::Owner(self.dir.clone()));
+        }
+        if meta.mode() & 0o077 != 0 {
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(self.logs_dir())
+            .map_err(io_err)?;
+        Ok(())
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(&path))
+        .unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_creates_private_dir() {
+        let base = std::env::temp_dir().join(format!("sup-home-test-{}", std::process::id()));
+        let home = Home::at(base.join("h"));
+        home.prepare().unwrap();
+        let mode = fs::metadata(home.dir()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert!(home.logs_dir().is_dir());
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn long_socket_path_is_refused() {
+        let home = Home::at(std::env::temp_dir().join("x".repeat(120)));
+        assert!(matches!(
+            home.prepare(),
+            Err(HomeError::SocketPathTooLong(_))
+        ));
+        assert!(!home.dir().exists());
+    }
+}

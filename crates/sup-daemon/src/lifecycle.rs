@@ -1,0 +1,323 @@
+//! The per-app lifecycle as a pure state machine.
+//!
+//! [`Lifecycle::handle`] takes an event and returns the actions the
+//! supervisor must carry out. It never touches a process, a clock or a timer,
+//! so every transition is unit-tested without spawning anything.
+
+use std::fmt;
+use std::time::Duration;
+use sup_proto::{AppSpec, Status};
+
+/// First step of the exponential backoff between consecutive unstable restarts.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
+
+/// How an instance's main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal number.
+    Signal(i32),
+}
+
+impl ExitKind {
+    /// Exit code 0.
+    pub fn success(self) -> bool {
+        self == ExitKind::Code(0)
+    }
+}
+
+impl fmt::Display for ExitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ExitKind::Code(code) => write!(f, "exit code {code}"),
+            ExitKind::Signal(sig) => match nix::sys::signal::Signal::try_from(sig) {
+                Ok(name) => write!(f, "signal {name}"),
+                Err(_) => write!(f, "signal {sig}"),
+            },
+        }
+    }
+}
+
+/// What a timer was set for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerKind {
+    /// Time to restart after a crash.
+    Restart,
+    /// The kill timeout of a stop ran out.
+    Kill,
+    /// The instance has been up `min_uptime`: the backoff resets.
+    Stable,
+}
+
+/// Something that happened to an app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// `sup start` of an existing app.
+    Start,
+    /// `sup restart`.
+    Restart,
+    /// `sup stop` (`by_user`), or a daemon shutdown (not by the user).
+    Stop {
+        /// Whether the user asked for it (`unless-stopped` remembers).
+        by_user: bool,
+    },
+    /// The spawn the machine asked for succeeded.
+    Spawned,
+    /// The spawn failed.
+    SpawnFailed(String),
+    /// The instance is gone: its main process exited (and, while stopping,
+    /// the rest of its process group too).
+    Exited(ExitKind),
+    /// A timer fired; `gen` tells whether it is still current.
+    Timer {
+        /// Which timer.
+        kind: TimerKind,
+        /// The generation it was scheduled in.
+        gen: u64,
+    },
+}
+
+/// What the supervisor must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Spawn a new instance, then report [`Event::Spawned`] or [`Event::SpawnFailed`].
+    Spawn,
+    /// Send the stop signal to the instance's process group.
+    SignalStop,
+    /// SIGKILL what is left of the instance's process group.
+    KillGroup,
+    /// Report [`Event::Timer`] with `kind` and `gen` after `after`.
+    Schedule {
+        /// Which timer.
+        kind: TimerKind,
+        /// Delay.
+        after: Duration,
+        /// The generation to report back.
+        gen: u64,
+    },
+}
+
+/// The lifecycle of one app.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    status: Status,
+    restarts: u32,
+    unstable: u32,
+    user_stopped: bool,
+    start_after_stop: bool,
+    gen: u64,
+    last_exit: Option<ExitKind>,
+    error: Option<String>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            status: Status::Stopped,
+            restarts: 0,
+            unstable: 0,
+            user_stopped: false,
+            start_after_stop: false,
+            gen: 0,
+            last_exit: None,
+            error: None,
+        }
+    }
+}
+
+impl Lifecycle {
+    /// Current state.
+    pub fn status(&self) -> Status {
+        self.status
+    }
+
+    /// Restarts so far (crashes and user restarts).
+    pub fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    /// Consecutive restarts that came before `min_uptime`.
+    pub fn unstable_restarts(&self) -> u32 {
+        self.unstable
+    }
+
+    /// Whether the user stopped the app (`sup stop`).
+    pub fn user_stopped(&self) -> bool {
+        self.user_stopped
+    }
+
+    /// How the last instance ended.
+    pub fn last_exit(&self) -> Option<ExitKind> {
+        self.last_exit
+    }
+
+    /// Why the app is errored, or the last spawn failure.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    /// Whether the app has settled: not launching or stopping.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self.status, Status::Launching | Status::Stopping)
+    }
+
+    /// Whether no instance runs and none will start on its own.
+    pub fn is_down(&self) -> bool {
+        matches!(self.status, Status::Stopped | Status::Errored)
+    }
+
+    /// Applies `event` and returns the actions it calls for.
+    pub fn handle(&mut self, spec: &AppSpec, event: Event) -> Vec<Action> {
+        use Status::*;
+        match (self.status, event) {
+            (_, Event::Timer { gen, .. }) if gen != self.gen => vec![],
+            (Stopped | Errored, Event::Start | Event::Restart) => {
+                self.user_stopped = false;
+                self.unstable = 0;
+                self.launch()
+            }
+            (WaitingRestart, Event::Start | Event::Restart) => self.launch(),
+            (Launching | Online, Event::Start) => vec![],
+            (Launching | Online, Event::Restart) => {
+                self.restarts += 1;
+                self.start_after_stop = true;
+                self.stop(spec)
+            }
+            (Stopping, Event::Start | Event::Restart) => {
+                self.user_stopped = false;
+                self.start_after_stop = true;
+                vec![]
+            }
+            (status, Event::Stop { by_user }) => {
+                self.user_stopped |= by_user;
+                self.start_after_stop = false;
+                match status {
+                    Launching | Online => self.stop(spec),
+                    WaitingRestart | Errored => self.enter(Stopped),
+                    Stopping | Stopped => vec![],
+                }
+            }
+            (Launching, Event::Spawned) => {
+                self.error = None;
+                let mut actions = self.enter(Online);
+                actions.push(self.schedule(TimerKind::Stable, spec.min_uptime_ms));
+                actions
+            }
+            (Launching, Event::SpawnFailed(reason)) => {
+                self.error = Some(format!("cannot start: {reason}"));
+                self.enter(Errored)
+            }
+            (Launching | Online, Event::Exited(exit)) => self.crashed(spec, exit),
+            (Stopping, Event::Exited(exit)) => {
+                self.last_exit = Some(exit);
+                if std::mem::take(&mut self.start_after_stop) {
+                    self.launch()
+                } else {
+                    self.enter(Stopped)
+                }
+            }
+            (
+                Online,
+                Event::Timer {
+                    kind: TimerKind::Stable,
+                    ..
+                },
+            ) => {
+                self.unstable = 0;
+                vec![]
+            }
+            (
+                Stopping,
+                Event::Timer {
+                    kind: TimerKind::Kill,
+                    ..
+                },
+            ) => vec![Action::KillGroup],
+            (
+                WaitingRestart,
+                Event::Timer {
+                    kind: TimerKind::Restart,
+                    ..
+                },
+            ) => self.launch(),
+            _ => vec![],
+        }
+    }
+
+    /// The main process ended without being asked to: restart per policy.
+    fn crashed(&mut self, spec: &AppSpec, exit: ExitKind) -> Vec<Action> {
+        self.last_exit = Some(exit);
+        let mut actions = vec![Action::KillGroup];
+        if !spec.restart.restarts_after(exit.success()) {
+            self.unstable = 0;
+            actions.extend(self.enter(Status::Stopped));
+            return actions;
+        }
+        if let Some(max) = spec.max_restarts.filter(|max| self.unstable >= *max) {
+            self.error = Some(format!(
+                "gave up after {max} unstable restarts (--max-restarts {max}); last: {exit}"
+            ));
+            actions.extend(self.enter(Status::Errored));
+            return actions;
+        }
+        let delay = backoff_delay(spec, self.unstable);
+        self.unstable += 1;
+        self.restarts += 1;
+        if delay.is_zero() {
+            actions.extend(self.launch());
+        } else {
+            actions.extend(self.enter(Status::WaitingRestart));
+            actions.push(Action::Schedule {
+                kind: TimerKind::Restart,
+                after: delay,
+                gen: self.gen,
+            });
+        }
+        actions
+    }
+
+    fn launch(&mut self) -> Vec<Action> {
+        let mut actions = self.enter(Status::Launching);
+        actions.push(Action::Spawn);
+        actions
+    }
+
+    fn stop(&mut self, spec: &AppSpec) -> Vec<Action> {
+        let mut actions = self.enter(Status::Stopping);
+        actions.push(Action::SignalStop);
+        actions.push(self.schedule(TimerKind::Kill, spec.kill_timeout_ms));
+        actions
+    }
+
+    /// Moves to `status`; timers of the previous state become stale.
+    fn enter(&mut self, status: Status) -> Vec<Action> {
+        self.status = status;
+        self.gen += 1;
+        vec![]
+    }
+
+    fn schedule(&self, kind: TimerKind, after_ms: u64) -> Action {
+        Action::Schedule {
+            kind,
+            after: Duration::from_millis(after_ms),
+            gen: self.gen,
+        }
+    }
+}
+
+/// Delay before a restart that follows `unstable` consecutive unstable ones:
+/// `restart_delay` for the first, then 100 ms doubling, capped at `backoff_max`.
+pub fn backoff_delay(spec: &AppSpec, unstable: u32) -> Duration {
+    let base = Duration::from_millis(spec.restart_delay_ms);
+    if unstable == 0 {
+        return base;
+    }
+    let grown = BACKOFF_BASE.saturating_mul(1u32 << (unstable - 1).min(20));
+    grown
+        .min(Duration::from_millis(spec.backoff_max_ms))
+        .max(base)
+}
+
+#[cfg(test)]
+mod tests;

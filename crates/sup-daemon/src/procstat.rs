@@ -1,0 +1,148 @@
+//! CPU time and resident memory of an app's process tree, read from /proc
+//! only when a client asks (`list`, `describe`): no timer scans anything.
+
+use std::fs;
+use std::time::Instant;
+
+/// Cumulative CPU ticks and current RSS of a process tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// utime + stime of every live process in the tree, in clock ticks.
+    pub ticks: u64,
+    /// Sum of their resident set sizes, in bytes.
+    pub rss_bytes: u64,
+}
+
+/// Fields of `/proc/PID/stat` that sup uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// utime + stime, clock ticks.
+    pub ticks: u64,
+    /// Resident pages.
+    pub rss_pages: u64,
+    /// Start time after boot, clock ticks (with the pid, identifies a process).
+    pub start_time: u64,
+}
+
+/// Parses the text of `/proc/PID/stat`. The command name may hold spaces and
+/// parentheses, so fields are counted from the last `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state) of proc(5).
+    let num = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
+    Some(Stat {
+        ticks: num(14)? + num(15)?,
+        start_time: num(22)?,
+        rss_pages: num(24)?,
+    })
+}
+
+/// Reads `/proc/PID/stat`.
+pub fn read_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Usage of `root` and all its descendants (found through
+/// `/proc/PID/task/TID/children`).
+pub fn tree_usage(root: u32) -> Usage {
+    let page = page_size();
+    let mut usage = Usage::default();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        let Some(stat) = read_stat(pid) else { continue };
+        usage.ticks += stat.ticks;
+        usage.rss_bytes += stat.rss_pages * page;
+        push_children(pid, &mut stack);
+    }
+    usage
+}
+
+fn push_children(pid: u32, stack: &mut Vec<u32>) {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let Ok(text) = fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        stack.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+/// Clock ticks per second (`CLK_TCK`).
+pub fn ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|hz| *hz > 0).unwrap_or(100)
+}
+
+/// Turns cumulative ticks into a CPU percentage between two queries.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    ticks: u64,
+    at: Instant,
+}
+
+impl CpuMeter {
+    /// A meter whose first reading averages over the time since `started`.
+    pub fn new(started: Instant) -> CpuMeter {
+        CpuMeter {
+            ticks: 0,
+            at: started,
+        }
+    }
+
+    /// CPU percent of one core since the previous reading, then remembers this one.
+    pub fn percent(&mut self, ticks: u64, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        let used = ticks.saturating_sub(self.ticks) as f64 / ticks_per_second() as f64;
+        *self = CpuMeter { ticks, at: now };
+        if elapsed <= 0.0 {
+            return 0.0;
+        }
+        (used / elapsed * 1000.0).round() / 10.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_stat_with_odd_command_names() {
+        let text = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 5555 1000 250 18446744073709551615";
+        let stat = parse_stat(text).unwrap();
+        assert_eq!(stat.ticks, 10);
+        assert_eq!(stat.start_time, 5555);
+        assert_eq!(stat.rss_pages, 250);
+        assert!(parse_stat("garbage").is_none());
+    }
+
+    #[test]
+    fn reads_own_tree() {
+        let usage = tree_usage(std::process::id());
+        assert!(usage.rss_bytes > 0);
+    }
+
+    #[test]
+    fn cpu_meter_is_a_rate() {
+        let start = Instant::now();
+        let mut meter = CpuMeter::new(start);
+        let hz = ticks_per_second();
+        // Half a core for two seconds.
+        let pct = meter.percent(hz, start + Duration::from_secs(2));
+        assert_eq!(pct, 50.0);
+        assert_eq!(meter.percent(hz, start + Duration::from_secs(3)), 0.0);
+    }
+}

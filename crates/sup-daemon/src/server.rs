@@ -1,0 +1,194 @@
+//! The Unix socket server: checks who connects, reads framed requests,
+//! hands them to the supervisor and writes back its answers.
+
+use crate::supervisor::Msg;
+use serde_json::Value;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+use sup_proto::{
+    decode_len, encode_frame, Request, RequestEnvelope, Response, ResponseEnvelope, HEADER_LEN,
+    PROTOCOL_VERSION, SUP_VERSION,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+/// How long a client may take to send the body of a frame whose header it sent.
+const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds the socket at `path` (replacing a stale one) and makes it 0600.
+/// The caller holds the daemon lock, so no live daemon owns an existing file.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Accepts connections for ever. Each connection holds a strong `inflight`
+/// sender only while it handles a request, so that shutdown can wait for the
+/// last answers to be written.
+pub async fn serve(
+    listener: UnixListener,
+    tx: mpsc::UnboundedSender<Msg>,
+    inflight: mpsc::WeakSender<()>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                tokio::spawn(connection(stream, tx.clone(), inflight.clone()));
+            }
+            Err(err) => {
+                // EMFILE and friends: don't spin; the next accept may succeed.
+                warn!("accept failed: {err}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(
+    mut stream: UnixStream,
+    tx: mpsc::UnboundedSender<Msg>,
+    inflight: mpsc::WeakSender<()>,
+) {
+    if let Err(refusal) = check_peer(&stream) {
+        let _ = write_response(&mut stream, refusal).await;
+        return;
+    }
+    loop {
+        let mut header = [0u8; HEADER_LEN];
+        if stream.read_exact(&mut header).await.is_err() {
+            return; // EOF or a broken peer: nothing to answer.
+        }
+        let len = match decode_len(header) {
+            Ok(len) => len,
+            Err(err) => {
+                let _ =
+                    write_response(&mut stream, Response::error("bad_request", err.to_string()))
+                        .await;
+                return; // The stream is out of step; drop it.
+            }
+        };
+        let mut body = vec![0u8; len];
+        match tokio::time::timeout(BODY_TIMEOUT, stream.read_exact(&mut body)).await {
+            Ok(Ok(_)) => {}
+            _ => return, // Truncated or too slow.
+        }
+        let Some(_guard) = inflight.upgrade() else {
+            return;
+        };
+        let response = match parse(&body) {
+            Ok(request) => ask(&tx, request).await,
+            Err(response) => response,
+        };
+        if write_response(&mut stream, response).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Refuses peers of another uid; root may connect.
+fn check_peer(stream: &UnixStream) -> Result<(), Response> {
+    let cred = stream
+        .peer_cred()
+        .map_err(|e| Response::error("forbidden", format!("cannot read peer credentials: {e}")))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if cred.uid() == me || cred.uid() == 0 {
+        return Ok(());
+    }
+    warn!(uid = cred.uid(), pid = ?cred.pid(), "refused a client of another user");
+    Err(Response::error(
+        "forbidden",
+        format!(
+            "this daemon belongs to uid {me}; uid {} may not use it",
+            cred.uid()
+        ),
+    ))
+}
+
+/// Decodes a request body, checking the protocol version before the shape,
+/// so that a newer or older client gets a clear answer rather than a parse error.
+pub fn parse(body: &[u8]) -> Result<Request, Response> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Response::error("bad_request", format!("malformed request: {e}")))?;
+    let proto = value.get("proto").and_then(Value::as_u64);
+    if proto != Some(u64::from(PROTOCOL_VERSION)) {
+        let client = value
+            .get("client")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        return Err(Response::error(
+            "version",
+            format!(
+                "the daemon is sup {SUP_VERSION} (protocol {PROTOCOL_VERSION}) but the client is sup {client} \
+                 (protocol {}); run `sup update` to replace the daemon with the installed sup",
+                proto.map_or("unknown".to_string(), |p| p.to_string())
+            ),
+        ));
+    }
+    serde_json::from_value::<RequestEnvelope>(value)
+        .map(|envelope| envelope.request)
+        .map_err(|e| Response::error("bad_request", format!("invalid request: {e}")))
+}
+
+async fn ask(tx: &mpsc::UnboundedSender<Msg>, request: Request) -> Response {
+    let (reply_tx, reply_rx) = oneshot::channel();
+    if tx.send(Msg::Request(request, reply_tx)).is_err() {
+        return Response::error("shutting_down", "the daemon is shutting down");
+    }
+    reply_rx
+        .await
+        .unwrap_or_else(|_| Response::error("shutting_down", "the daemon is shutting down"))
+}
+
+async fn write_response(stream: &mut UnixStream, response: Response) -> io::Result<()> {
+    let frame = encode_frame(&ResponseEnvelope::new(response)).unwrap_or_else(|e| {
+        encode_frame(&ResponseEnvelope::new(Response::error(
+            "internal",
+            e.to_string(),
+        )))
+        .unwrap_or_default()
+    });
+    stream.write_all(&frame).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_kind(r: Result<Request, Response>) -> String {
+        match r {
+            Err(Response::Error { kind, .. }) => kind,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_a_current_request() {
+        let body = serde_json::to_vec(&RequestEnvelope::new(Request::List)).unwrap();
+        assert_eq!(parse(&body).unwrap(), Request::List);
+    }
+
+    #[test]
+    fn refuses_garbage_and_other_versions() {
+        assert_eq!(error_kind(parse(b"\x00\xffnot json")), "bad_request");
+        assert_eq!(
+            error_kind(parse(br#"{"proto":1,"request":{"op":"nope"}}"#)),
+            "bad_request"
+        );
+        assert_eq!(
+            error_kind(parse(
+                br#"{"proto":99,"client":"9.0.0","request":{"op":"ping"}}"#
+            )),
+            "version"
+        );
+        assert_eq!(error_kind(parse(br#"[1,2,3]"#)), "version");
+    }
+}

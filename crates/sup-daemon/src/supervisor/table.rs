@@ -1,0 +1,212 @@
+//! The process table: apps by id, and the pid index that routes exits.
+
+use crate::lifecycle::{ExitKind, Lifecycle};
+use crate::procstat::{tree_usage, CpuMeter};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+use sup_proto::{AppInfo, AppSpec, InstanceInfo, Response, Target};
+
+/// A running (or draining) copy of an app.
+#[derive(Debug)]
+pub struct Instance {
+    /// Pid of the main process; also its process group id.
+    pub pid: u32,
+    /// When it was spawned.
+    pub started: Instant,
+    /// CPU rate between queries.
+    pub meter: CpuMeter,
+    /// Set once the main process exited while the rest of the group drains.
+    pub exit: Option<ExitKind>,
+}
+
+impl Instance {
+    /// A fresh instance of `pid`.
+    pub fn new(pid: u32) -> Instance {
+        let started = Instant::now();
+        Instance {
+            pid,
+            started,
+            meter: CpuMeter::new(started),
+            exit: None,
+        }
+    }
+}
+
+/// One app in the table.
+#[derive(Debug)]
+pub struct App {
+    /// Stable numeric id.
+    pub id: u32,
+    /// Its spec.
+    pub spec: AppSpec,
+    /// Its lifecycle.
+    pub lc: Lifecycle,
+    /// The current instance, if one runs.
+    pub instance: Option<Instance>,
+    /// When the scheduled restart is due, while waiting.
+    pub restart_due: Option<Instant>,
+    /// Being deleted: removed once down.
+    pub deleting: bool,
+}
+
+impl App {
+    /// A snapshot for clients, with usage read from /proc; `with_spec` adds the spec.
+    pub fn info(&mut self, with_spec: bool) -> AppInfo {
+        let now = Instant::now();
+        let status = self.lc.status();
+        let live = self.instance.as_mut().filter(|i| i.exit.is_none());
+        let (pid, uptime_ms, cpu, memory) = match live {
+            Some(inst) => {
+                let u = tree_usage(inst.pid);
+                let (cpu, memory) = (inst.meter.percent(u.ticks, now), u.rss_bytes);
+                let uptime = now.duration_since(inst.started).as_millis() as u64;
+                (Some(inst.pid), Some(uptime), cpu, memory)
+            }
+            None => (None, None, 0.0, 0),
+        };
+        let instances = vec![InstanceInfo {
+            pid,
+            status,
+            uptime_ms,
+            cpu,
+            memory,
+        }];
+        AppInfo {
+            id: self.id,
+            name: self.spec.name.clone(),
+            pid,
+            status,
+            restarts: self.lc.restarts(),
+            unstable_restarts: self.lc.unstable_restarts(),
+            stopped_by_user: self.lc.user_stopped(),
+            uptime_ms,
+            cpu,
+            memory,
+            last_exit: self.lc.last_exit().map(|e| e.to_string()),
+            error: self.lc.error().map(str::to_string),
+            restart_in_ms: self
+                .restart_due
+                .filter(|_| status == sup_proto::Status::WaitingRestart)
+                .map(|due| due.saturating_duration_since(now).as_millis() as u64),
+            instances,
+            spec: with_spec.then(|| self.spec.clone()),
+        }
+    }
+}
+
+/// Apps by id, with an index from live pids to app ids.
+#[derive(Debug, Default)]
+pub struct Table {
+    apps: BTreeMap<u32, App>,
+    by_pid: HashMap<u32, u32>,
+    next_id: u32,
+}
+
+impl Table {
+    /// Adds an app with the next id; the caller checked the name is free.
+    pub fn insert(&mut self, spec: AppSpec) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let app = App {
+            id,
+            spec,
+            lc: Lifecycle::default(),
+            instance: None,
+            restart_due: None,
+            deleting: false,
+        };
+        self.apps.insert(id, app);
+        id
+    }
+
+    /// Removes an app.
+    pub fn remove(&mut self, id: u32) {
+        self.apps.remove(&id);
+    }
+
+    /// The app with this id.
+    pub fn get_mut(&mut self, id: u32) -> Option<&mut App> {
+        self.apps.get_mut(&id)
+    }
+
+    /// The app with this id.
+    pub fn get(&self, id: u32) -> Option<&App> {
+        self.apps.get(&id)
+    }
+
+    /// Every id, in order.
+    pub fn ids(&self) -> Vec<u32> {
+        self.apps.keys().copied().collect()
+    }
+
+    /// Every app, by id.
+    pub fn iter(&self) -> impl Iterator<Item = &App> {
+        self.apps.values()
+    }
+
+    /// The id of the app named `name`.
+    pub fn find_name(&self, name: &str) -> Option<u32> {
+        self.apps
+            .values()
+            .find(|a| a.spec.name == name)
+            .map(|a| a.id)
+    }
+
+    /// Ids a target names; an unknown name or id is a `not_found` error.
+    pub fn resolve(&self, target: &Target) -> Result<Vec<u32>, Response> {
+        let found = match target {
+            Target::All => return Ok(self.apps.keys().copied().collect()),
+            Target::Id(id) => self.apps.contains_key(id).then_some(*id),
+            Target::Name(name) => self.find_name(name),
+        };
+        found
+            .map(|id| vec![id])
+            .ok_or_else(|| Response::error("not_found", format!("no app {target}")))
+    }
+
+    /// Records that `pid` is the main process of app `id`.
+    pub fn index_pid(&mut self, pid: u32, id: u32) {
+        self.by_pid.insert(pid, id);
+    }
+
+    /// Takes the app that `pid` was the main process of.
+    pub fn unindex_pid(&mut self, pid: u32) -> Option<u32> {
+        self.by_pid.remove(&pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str) -> AppSpec {
+        AppSpec {
+            name: name.into(),
+            ..AppSpec::default()
+        }
+    }
+
+    #[test]
+    fn resolves_targets() {
+        let mut t = Table::default();
+        let a = t.insert(spec("a"));
+        let b = t.insert(spec("b"));
+        assert_eq!(t.resolve(&Target::All).unwrap(), vec![a, b]);
+        assert_eq!(t.resolve(&Target::Name("b".into())).unwrap(), vec![b]);
+        assert_eq!(t.resolve(&Target::Id(a)).unwrap(), vec![a]);
+        let Err(Response::Error { kind, message }) = t.resolve(&Target::Name("zz".into())) else {
+            panic!("expected an error")
+        };
+        assert_eq!(kind, "not_found");
+        assert!(message.contains("zz"), "{message}");
+        assert!(t.resolve(&Target::Id(99)).is_err());
+    }
+
+    #[test]
+    fn ids_are_never_reused() {
+        let mut t = Table::default();
+        let a = t.insert(spec("a"));
+        t.remove(a);
+        assert_ne!(t.insert(spec("a")), a);
+    }
+}

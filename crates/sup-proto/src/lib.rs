@@ -1,0 +1,26 @@
+//! The wire protocol spoken between the `sup` CLI and the sup daemon.
+//!
+//! Every message is a frame: a 4-byte big-endian length followed by that many
+//! bytes of JSON. Requests travel in a [`RequestEnvelope`] and answers in a
+//! [`ResponseEnvelope`]; both carry [`PROTOCOL_VERSION`] so that a CLI and a
+//! daemon of different versions notice it and say so instead of misreading
+//! each other. Types grow by adding fields with serde defaults, never by
+//! renaming them.
+
+mod frame;
+mod message;
+mod name;
+mod spec;
+
+pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
+pub use message::{
+    AppInfo, InstanceInfo, Request, RequestEnvelope, Response, ResponseEnvelope, Status, Target,
+};
+pub use name::{validate_name, NameError};
+pub use spec::{AppSpec, Program, RestartPolicy};
+
+/// Version of the framing and message schema. Bumped only on incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Version of the sup release this crate belongs to.
+pub const SUP_VERSION: &str = env!("CARGO_PKG_VERSION");

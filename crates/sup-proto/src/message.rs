@@ -1,0 +1,257 @@
+//! Requests, responses and the views of apps that responses carry.
+
+use crate::spec::AppSpec;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Which apps a command applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Every app.
+    All,
+    /// The app with this numeric id.
+    Id(u32),
+    /// The app with this name.
+    Name(String),
+}
+
+impl Target {
+    /// Reads a CLI argument: `all`, digits (an id) or a name.
+    pub fn parse(arg: &str) -> Target {
+        if arg == "all" {
+            Target::All
+        } else if let Ok(id) = arg.parse::<u32>() {
+            Target::Id(id)
+        } else {
+            Target::Name(arg.to_string())
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::All => f.write_str("all"),
+            Target::Id(id) => write!(f, "id {id}"),
+            Target::Name(name) => write!(f, "{name:?}"),
+        }
+    }
+}
+
+/// A command for the daemon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "args", rename_all = "snake_case")]
+pub enum Request {
+    /// Is the daemon up? Answered by [`Response::Pong`].
+    Ping,
+    /// Add a new app and start it.
+    Add(Box<AppSpec>),
+    /// Start apps that are already known (stopped or errored ones).
+    Start(Target),
+    /// Stop apps; they stay stopped.
+    Stop(Target),
+    /// Stop (if running) and start apps again.
+    Restart(Target),
+    /// Stop and forget apps.
+    Delete(Target),
+    /// All apps, briefly.
+    List,
+    /// Apps with their full spec.
+    Describe(Target),
+    /// Stop every app gracefully, then the daemon exits.
+    Kill,
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Response {
+    /// Answer to [`Request::Ping`].
+    Pong {
+        /// The daemon's sup version.
+        version: String,
+        /// Daemon pid.
+        pid: u32,
+        /// Daemon start time, milliseconds since the Unix epoch.
+        started_at_ms: u64,
+        /// The daemon's `SUP_HOME`.
+        home: String,
+    },
+    /// The apps a command concerned, after it took effect.
+    Apps(Vec<AppInfo>),
+    /// Done, nothing to report.
+    Ok,
+    /// The command failed; the connection stays usable.
+    Error {
+        /// Machine-readable class: `not_found`, `conflict`, `bad_request`,
+        /// `version`, `forbidden`, `internal`.
+        kind: String,
+        /// What went wrong, for a human.
+        message: String,
+    },
+}
+
+impl Response {
+    /// Builds an error response.
+    pub fn error(kind: &str, message: impl Into<String>) -> Response {
+        Response::Error {
+            kind: kind.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A request as framed on the socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    /// [`crate::PROTOCOL_VERSION`] of the sender.
+    pub proto: u32,
+    /// sup version of the sender.
+    pub client: String,
+    /// The command.
+    pub request: Request,
+}
+
+impl RequestEnvelope {
+    /// Wraps a request with this crate's versions.
+    pub fn new(request: Request) -> Self {
+        RequestEnvelope {
+            proto: crate::PROTOCOL_VERSION,
+            client: crate::SUP_VERSION.to_string(),
+            request,
+        }
+    }
+}
+
+/// A response as framed on the socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    /// [`crate::PROTOCOL_VERSION`] of the daemon.
+    pub proto: u32,
+    /// sup version of the daemon.
+    pub daemon: String,
+    /// The answer.
+    pub response: Response,
+}
+
+impl ResponseEnvelope {
+    /// Wraps a response with this crate's versions.
+    pub fn new(response: Response) -> Self {
+        ResponseEnvelope {
+            proto: crate::PROTOCOL_VERSION,
+            daemon: crate::SUP_VERSION.to_string(),
+            response,
+        }
+    }
+}
+
+/// Lifecycle state of an app or instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Being spawned.
+    Launching,
+    /// Running.
+    Online,
+    /// Stop signal sent, waiting for the exit.
+    Stopping,
+    /// Not running, and not coming back on its own.
+    Stopped,
+    /// Exited; a restart is scheduled.
+    WaitingRestart,
+    /// Gave up: too many unstable restarts, or it cannot be spawned.
+    Errored,
+}
+
+impl Status {
+    /// The name shown by `list` and used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Launching => "launching",
+            Status::Online => "online",
+            Status::Stopping => "stopping",
+            Status::Stopped => "stopped",
+            Status::WaitingRestart => "waiting-restart",
+            Status::Errored => "errored",
+        }
+    }
+}
+
+/// One running (or last run) copy of an app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// Pid of the instance's main process (null when none runs).
+    pub pid: Option<u32>,
+    /// Lifecycle state.
+    pub status: Status,
+    /// Milliseconds since this instance started (null when none runs).
+    pub uptime_ms: Option<u64>,
+    /// CPU use of the instance's process group, in percent of one core.
+    pub cpu: f64,
+    /// Resident memory of the instance's process group, in bytes.
+    pub memory: u64,
+}
+
+/// What the daemon knows about one app. `list --json` prints an array of these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppInfo {
+    /// Stable numeric id.
+    pub id: u32,
+    /// Unique name.
+    pub name: String,
+    /// Pid of the main instance, null when none runs.
+    pub pid: Option<u32>,
+    /// Lifecycle state of the app.
+    pub status: Status,
+    /// Restarts since the app was added (crashes and `sup restart`).
+    pub restarts: u32,
+    /// Consecutive restarts that happened before `min_uptime` was reached.
+    pub unstable_restarts: u32,
+    /// Whether the user stopped the app with `sup stop`.
+    pub stopped_by_user: bool,
+    /// Milliseconds the main instance has been up, null when none runs.
+    pub uptime_ms: Option<u64>,
+    /// CPU use of the app's process group, percent of one core.
+    pub cpu: f64,
+    /// Resident memory of the app's process group, bytes.
+    pub memory: u64,
+    /// How the last run ended (`exit code 1`, `signal SIGKILL`), if any.
+    pub last_exit: Option<String>,
+    /// Why the app is errored, or the last spawn failure.
+    pub error: Option<String>,
+    /// Milliseconds until the scheduled restart, when waiting.
+    pub restart_in_ms: Option<u64>,
+    /// The instances of the app.
+    pub instances: Vec<InstanceInfo>,
+    /// The full spec; filled by `describe` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<AppSpec>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_parsing() {
+        assert_eq!(Target::parse("all"), Target::All);
+        assert_eq!(Target::parse("7"), Target::Id(7));
+        assert_eq!(Target::parse("api"), Target::Name("api".into()));
+    }
+
+    #[test]
+    fn request_round_trip() {
+        let env = RequestEnvelope::new(Request::Stop(Target::Name("api".into())));
+        let text = serde_json::to_string(&env).unwrap();
+        assert_eq!(serde_json::from_str::<RequestEnvelope>(&text).unwrap(), env);
+        assert!(text.contains(r#""op":"stop""#), "{text}");
+    }
+
+    #[test]
+    fn status_names_are_kebab_case() {
+        let text = serde_json::to_string(&Status::WaitingRestart).unwrap();
+        assert_eq!(text, r#""waiting-restart""#);
+        assert_eq!(Status::WaitingRestart.as_str(), "waiting-restart");
+    }
+}

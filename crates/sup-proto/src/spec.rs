@@ -1,0 +1,190 @@
+//! The app spec: everything the daemon needs to run and restart one app.
+//!
+//! One serde type serves the CLI flags, the socket and (later) saved dumps and
+//! config files, so every field has a default and new fields are additive.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What to execute. Paths are absolute, resolved by the CLI from the user's
+/// cwd and PATH, so a daemon with another cwd or PATH runs the same thing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Program {
+    /// An executable run directly.
+    Exec {
+        /// Absolute path of the executable.
+        path: String,
+    },
+    /// A script run by an interpreter (`node app.js`).
+    Script {
+        /// Absolute path of the interpreter.
+        interpreter: String,
+        /// Path of the script, as given (resolved against `cwd`).
+        script: String,
+    },
+    /// A command line run by `/bin/sh -c`.
+    Shell {
+        /// The command line.
+        line: String,
+    },
+}
+
+impl Program {
+    /// The argv to execute, with `args` appended.
+    pub fn argv(&self, args: &[String]) -> Vec<String> {
+        let mut argv = match self {
+            Program::Exec { path } => vec![path.clone()],
+            Program::Script {
+                interpreter,
+                script,
+            } => vec![interpreter.clone(), script.clone()],
+            // `sh -c LINE sh ARGS...` makes ARGS the line's $1, $2, ...
+            Program::Shell { line } => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+        };
+        if matches!(self, Program::Shell { .. }) && !args.is_empty() {
+            argv.push("sh".into());
+        }
+        argv.extend(args.iter().cloned());
+        argv
+    }
+}
+
+/// When the daemon restarts an app that exited on its own (Docker's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart on any exit.
+    #[default]
+    Always,
+    /// Restart on a non-zero exit code or death by a signal.
+    OnFailure,
+    /// As `always`; after a daemon restart, comes back unless the user stopped it.
+    UnlessStopped,
+    /// Never restart.
+    No,
+}
+
+impl RestartPolicy {
+    /// Whether an exit (`success` = exit code 0) calls for a restart.
+    pub fn restarts_after(self, success: bool) -> bool {
+        match self {
+            RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+            RestartPolicy::OnFailure => !success,
+            RestartPolicy::No => false,
+        }
+    }
+
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestartPolicy::Always => "always",
+            RestartPolicy::OnFailure => "on-failure",
+            RestartPolicy::UnlessStopped => "unless-stopped",
+            RestartPolicy::No => "no",
+        }
+    }
+}
+
+/// Default `min_uptime_ms`: PM2's one second (see docs/restarts.md for why).
+pub const DEFAULT_MIN_UPTIME_MS: u64 = 1_000;
+/// Default cap of the exponential backoff.
+pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
+/// Default time between the stop signal and SIGKILL.
+pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
+
+/// Everything the daemon needs to run one app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppSpec {
+    /// Unique name (see [`crate::validate_name`]).
+    pub name: String,
+    /// What to execute.
+    pub program: Program,
+    /// Arguments appended to the program.
+    pub args: Vec<String>,
+    /// Absolute working directory.
+    pub cwd: String,
+    /// The complete environment of the app.
+    pub env: BTreeMap<String, String>,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Delay before the first restart after a crash.
+    pub restart_delay_ms: u64,
+    /// Cap of the exponential backoff between consecutive unstable restarts.
+    pub backoff_max_ms: u64,
+    /// Uptime after which a run counts as stable and the backoff resets.
+    pub min_uptime_ms: u64,
+    /// Unstable restarts allowed before the app turns `errored` (none: no limit).
+    pub max_restarts: Option<u32>,
+    /// Signal name sent to the process group to stop the app.
+    pub stop_signal: String,
+    /// Time between the stop signal and SIGKILL.
+    pub kill_timeout_ms: u64,
+}
+
+impl Default for AppSpec {
+    fn default() -> Self {
+        AppSpec {
+            name: String::new(),
+            program: Program::Shell {
+                line: String::new(),
+            },
+            args: Vec::new(),
+            cwd: "/".into(),
+            env: BTreeMap::new(),
+            restart: RestartPolicy::Always,
+            restart_delay_ms: 0,
+            backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
+            min_uptime_ms: DEFAULT_MIN_UPTIME_MS,
+            max_restarts: None,
+            stop_signal: "SIGTERM".into(),
+            kill_timeout_ms: DEFAULT_KILL_TIMEOUT_MS,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argv_per_program_kind() {
+        let args = vec!["--queue".to_string(), "high".to_string()];
+        let exec = Program::Exec {
+            path: "/bin/w".into(),
+        };
+        assert_eq!(exec.argv(&args), ["/bin/w", "--queue", "high"]);
+        let script = Program::Script {
+            interpreter: "/usr/bin/node".into(),
+            script: "app.js".into(),
+        };
+        assert_eq!(script.argv(&[]), ["/usr/bin/node", "app.js"]);
+        let shell = Program::Shell {
+            line: "echo $1".into(),
+        };
+        assert_eq!(
+            shell.argv(&args),
+            ["/bin/sh", "-c", "echo $1", "sh", "--queue", "high"]
+        );
+        assert_eq!(shell.argv(&[]), ["/bin/sh", "-c", "echo $1"]);
+    }
+
+    #[test]
+    fn policies() {
+        use RestartPolicy::*;
+        assert!(Always.restarts_after(true) && Always.restarts_after(false));
+        assert!(!OnFailure.restarts_after(true) && OnFailure.restarts_after(false));
+        assert!(UnlessStopped.restarts_after(true));
+        assert!(!No.restarts_after(false));
+    }
+
+    #[test]
+    fn missing_fields_take_defaults() {
+        let spec: AppSpec =
+            serde_json::from_str(r#"{"name":"api","program":{"kind":"exec","path":"/bin/true"}}"#)
+                .unwrap();
+        assert_eq!(spec.kill_timeout_ms, DEFAULT_KILL_TIMEOUT_MS);
+        assert_eq!(spec.restart, RestartPolicy::Always);
+    }
+}
