@@ -1,1 +1,9 @@
+//! Integration tests: the real `sup` binary against real daemons, each in
+//! its own temporary `SUP_HOME`.
 
+mod support;
+
+mod commands;
+mod daemon;
+mod processes;
+mod restarts;

@@ -31,6 +31,8 @@ pub enum Command {
     /// Show everything known about an app.
     #[command(visible_aliases = ["show", "info"])]
     Describe(DescribeArgs),
+    /// Print the pid of an app's main process (nothing when it is not running).
+    Pid(TargetArg),
     /// Is the daemon up? Prints its version and pid.
     Ping,
     /// Stop every app gracefully, then the daemon.

@@ -29,7 +29,13 @@ impl Client {
     pub fn connect(home: &Home) -> Result<Option<Client>> {
         match UnixStream::connect(home.socket()) {
             Ok(stream) => Ok(Some(Client { stream })),
-            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
+            // No socket, a stale one, or no home at all: no daemon runs.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::NotFound | ErrorKind::ConnectionRefused | ErrorKind::NotADirectory
+                ) =>
+            {
                 Ok(None)
             }
             Err(e) => {
@@ -58,10 +64,14 @@ impl Client {
     /// Sends `request` and reads the answer.
     pub fn request(&mut self, request: Request) -> Result<Response> {
         let frame = encode_frame(&RequestEnvelope::new(request))?;
-        self.stream
-            .write_all(&frame)
-            .context("cannot send to the daemon")?;
-        self.read_response()
+        let sent = self.stream.write_all(&frame);
+        // A daemon that refuses us answers and hangs up before reading: its
+        // answer may still be waiting even though our write failed.
+        match (self.read_response(), sent) {
+            (Ok(response), _) => Ok(response),
+            (Err(_), Err(e)) => Err(e).context("cannot send to the daemon"),
+            (Err(e), Ok(())) => Err(e),
+        }
     }
 
     fn read_response(&mut self) -> Result<Response> {

@@ -49,6 +49,7 @@ fn run(command: Command) -> Result<()> {
         }
         Command::List(flags) => list(&home, flags.json),
         Command::Describe(d) => describe(&home, &d.target, d.json),
+        Command::Pid(t) => pid(&home, &t.target),
         Command::Ping => ping(&home),
         Command::Kill => kill(&home),
     }
@@ -165,6 +166,15 @@ fn describe(home: &Home, target: &str, json: bool) -> Result<()> {
     }
     let pages: Vec<String> = apps.iter().map(render::describe).collect();
     print!("{}", pages.join("\n"));
+    Ok(())
+}
+
+fn pid(home: &Home, target: &str) -> Result<()> {
+    let mut client = existing(home)?;
+    let apps = apps(client.request(Request::Describe(Target::parse(target)))?)?;
+    for pid in apps.iter().filter_map(|a| a.pid) {
+        println!("{pid}");
+    }
     Ok(())
 }
 

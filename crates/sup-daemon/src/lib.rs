@@ -46,6 +46,8 @@ pub enum DaemonError {
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `sup kill`,
 /// logging to stderr. Returns once every app has stopped.
 pub fn run(home: Home) -> Result<(), DaemonError> {
+    // Whatever fds the daemon's parent leaked to it must not reach apps.
+    spawn::close_on_exec_from(3);
     home.prepare()?;
     let _lock = lock::acquire(&home.daemon_lock())?;
     init_tracing();

@@ -36,10 +36,88 @@ pub fn spawn(spec: &AppSpec, logs_dir: &Path) -> io::Result<u32> {
         .stdin(Stdio::null())
         .stdout(open_log(&logs_dir.join(format!("{}-out.log", spec.name)))?)
         .stderr(open_log(&logs_dir.join(format!("{}-err.log", spec.name)))?)
-        // std resets the signal mask and SIGPIPE in the child before exec.
         .process_group(0);
+    // SAFETY: the hook only makes async-signal-safe system calls and touches
+    // no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            close_on_exec_from(3);
+            reset_signals()
+        })
+    };
     let child = cmd.spawn().map_err(|e| annotate(e, &argv[0], &spec.cwd))?;
     Ok(child.id())
+}
+
+/// Marks every fd from `first` up close-on-exec, so that no fd the daemon
+/// inherited or opened reaches an app unless it is passed on deliberately.
+/// Async-signal-safe: only system calls.
+pub fn close_on_exec_from(first: u32) {
+    // SAFETY: close_range only changes fd flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        // Kernels before 5.11: walk a generous range instead.
+        for fd in first..4096 {
+            // SAFETY: fcntl on a possibly closed fd just fails with EBADF.
+            unsafe { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
+}
+
+/// Gives the app default signal dispositions and an empty mask. Ignored
+/// signals survive exec: the daemon ignores SIGPIPE, a daemon started under
+/// nohup ignores SIGHUP, and a parent that used glibc's posix_spawn leaves
+/// glibc's internal signals 32 and 33 ignored. glibc's wrappers refuse to
+/// touch those two, so this uses the raw system call.
+fn reset_signals() -> io::Result<()> {
+    /// The kernel's `struct sigaction` (x86_64 and aarch64 layout).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction with a valid struct and an 8-byte mask;
+            // async-signal-safe, as a system call.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    8usize,
+                )
+            };
+        }
+    }
+    let empty: u64 = 0;
+    // SAFETY: as above, with a valid 8-byte mask.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    Ok(())
 }
 
 /// Opens a log file for appending, private to the user.

@@ -1,0 +1,182 @@
+//! The daemon itself: on-demand start, one daemon per home, its socket's
+//! security, and resilience to bad clients.
+
+use crate::support::*;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Duration;
+
+#[test]
+fn racing_starts_on_a_cold_home_make_one_daemon() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            sup.command(&["start", &app, "--name", &format!("a{i}")])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(sup.list().len(), 4);
+    let daemons = daemons_of(&sup.home);
+    assert_eq!(daemons.len(), 1, "daemons: {daemons:?}");
+}
+
+#[test]
+fn ping_reports_version_and_pid() {
+    let sup = Sup::new();
+    let err = sup.fails(&["ping"], 1);
+    assert!(err.contains("not running"), "{err}");
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app]);
+    let out = sup.ok(&["ping"]);
+    let daemon = sup.daemon_pid().unwrap();
+    assert!(
+        out.contains(env!("CARGO_PKG_VERSION")) && out.contains(&daemon.to_string()),
+        "{out}"
+    );
+    // `sup daemon` in the foreground refuses to be a second daemon.
+    let err = sup.fails(&["daemon"], 1);
+    assert!(err.contains("already running"), "{err}");
+}
+
+#[test]
+fn home_and_socket_are_private() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app]);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+    assert_eq!(mode(&sup.home), 0o700);
+    assert_eq!(mode(&sup.home.join("sup.sock")), 0o600);
+    assert_eq!(mode(&sup.home.join("logs/app-out.log")), 0o600);
+}
+
+/// Runs `sup list` as `nobody`, or None when this can't be done here.
+fn list_as_nobody(sup: &Sup) -> Option<std::process::Output> {
+    if !nix_is_root() {
+        skip("needs root to run a command as nobody");
+        return None;
+    }
+    // A copy in the scratch dir, so that nobody can run it whatever the
+    // permissions of the checkout are.
+    let sup_copy = sup.path("sup-copy");
+    if !sup_copy.exists() {
+        std::fs::copy(SUP, &sup_copy).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(&sup_copy)
+        .arg("list")
+        .env("SUP_HOME", &sup.home)
+        .output();
+    match out {
+        Ok(out) => Some(out),
+        Err(e) => {
+            skip(&format!("setpriv unavailable: {e}"));
+            None
+        }
+    }
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn another_user_is_refused_by_permissions_and_by_the_daemon() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app]);
+    // Layer 1: the 0700 home keeps nobody out.
+    let Some(out) = list_as_nobody(&sup) else {
+        return;
+    };
+    assert!(
+        !out.status.success(),
+        "nobody listed apps: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Layer 2: with the permissions opened up, the daemon's peer check refuses.
+    for (path, mode) in [
+        (sup.dir.clone(), 0o755),
+        (sup.home.clone(), 0o755),
+        (sup.home.join("sup.sock"), 0o777),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = list_as_nobody(&sup).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may not use"), "{err}");
+    assert_eq!(sup.list().len(), 1, "the daemon still serves its owner");
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut f = (body.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(body);
+    f
+}
+
+fn read_answer(stream: &mut UnixStream) -> String {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).unwrap();
+    let mut body = vec![0; u32::from_be_bytes(header) as usize];
+    stream.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+#[test]
+fn garbage_on_the_socket_does_not_hurt_the_daemon() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app]);
+    let sock = sup.home.join("sup.sock");
+    let connect = || {
+        let s = UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // Malformed JSON: an error answer, and the connection stays usable.
+    let mut s = connect();
+    s.write_all(&frame(b"{not json")).unwrap();
+    assert!(read_answer(&mut s).contains("malformed"));
+    s.write_all(&frame(
+        br#"{"proto":1,"client":"x","request":{"op":"ping"}}"#,
+    ))
+    .unwrap();
+    assert!(read_answer(&mut s).contains("pong"));
+    // Wrong version: a clear answer.
+    let mut s = connect();
+    s.write_all(&frame(
+        br#"{"proto":999,"client":"9.9.9","request":{"op":"ping"}}"#,
+    ))
+    .unwrap();
+    let answer = read_answer(&mut s);
+    assert!(
+        answer.contains("version") && answer.contains("9.9.9"),
+        "{answer}"
+    );
+    // Oversized: an error, then the daemon hangs up.
+    let mut s = connect();
+    s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    assert!(read_answer(&mut s).contains("limit"));
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+    // Truncated, then gone; random bytes; an idle connection left open.
+    let mut s = connect();
+    s.write_all(&[0, 0, 0, 100, b'{']).unwrap();
+    drop(s);
+    let mut s = connect();
+    s.write_all(&[0xde, 0xad, 0xbe, 0xef, 1, 2, 3]).unwrap();
+    drop(s);
+    let _idle = connect();
+    // The daemon goes on serving.
+    assert_eq!(sup.list().len(), 1);
+    sup.ok(&["ping"]);
+}

@@ -1,0 +1,169 @@
+//! Process trees: groups, stragglers, double-forks, and leaving nothing behind.
+
+use crate::support::*;
+use std::fs;
+use std::time::Duration;
+
+fn read_pid(sup: &Sup, file: &str) -> u32 {
+    let path = sup.path(file);
+    let mut pid = 0;
+    wait_for(&format!("{file} written"), DEADLINE, || {
+        pid = fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        pid != 0
+    });
+    pid
+}
+
+#[test]
+fn stop_kills_the_app_and_its_children_even_one_ignoring_sigterm() {
+    let sup = Sup::new();
+    let child_pid = sup.path("child.pid").display().to_string();
+    // The child ignores SIGTERM: only the SIGKILL after the kill timeout ends it.
+    let app = sup.script(
+        "parent.sh",
+        &format!(
+            "sh -c 'trap \"\" TERM; echo $$ > {child_pid}; while :; do sleep 1; done' &\nwait"
+        ),
+    );
+    sup.ok(&["start", &app, "--name", "tree", "--kill-timeout", "300ms"]);
+    let parent = sup.pid("tree");
+    let child = read_pid(&sup, "child.pid");
+    assert!(alive(child));
+    sup.ok(&["stop", "tree"]);
+    // `stop` answers once the whole group is gone.
+    assert!(!alive(parent), "parent survived stop");
+    assert!(!alive(child), "child survived stop");
+    assert_eq!(sup.app("tree")["status"], "stopped");
+}
+
+#[test]
+fn graceful_children_finish_before_stop_returns() {
+    let sup = Sup::new();
+    let done = sup.path("done").display().to_string();
+    // The child takes 200 ms to shut down after SIGTERM; the parent exits at once.
+    let app = sup.script(
+        "app.sh",
+        &format!("sh -c 'trap \"sleep 0.2; echo ok > {done}; exit 0\" TERM; while :; do sleep 0.05; done' &\nexec sleep 1000"),
+    );
+    sup.ok(&["start", &app, "--name", "drain"]);
+    sup.pid("drain");
+    std::thread::sleep(Duration::from_millis(100)); // let the child install its trap
+    sup.ok(&["stop", "drain"]);
+    assert_eq!(
+        fs::read_to_string(&done).unwrap_or_default().trim(),
+        "ok",
+        "child was cut short"
+    );
+}
+
+#[test]
+fn no_zombies_after_50_crashes_of_a_double_forking_app() {
+    let sup = Sup::new();
+    // Each run double-forks a grandchild into its own session, then crashes:
+    // the grandchild is re-parented to the daemon (a subreaper) and must be reaped.
+    let app = sup.script("forker.sh", "(setsid sleep 0.05 &)\nexit 1");
+    sup.ok(&["start", &app, "--name", "forker", "--backoff-max", "10ms"]);
+    sup.wait("50 crashes", || {
+        sup.app("forker")["restarts"].as_u64() >= Some(50)
+    });
+    sup.ok(&["stop", "forker"]);
+    let daemon = sup.daemon_pid().unwrap();
+    wait_for("the grandchildren exit and are reaped", DEADLINE, || {
+        zombie_children(daemon).is_empty()
+            && processes_with_home(&sup.home).iter().all(|&p| p == daemon)
+    });
+}
+
+#[test]
+fn kill_leaves_no_process_behind() {
+    let sup = Sup::new();
+    let tree = sup.script("tree.sh", "sleep 1000 &\nsleep 1000 &\nwait");
+    let plain = sup.script("plain.sh", "exec sleep 1000");
+    sup.ok(&["start", &tree, "--name", "tree"]);
+    sup.ok(&[
+        "start",
+        &plain,
+        "--name",
+        "plain",
+        "--restart",
+        "unless-stopped",
+    ]);
+    sup.pid("tree");
+    sup.pid("plain");
+    let daemon = sup.daemon_pid().unwrap();
+    wait_for("the tree has its children", DEADLINE, || {
+        processes_with_home(&sup.home).len() >= 5
+    });
+    let out = sup.ok(&["kill"]);
+    assert!(out.contains("daemon stopped"), "{out}");
+    assert!(!alive(daemon));
+    let left = processes_with_home(&sup.home);
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(!sup.home.join("sup.sock").exists());
+    // A dead daemon answers nothing, and says so.
+    let err = sup.fails(&["ping"], 1);
+    assert!(err.contains("not running"), "{err}");
+}
+
+#[test]
+fn sigterm_to_the_daemon_stops_apps_then_exits() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app, "--name", "api"]);
+    let pid = sup.pid("api");
+    let daemon = sup.daemon_pid().unwrap();
+    signal(daemon, libc::SIGTERM);
+    wait_for("daemon exit", DEADLINE, || !alive(daemon));
+    assert!(!alive(pid));
+    assert!(processes_with_home(&sup.home).is_empty());
+    let log = fs::read_to_string(sup.home.join("daemon.log")).unwrap();
+    assert!(log.contains("SIGTERM"), "{log}");
+}
+
+#[test]
+fn apps_start_with_a_clean_signal_state_and_own_group() {
+    let sup = Sup::new();
+    sup.ok(&["start", "sleep", "--name", "api", "--", "1000"]);
+    let pid = sup.pid("api");
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        field("SigBlk:"),
+        "0000000000000000",
+        "blocked signals leaked into the app"
+    );
+    assert_eq!(
+        field("SigIgn:"),
+        "0000000000000000",
+        "ignored signals leaked into the app"
+    );
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let pgrp: u32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(pgrp, pid, "the app leads its own process group");
+    // Only stdin/stdout/stderr are open: no daemon fd leaked.
+    let fds: Vec<_> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(fds.len(), 3, "{fds:?}");
+}

@@ -1,0 +1,254 @@
+//! Test harness: runs the real `sup` binary against a daemon in a private
+//! temporary `SUP_HOME`, waits on conditions with deadlines, and always
+//! shuts its daemon down, even when a test fails.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The sup binary under test.
+pub const SUP: &str = env!("CARGO_BIN_EXE_sup");
+
+/// Default deadline for a condition.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A private `SUP_HOME` (and a scratch dir for test apps) with its daemon.
+pub struct Sup {
+    /// Scratch directory; `home` is inside it.
+    pub dir: PathBuf,
+    /// The `SUP_HOME`.
+    pub home: PathBuf,
+}
+
+impl Sup {
+    /// A fresh home; no daemon runs until a command starts one.
+    pub fn new() -> Sup {
+        // Short paths: a Unix socket path must fit in 108 bytes.
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = PathBuf::from(format!("/tmp/sup-it-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let home = dir.join("home");
+        Sup { dir, home }
+    }
+
+    /// A `sup` command with this home.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(SUP);
+        cmd.args(args)
+            .env("SUP_HOME", &self.home)
+            .current_dir(&self.dir);
+        cmd
+    }
+
+    /// Runs `sup ARGS` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run sup")
+    }
+
+    /// Runs `sup ARGS`, asserts success and returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "sup {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `sup ARGS`, asserts it fails with `code`, returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "sup {args:?}: expected exit {code}; stdout: {} stderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `sup list --json`.
+    pub fn list(&self) -> Vec<Value> {
+        let text = self.ok(&["list", "--json"]);
+        serde_json::from_str::<Value>(&text)
+            .unwrap_or_else(|e| panic!("list --json is not JSON ({e}): {text}"))
+            .as_array()
+            .expect("list --json is an array")
+            .clone()
+    }
+
+    /// One app from `sup list --json`.
+    pub fn app(&self, name: &str) -> Value {
+        self.list()
+            .into_iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("no app {name} in list"))
+    }
+
+    /// The pid of app `name`'s main process, once it has one.
+    pub fn pid(&self, name: &str) -> u32 {
+        let mut pid = 0;
+        self.wait(&format!("{name} has a pid"), || {
+            pid = self.app(name)["pid"].as_u64().unwrap_or(0) as u32;
+            pid != 0
+        });
+        pid
+    }
+
+    /// Waits until app `name` has `status`.
+    pub fn wait_status(&self, name: &str, status: &str) -> Value {
+        let mut app = Value::Null;
+        self.wait(&format!("{name} is {status}"), || {
+            app = self.app(name);
+            app["status"] == status
+        });
+        app
+    }
+
+    /// Polls `cond` until it holds; panics after [`DEADLINE`].
+    pub fn wait(&self, what: &str, cond: impl FnMut() -> bool) {
+        wait_for(what, DEADLINE, cond)
+    }
+
+    /// Writes an executable script into the scratch dir; returns its path.
+    pub fn script(&self, name: &str, body: &str) -> String {
+        let path = self.dir.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path.display().to_string()
+    }
+
+    /// A path in the scratch dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The running daemon's pid (from its lock file), if one runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.home.join("daemon.lock")).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        alive(pid).then_some(pid)
+    }
+}
+
+impl Drop for Sup {
+    fn drop(&mut self) {
+        // Graceful first; then make sure nothing survives a failed test.
+        let daemon = self.daemon_pid();
+        let _ = self.command(&["kill"]).output();
+        if let Some(pid) = daemon.filter(|p| alive(*p)) {
+            // SAFETY: plain kill(2) of a pid we started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `cond` every few milliseconds until it holds; panics after `deadline`.
+pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting until {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// Children of `pid` that are zombies.
+pub fn zombie_children(pid: u32) -> Vec<u32> {
+    let mut zombies = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            zombies.push(child);
+        }
+    }
+    zombies
+}
+
+/// Pids of processes whose environment holds `SUP_HOME=home` (the daemon
+/// and every app it started).
+pub fn processes_with_home(home: &Path) -> Vec<u32> {
+    let needle = format!("SUP_HOME={}", home.display());
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(environ) = fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()) && alive(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Pids of live `sup daemon` processes serving `home`.
+pub fn daemons_of(home: &Path) -> Vec<u32> {
+    processes_with_home(home)
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.get(1) == Some(&&b"daemon"[..])
+        })
+        .collect()
+}
+
+/// Sends `sig` to `pid`.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(pid as i32, sig) };
+}
+
+/// Whether the test runs in CI, where a skip must fail instead.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Skips (returns true after printing why), or fails in CI.
+pub fn skip(reason: &str) -> bool {
+    assert!(!in_ci(), "cannot run in CI: {reason}");
+    eprintln!("SKIPPED: {reason}");
+    true
+}
