@@ -5,5 +5,6 @@ mod support;
 
 mod commands;
 mod daemon;
+mod logs;
 mod processes;
 mod restarts;

@@ -53,7 +53,9 @@ fn home_and_socket_are_private() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().mode() & 0o777;
     assert_eq!(mode(&sup.home), 0o700);
     assert_eq!(mode(&sup.home.join("sup.sock")), 0o600);
-    assert_eq!(mode(&sup.home.join("logs/app-out.log")), 0o600);
+    let log = sup.home.join("logs/app-out.log");
+    wait_for("the log file exists", DEADLINE, || log.exists());
+    assert_eq!(mode(&log), 0o600);
 }
 
 /// Runs `sup list` as `nobody`, or None when this can't be done here.

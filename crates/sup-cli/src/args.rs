@@ -39,6 +39,10 @@ pub enum Command {
     Kill,
     /// Run the daemon in the foreground (for systemd and containers).
     Daemon,
+    /// Show apps' logs: the last lines, then follow.
+    Logs(LogsArgs),
+    /// Empty the log files of one app, or of all.
+    Flush(FlushArgs),
 }
 
 /// A `--json` switch.
@@ -99,7 +103,7 @@ pub struct StartArgs {
     #[arg(long, value_parser = parse_duration, default_value = "5s")]
     pub kill_timeout: Duration,
     /// Extra environment variable (repeatable).
-    #[arg(long = "env", short = 'e', value_parser = parse_env, value_name = "KEY=VALUE")]
+    #[arg(long = "env", value_parser = parse_env, value_name = "KEY=VALUE")]
     pub env: Vec<(String, String)>,
     /// Working directory (default: the current one).
     #[arg(long)]
@@ -107,6 +111,84 @@ pub struct StartArgs {
     /// Interpreter to run the script with (default: by extension).
     #[arg(long)]
     pub interpreter: Option<String>,
+    /// File for stdout (default: SUP_HOME/logs/<name>-out.log).
+    #[arg(long, short = 'o', visible_alias = "out-file", value_name = "FILE")]
+    pub output: Option<String>,
+    /// File for stderr (default: SUP_HOME/logs/<name>-err.log).
+    #[arg(long, short = 'e', visible_alias = "error-file", value_name = "FILE")]
+    pub error: Option<String>,
+    /// One file for both stdout and stderr.
+    #[arg(long, short = 'l', visible_alias = "log-file", value_name = "FILE")]
+    pub log: Option<String>,
+    /// Prefix each log line with its arrival time (on by default; `--time false` turns it off).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub time: bool,
+    /// Same as `--time false`.
+    #[arg(long, conflicts_with = "time")]
+    pub no_time: bool,
+    /// Rotate a log file once it passes this size (e.g. 10M, 512K; 0: never).
+    #[arg(long, value_parser = parse_size, default_value = "10M")]
+    pub log_max_size: u64,
+    /// Rotated log files kept (`<file>.1` is the newest).
+    #[arg(long, default_value_t = sup_proto::spec::DEFAULT_LOG_KEEP)]
+    pub log_keep: u32,
+}
+
+/// `sup logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// App name, numeric id, or `all` (default: all).
+    pub target: Option<String>,
+    /// Lines to show per app before following (default 15).
+    #[arg(long, short = 'n')]
+    pub lines: Option<usize>,
+    /// Print and exit instead of following.
+    #[arg(long)]
+    pub nostream: bool,
+    /// Only stderr.
+    #[arg(long, conflicts_with = "out")]
+    pub err: bool,
+    /// Only stdout.
+    #[arg(long)]
+    pub out: bool,
+    /// One JSON object per line.
+    #[arg(long, conflicts_with = "raw")]
+    pub json: bool,
+    /// Lines as stored, without the app prefix.
+    #[arg(long)]
+    pub raw: bool,
+    /// Only lines newer than this (e.g. 10m, 2h).
+    #[arg(long, value_parser = parse_duration)]
+    pub since: Option<Duration>,
+}
+
+/// `sup flush`.
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// App name, numeric id, or `all` (default: all).
+    pub target: Option<String>,
+}
+
+/// Parses `10M`, `512K`, `1G` or a number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (try 10M, 512K)"))?;
+    let factor: u64 = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (use K, M or G)")),
+    };
+    value
+        .checked_mul(factor)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Parses `100ms`, `5s`, `2m`, `1h`; a bare number is milliseconds (PM2's unit).
@@ -189,6 +271,16 @@ mod tests {
         assert_eq!(parse_signal("sigint").unwrap(), "SIGINT");
         assert_eq!(parse_signal("9").unwrap(), "SIGKILL");
         assert!(parse_signal("SIGNOPE").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10M"), Ok(10 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert!(parse_size("10X").is_err());
+        assert!(parse_size("big").is_err());
     }
 
     #[test]

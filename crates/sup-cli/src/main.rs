@@ -2,6 +2,7 @@
 
 mod args;
 mod client;
+mod logs;
 mod render;
 mod resolve;
 
@@ -13,7 +14,7 @@ use resolve::ResolveError;
 use std::process::ExitCode;
 use std::time::Duration;
 use sup_daemon::Home;
-use sup_proto::{validate_name, AppInfo, AppSpec, Request, Response, Target};
+use sup_proto::{validate_name, AppInfo, AppSpec, LogSpec, Request, Response, Target};
 
 /// How long `sup kill` waits for the daemon to exit after answering.
 const KILL_WAIT: Duration = Duration::from_secs(30);
@@ -51,6 +52,14 @@ fn run(command: Command) -> Result<()> {
         Command::Describe(d) => describe(&home, &d.target, d.json),
         Command::Pid(t) => pid(&home, &t.target),
         Command::Ping => ping(&home),
+        Command::Logs(args) => logs::run(&home, args),
+        Command::Flush(args) => {
+            let target = Target::parse(args.target.as_deref().unwrap_or("all"));
+            let mut client = existing(&home)?;
+            expect_ok(client.request(Request::Flush(target.clone()))?)?;
+            println!("[sup] flushed the logs of {target}");
+            Ok(())
+        }
         Command::Kill => kill(&home),
     }
 }
@@ -95,6 +104,14 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         max_restarts: args.max_restarts,
         stop_signal: args.stop_signal,
         kill_timeout_ms: millis(args.kill_timeout),
+        logs: LogSpec {
+            out_file: args.output.map(|f| absolute(&cwd, &f)),
+            err_file: args.error.map(|f| absolute(&cwd, &f)),
+            combined_file: args.log.map(|f| absolute(&cwd, &f)),
+            timestamps: args.time && !args.no_time,
+            max_size: args.log_max_size,
+            keep: args.log_keep,
+        },
     };
     let mut client = Client::connect_or_spawn(home)?;
     report(client.request(Request::Add(Box::new(spec)))?, "started")
@@ -211,6 +228,11 @@ fn kill(home: &Home) -> Result<()> {
     client::wait_daemon_gone(home, KILL_WAIT)?;
     println!("[sup] daemon stopped");
     Ok(())
+}
+
+/// `file` made absolute against `cwd`: the daemon's cwd is not the user's.
+fn absolute(cwd: &std::path::Path, file: &str) -> String {
+    cwd.join(file).display().to_string()
 }
 
 fn millis(d: Duration) -> u64 {

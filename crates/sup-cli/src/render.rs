@@ -77,6 +77,18 @@ pub fn describe(app: &AppInfo) -> String {
     if app.stopped_by_user {
         field("stopped by user", "yes".into());
     }
+    if app.logs.out == app.logs.err {
+        field("log", app.logs.out.clone());
+    } else {
+        field("out log", app.logs.out.clone());
+        field("err log", app.logs.err.clone());
+    }
+    if app.logs.dropped_bytes > 0 {
+        field("log bytes dropped", app.logs.dropped_bytes.to_string());
+    }
+    if let Some(err) = &app.logs.error {
+        field("log error", err.clone());
+    }
     if let Some(spec) = &app.spec {
         let command = match &spec.program {
             Program::Exec { path } => path.clone(),
@@ -158,6 +170,7 @@ mod tests {
             error: None,
             restart_in_ms: None,
             instances: vec![],
+            logs: Default::default(),
             spec: None,
         }
     }

@@ -4,6 +4,7 @@
 mod home;
 mod lifecycle;
 mod lock;
+mod logs;
 mod procstat;
 mod reaper;
 mod server;
@@ -68,7 +69,8 @@ async fn serve(home: Home) -> Result<(), DaemonError> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (inflight, mut flushed) = mpsc::channel::<()>(1);
     let server = tokio::spawn(server::serve(listener, tx.clone(), inflight.downgrade()));
-    let result = Supervisor::new(home, tx).run(rx).await;
+    let logs = logs::Logs::start()?;
+    let result = Supervisor::new(home, tx, logs).run(rx).await;
     // Stop taking requests, then let the ones in flight write their answers.
     server.abort();
     let _ = std::fs::remove_file(&socket);

@@ -1,8 +1,7 @@
 //! Starting an app instance as a real process.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -19,10 +18,10 @@ const PRIVATE_ENV: &[&str] = &[
 ];
 
 /// Spawns one instance of `spec` in its own process group, stdin from
-/// /dev/null, stdout and stderr appended to the app's log files in `logs_dir`.
+/// /dev/null, stdout and stderr to the given fds (pipe write ends).
 /// Returns its pid. The caller reaps it: no `Child` handle is kept, since
 /// the daemon's one reaper owns every exit status.
-pub fn spawn(spec: &AppSpec, logs_dir: &Path) -> io::Result<u32> {
+pub fn spawn(spec: &AppSpec, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<u32> {
     let argv = spec.program.argv(&spec.args);
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
@@ -34,8 +33,8 @@ pub fn spawn(spec: &AppSpec, logs_dir: &Path) -> io::Result<u32> {
         )
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
-        .stdout(open_log(&logs_dir.join(format!("{}-out.log", spec.name)))?)
-        .stderr(open_log(&logs_dir.join(format!("{}-err.log", spec.name)))?)
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0);
     // SAFETY: the hook only makes async-signal-safe system calls and touches
     // no memory shared with the parent.
@@ -118,17 +117,6 @@ fn reset_signals() -> io::Result<()> {
         )
     };
     Ok(())
-}
-
-/// Opens a log file for appending, private to the user.
-fn open_log(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open log {}: {e}", path.display())))
 }
 
 fn annotate(err: io::Error, program: &str, cwd: &str) -> io::Error {

@@ -5,6 +5,7 @@ mod table;
 
 use crate::home::Home;
 use crate::lifecycle::{Action, Event, ExitKind, TimerKind};
+use crate::logs::{pipe, AppLogs, Logs};
 use crate::{reaper, spawn};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -68,12 +69,17 @@ pub struct Supervisor {
     /// Some while shutting down: the `kill` requests to answer once all is down.
     shutdown: Option<Vec<oneshot::Sender<Response>>>,
     started_at_ms: u64,
+    logs: Logs,
 }
+
+/// How long shutdown waits for the last log lines to reach the disk.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Supervisor {
     /// A supervisor whose timers post back through `tx`.
-    pub fn new(home: Home, tx: mpsc::UnboundedSender<Msg>) -> Supervisor {
+    pub fn new(home: Home, tx: mpsc::UnboundedSender<Msg>, logs: Logs) -> Supervisor {
         Supervisor {
+            logs,
             home,
             table: Table::default(),
             tx,
@@ -106,6 +112,7 @@ impl Supervisor {
         for reply in self.shutdown.take().unwrap_or_default() {
             let _ = reply.send(Response::Ok);
         }
+        self.logs.finish(LOG_FLUSH_TIMEOUT).await;
         info!("all apps stopped; daemon exits");
         Ok(())
     }
@@ -140,6 +147,7 @@ impl Supervisor {
             }
             Request::Restart(target) => self.each(&target, Event::Restart, Until::Settled),
             Request::Delete(target) => self.delete(&target),
+            Request::Flush(target) => return self.flush(&target, reply),
         };
         match answer {
             Ok(Answer::Now(response)) | Err(response) => {
@@ -176,7 +184,9 @@ impl Supervisor {
             ));
         }
         info!(app = %spec.name, argv = ?spec.program.argv(&spec.args), "added");
-        let id = self.table.insert(spec);
+        let logs = AppLogs::for_spec(&spec, &self.home.logs_dir());
+        self.logs.open(&logs);
+        let id = self.table.insert(spec, logs);
         self.apply(id, Event::Start);
         Ok(Answer::When(vec![id], Until::Settled))
     }
@@ -199,6 +209,28 @@ impl Supervisor {
         }
         self.each(target, Event::Stop { by_user: true }, Until::Gone)
             .map(|_| Answer::When(ids, Until::Gone))
+    }
+
+    /// Empties the logs of the apps `target` names; answers once done.
+    fn flush(&mut self, target: &Target, reply: oneshot::Sender<Response>) {
+        let ids = match self.table.resolve(target) {
+            Ok(ids) => ids,
+            Err(response) => {
+                let _ = reply.send(response);
+                return;
+            }
+        };
+        let done: Vec<_> = ids
+            .iter()
+            .filter_map(|&id| self.table.get(id))
+            .map(|app| self.logs.truncate(&app.logs))
+            .collect();
+        tokio::spawn(async move {
+            for rx in done {
+                let _ = rx.await;
+            }
+            let _ = reply.send(Response::Ok);
+        });
     }
 
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<Response>>, why: &str) {
@@ -234,9 +266,10 @@ impl Supervisor {
     fn act(&mut self, id: u32, action: Action) -> Option<Event> {
         let app = self.table.get_mut(id)?;
         match action {
-            Action::Spawn => match spawn::spawn(&app.spec, &self.home.logs_dir()) {
-                Ok(pid) => {
-                    app.instance = Some(Instance::new(pid));
+            Action::Spawn => match spawn_captured(&app.spec, &app.logs, &mut self.logs) {
+                Ok(instance) => {
+                    let pid = instance.pid;
+                    app.instance = Some(instance);
                     self.table.index_pid(pid, id);
                     Some(Event::Spawned)
                 }
@@ -312,11 +345,16 @@ impl Supervisor {
     }
 
     fn instance_gone(&mut self, id: u32, exit: ExitKind) {
+        // Its pipes are drained before a new instance can write, so the
+        // last words of this one come first in the log.
         let old = self
             .table
-            .get(id)
-            .and_then(|a| a.instance.as_ref())
-            .map(|i| i.pid);
+            .get_mut(id)
+            .and_then(|a| a.instance.as_mut())
+            .map(|i| {
+                i.end_captures();
+                i.pid
+            });
         self.apply(id, Event::Exited(exit));
         if let Some(app) = self.table.get_mut(id) {
             if app.instance.as_ref().map(|i| i.pid) == old {
@@ -334,7 +372,10 @@ impl Supervisor {
             .map(|a| a.id)
             .collect();
         for id in gone {
-            info!(app = %self.table.get(id).map_or("", |a| &a.spec.name), "deleted");
+            if let Some(app) = self.table.get(id) {
+                info!(app = %app.spec.name, "deleted");
+                self.logs.close(&app.logs);
+            }
             self.table.remove(id);
         }
         let mut pending = std::mem::take(&mut self.waiters);
@@ -365,11 +406,28 @@ impl Supervisor {
         let mut infos = Vec::with_capacity(ids.len());
         for &id in ids {
             if let Some(app) = self.table.get_mut(id) {
-                infos.push(app.info(with_spec));
+                let logs = self.logs.info(&app.logs);
+                infos.push(app.info(logs, with_spec));
             }
         }
         Response::Apps(infos)
     }
+}
+
+/// Spawns an instance with its stdout and stderr captured into `app_logs`.
+fn spawn_captured(
+    spec: &AppSpec,
+    app_logs: &AppLogs,
+    logs: &mut Logs,
+) -> std::io::Result<Instance> {
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    let pid = spawn::spawn(spec, out_write, err_write)?;
+    let captures = vec![
+        logs.capture(out_read, &app_logs.out)?,
+        logs.capture(err_read, &app_logs.err)?,
+    ];
+    Ok(Instance::new(pid, captures))
 }
 
 fn signal_group(instance: Option<&Instance>, sig: Signal) {

@@ -8,16 +8,18 @@
 //! renaming them.
 
 mod frame;
+pub mod logfmt;
 mod message;
 mod name;
-mod spec;
+pub mod spec;
 
 pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
 pub use message::{
-    AppInfo, InstanceInfo, Request, RequestEnvelope, Response, ResponseEnvelope, Status, Target,
+    AppInfo, InstanceInfo, LogInfo, Request, RequestEnvelope, Response, ResponseEnvelope, Status,
+    Target,
 };
 pub use name::{validate_name, NameError};
-pub use spec::{AppSpec, Program, RestartPolicy};
+pub use spec::{AppSpec, LogSpec, Program, RestartPolicy};
 
 /// Version of the framing and message schema. Bumped only on incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;

@@ -61,6 +61,8 @@ pub enum Request {
     Describe(Target),
     /// Stop every app gracefully, then the daemon exits.
     Kill,
+    /// Empty the log files of apps.
+    Flush(Target),
 }
 
 /// The daemon's answer.
@@ -193,6 +195,21 @@ pub struct InstanceInfo {
     pub memory: u64,
 }
 
+/// An app's log files and their health.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogInfo {
+    /// File holding stdout.
+    pub out: String,
+    /// File holding stderr (the same as `out` when combined).
+    pub err: String,
+    /// Whether lines carry timestamps.
+    pub timestamps: bool,
+    /// Bytes of output dropped because the log could not be written.
+    pub dropped_bytes: u64,
+    /// The last write error, while writing fails.
+    pub error: Option<String>,
+}
+
 /// What the daemon knows about one app. `list --json` prints an array of these.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppInfo {
@@ -224,6 +241,9 @@ pub struct AppInfo {
     pub restart_in_ms: Option<u64>,
     /// The instances of the app.
     pub instances: Vec<InstanceInfo>,
+    /// Where its logs are, and whether writing them works.
+    #[serde(default)]
+    pub logs: LogInfo,
     /// The full spec; filled by `describe` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<AppSpec>,

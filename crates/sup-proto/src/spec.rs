@@ -93,6 +93,42 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
 /// Default time between the stop signal and SIGKILL.
 pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
 
+/// Default size at which a log file is rotated.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// Default number of rotated files kept per log.
+pub const DEFAULT_LOG_KEEP: u32 = 5;
+
+/// Where and how an app's output is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogSpec {
+    /// File for stdout (default `SUP_HOME/logs/<name>-out.log`).
+    pub out_file: Option<String>,
+    /// File for stderr (default `SUP_HOME/logs/<name>-err.log`).
+    pub err_file: Option<String>,
+    /// One file for both streams; overrides the two above.
+    pub combined_file: Option<String>,
+    /// Prefix each line with its arrival time.
+    pub timestamps: bool,
+    /// Rotate a file once it passes this many bytes (0: never).
+    pub max_size: u64,
+    /// Rotated files kept per log (`<file>.1` is the newest).
+    pub keep: u32,
+}
+
+impl Default for LogSpec {
+    fn default() -> Self {
+        LogSpec {
+            out_file: None,
+            err_file: None,
+            combined_file: None,
+            timestamps: true,
+            max_size: DEFAULT_LOG_MAX_SIZE,
+            keep: DEFAULT_LOG_KEEP,
+        }
+    }
+}
+
 /// Everything the daemon needs to run one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -121,6 +157,8 @@ pub struct AppSpec {
     pub stop_signal: String,
     /// Time between the stop signal and SIGKILL.
     pub kill_timeout_ms: u64,
+    /// Log files and rotation.
+    pub logs: LogSpec,
 }
 
 impl Default for AppSpec {
@@ -140,6 +178,7 @@ impl Default for AppSpec {
             max_restarts: None,
             stop_signal: "SIGTERM".into(),
             kill_timeout_ms: DEFAULT_KILL_TIMEOUT_MS,
+            logs: LogSpec::default(),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The process table: apps by id, and the pid index that routes exits.
 
 use crate::lifecycle::{ExitKind, Lifecycle};
+use crate::logs::AppLogs;
 use crate::procstat::{tree_usage, CpuMeter};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
-use sup_proto::{AppInfo, AppSpec, InstanceInfo, Response, Target};
+use sup_proto::{AppInfo, AppSpec, InstanceInfo, LogInfo, Response, Target};
+use tokio::sync::oneshot;
 
 /// A running (or draining) copy of an app.
 #[derive(Debug)]
@@ -17,17 +19,27 @@ pub struct Instance {
     pub meter: CpuMeter,
     /// Set once the main process exited while the rest of the group drains.
     pub exit: Option<ExitKind>,
+    /// Ends the captures of its stdout and stderr.
+    pub captures: Vec<oneshot::Sender<()>>,
 }
 
 impl Instance {
-    /// A fresh instance of `pid`.
-    pub fn new(pid: u32) -> Instance {
+    /// A fresh instance of `pid` whose output `captures` read.
+    pub fn new(pid: u32, captures: Vec<oneshot::Sender<()>>) -> Instance {
         let started = Instant::now();
         Instance {
             pid,
             started,
             meter: CpuMeter::new(started),
             exit: None,
+            captures,
+        }
+    }
+
+    /// Tells the captures the instance is gone: they drain their pipes and end.
+    pub fn end_captures(&mut self) {
+        for capture in self.captures.drain(..) {
+            let _ = capture.send(());
         }
     }
 }
@@ -41,6 +53,8 @@ pub struct App {
     pub spec: AppSpec,
     /// Its lifecycle.
     pub lc: Lifecycle,
+    /// Its log files.
+    pub logs: AppLogs,
     /// The current instance, if one runs.
     pub instance: Option<Instance>,
     /// When the scheduled restart is due, while waiting.
@@ -51,7 +65,7 @@ pub struct App {
 
 impl App {
     /// A snapshot for clients, with usage read from /proc; `with_spec` adds the spec.
-    pub fn info(&mut self, with_spec: bool) -> AppInfo {
+    pub fn info(&mut self, logs: LogInfo, with_spec: bool) -> AppInfo {
         let now = Instant::now();
         let status = self.lc.status();
         let live = self.instance.as_mut().filter(|i| i.exit.is_none());
@@ -89,6 +103,7 @@ impl App {
                 .filter(|_| status == sup_proto::Status::WaitingRestart)
                 .map(|due| due.saturating_duration_since(now).as_millis() as u64),
             instances,
+            logs,
             spec: with_spec.then(|| self.spec.clone()),
         }
     }
@@ -104,13 +119,14 @@ pub struct Table {
 
 impl Table {
     /// Adds an app with the next id; the caller checked the name is free.
-    pub fn insert(&mut self, spec: AppSpec) -> u32 {
+    pub fn insert(&mut self, spec: AppSpec, logs: AppLogs) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         let app = App {
             id,
             spec,
             lc: Lifecycle::default(),
+            logs,
             instance: None,
             restart_due: None,
             deleting: false,
@@ -179,18 +195,26 @@ impl Table {
 mod tests {
     use super::*;
 
-    fn spec(name: &str) -> AppSpec {
-        AppSpec {
+    impl Table {
+        fn insert_pair(&mut self, (spec, logs): (AppSpec, AppLogs)) -> u32 {
+            self.insert(spec, logs)
+        }
+    }
+
+    fn spec(name: &str) -> (AppSpec, AppLogs) {
+        let spec = AppSpec {
             name: name.into(),
             ..AppSpec::default()
-        }
+        };
+        let logs = AppLogs::for_spec(&spec, std::path::Path::new("/tmp"));
+        (spec, logs)
     }
 
     #[test]
     fn resolves_targets() {
         let mut t = Table::default();
-        let a = t.insert(spec("a"));
-        let b = t.insert(spec("b"));
+        let a = t.insert_pair(spec("a"));
+        let b = t.insert_pair(spec("b"));
         assert_eq!(t.resolve(&Target::All).unwrap(), vec![a, b]);
         assert_eq!(t.resolve(&Target::Name("b".into())).unwrap(), vec![b]);
         assert_eq!(t.resolve(&Target::Id(a)).unwrap(), vec![a]);
@@ -205,8 +229,8 @@ mod tests {
     #[test]
     fn ids_are_never_reused() {
         let mut t = Table::default();
-        let a = t.insert(spec("a"));
+        let a = t.insert_pair(spec("a"));
         t.remove(a);
-        assert_ne!(t.insert(spec("a")), a);
+        assert_ne!(t.insert_pair(spec("a")), a);
     }
 }

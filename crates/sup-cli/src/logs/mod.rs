@@ -1,0 +1,262 @@
+//! `sup logs`: reads apps' log files directly (so it works for stopped apps
+//! and without a daemon), prints the last lines, then follows.
+
+mod follow;
+mod tail;
+
+use crate::args::LogsArgs;
+use crate::client::{expect_ok, Client};
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::path::PathBuf;
+use sup_daemon::Home;
+use sup_proto::logfmt::format_ts;
+use sup_proto::{AppInfo, Request, Response, Target};
+use tail::Line;
+
+/// Lines shown per app when `--lines` is not given (PM2's default).
+const DEFAULT_LINES: usize = 15;
+
+/// One file to read, and whose lines it holds.
+#[derive(Debug, Clone)]
+struct Source {
+    app: String,
+    stream: &'static str,
+    path: PathBuf,
+    timestamps: bool,
+    color: usize,
+}
+
+/// Runs `sup logs`.
+pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
+    let target = Target::parse(args.target.as_deref().unwrap_or("all"));
+    let sources = sources(home, &target, &args)?;
+    if sources.is_empty() {
+        bail!("no logs to show for {target}");
+    }
+    let cutoff = args.since.map(|d| now_ms() - d.as_millis() as i64);
+    if cutoff.is_some() {
+        if let Some(s) = sources.iter().find(|s| !s.timestamps) {
+            bail!(
+                "{}'s logs have no timestamps (started with --time false), so --since cannot apply",
+                s.app
+            );
+        }
+    }
+    let style = Style::new(&args);
+    let mut out = std::io::stdout().lock();
+    let lines = match (args.lines, cutoff) {
+        (Some(n), _) => Some(n),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_LINES),
+    };
+    let mut apps: Vec<&str> = sources.iter().map(|s| s.app.as_str()).collect();
+    apps.dedup();
+    for app in apps {
+        let mine: Vec<&Source> = sources.iter().filter(|s| s.app == app).collect();
+        for (source, line) in recent(&mine, lines, cutoff)? {
+            style.print(&mut out, source, &line)?;
+        }
+    }
+    out.flush()?;
+    if args.nostream {
+        return Ok(());
+    }
+    drop(out);
+    follow(&sources, &style)
+}
+
+/// The files of the apps `target` names: from the daemon when it runs,
+/// else the default files in `SUP_HOME/logs`.
+fn sources(home: &Home, target: &Target, args: &LogsArgs) -> Result<Vec<Source>> {
+    let apps = match Client::connect(home)? {
+        Some(mut client) => match expect_ok(client.request(Request::Describe(target.clone()))?) {
+            Ok(Response::Apps(apps)) => apps,
+            Ok(other) => bail!("unexpected answer from the daemon: {other:?}"),
+            Err(err) => return default_sources(home, target).ok_or(err),
+        },
+        None => {
+            return default_sources(home, target)
+                .with_context(|| format!("no logs for {target} (the daemon is not running)"))
+        }
+    };
+    let mut sources = Vec::new();
+    for (color, app) in apps.iter().enumerate() {
+        sources.extend(app_sources(app, color, args));
+    }
+    Ok(sources)
+}
+
+fn app_sources(app: &AppInfo, color: usize, args: &LogsArgs) -> Vec<Source> {
+    let source = |stream, path: &str| Source {
+        app: app.name.clone(),
+        stream,
+        path: PathBuf::from(path),
+        timestamps: app.logs.timestamps,
+        color,
+    };
+    if app.logs.out == app.logs.err {
+        return vec![source("log", &app.logs.out)];
+    }
+    let mut v = Vec::new();
+    if !args.err {
+        v.push(source("out", &app.logs.out));
+    }
+    if !args.out {
+        v.push(source("err", &app.logs.err));
+    }
+    v
+}
+
+/// Without a daemon: `<name>-out.log` / `<name>-err.log` in the logs dir.
+fn default_sources(home: &Home, target: &Target) -> Option<Vec<Source>> {
+    let dir = home.logs_dir();
+    let mut names: Vec<String> = match target {
+        Target::Name(name) => vec![name.clone()],
+        Target::All => std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().to_string_lossy().into_owned();
+                file.strip_suffix("-out.log").map(str::to_string)
+            })
+            .collect(),
+        Target::Id(_) => return None,
+    };
+    names.sort();
+    let mut sources = Vec::new();
+    for (color, name) in names.into_iter().enumerate() {
+        for stream in ["out", "err"] {
+            let path = dir.join(format!("{name}-{stream}.log"));
+            if path.exists() {
+                let timestamps = true;
+                sources.push(Source {
+                    app: name.clone(),
+                    stream,
+                    path,
+                    timestamps,
+                    color,
+                });
+            }
+        }
+    }
+    (!sources.is_empty()).then_some(sources)
+}
+
+/// The last `n` lines (or those after `cutoff`) of one app, its streams
+/// merged in time order.
+fn recent<'a>(
+    sources: &[&'a Source],
+    n: Option<usize>,
+    cutoff: Option<i64>,
+) -> Result<Vec<(&'a Source, Line)>> {
+    let mut merged = Vec::new();
+    for source in sources {
+        let read = |path: &PathBuf| {
+            tail::last_logical(path, n).with_context(|| format!("cannot read {}", path.display()))
+        };
+        let mut lines = read(&source.path)?;
+        if n.is_some_and(|n| lines.len() < n) || cutoff.is_some() {
+            // Just rotated? The rest is in <file>.1.
+            let mut older = read(&rotated(&source.path))?;
+            older.append(&mut lines);
+            lines = older;
+        }
+        merged.extend(lines.into_iter().map(|line| (*source, line)));
+    }
+    if let Some(cutoff) = cutoff {
+        merged.retain(|(_, line)| line.ts.is_some_and(|ts| ts >= cutoff));
+    }
+    // Stable: lines of one stream keep their order; streams interleave by time.
+    merged.sort_by_key(|(_, line)| line.ts.unwrap_or(i64::MIN));
+    if let Some(n) = n {
+        let skip = merged.len().saturating_sub(n);
+        merged.drain(..skip);
+    }
+    Ok(merged)
+}
+
+fn rotated(path: &std::path::Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".1");
+    PathBuf::from(name)
+}
+
+fn follow(sources: &[Source], style: &Style) -> Result<()> {
+    let watcher = follow::Watcher::new(sources.iter().map(|s| s.path.as_path()))?;
+    let mut followed: Vec<(&Source, follow::Followed)> = sources
+        .iter()
+        .map(|s| (s, follow::Followed::at_end(s.path.clone())))
+        .collect();
+    loop {
+        watcher.wait()?;
+        let mut out = std::io::stdout().lock();
+        for (source, f) in followed.iter_mut() {
+            for stored in f.poll() {
+                for line in tail::logical(vec![stored]) {
+                    style.print(&mut out, source, &line)?;
+                }
+            }
+        }
+        out.flush()?;
+    }
+}
+
+/// How lines are printed.
+struct Style {
+    json: bool,
+    raw: bool,
+    color: bool,
+}
+
+const COLORS: [&str; 6] = [
+    "\x1b[36m", "\x1b[32m", "\x1b[35m", "\x1b[33m", "\x1b[34m", "\x1b[96m",
+];
+
+impl Style {
+    fn new(args: &LogsArgs) -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        // SAFETY: isatty has no preconditions.
+        let tty = unsafe { libc::isatty(1) } == 1;
+        Style {
+            json: args.json,
+            raw: args.raw,
+            color: tty && !no_color,
+        }
+    }
+
+    fn print(&self, out: &mut impl Write, source: &Source, line: &Line) -> std::io::Result<()> {
+        if self.json {
+            let value = serde_json::json!({
+                "app": source.app,
+                "stream": source.stream,
+                "time": line.ts.map(|ts| format_ts(ts, 0)),
+                "ts_ms": line.ts,
+                "text": String::from_utf8_lossy(&line.text),
+            });
+            return writeln!(out, "{value}");
+        }
+        if !self.raw {
+            if self.color {
+                let c = COLORS[source.color % COLORS.len()];
+                let stream = if source.stream == "err" {
+                    "\x1b[31merr"
+                } else {
+                    source.stream
+                };
+                write!(out, "{c}{}\x1b[0m {stream}\x1b[0m | ", source.app)?;
+            } else {
+                write!(out, "{} {} | ", source.app, source.stream)?;
+            }
+        }
+        out.write_all(&line.stored)?;
+        out.write_all(b"\n")
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,164 @@
+//! Reading an instance's stdout or stderr pipe on the event loop and
+//! handing the bytes to the writer, never faster than it writes them.
+
+use super::writer::{now_ms, Target, WriterMsg};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{oneshot, Semaphore};
+
+/// Bytes read from a pipe at a time.
+const READ_SIZE: usize = 256 * 1024;
+
+/// Chunks of one source that may wait for the writer; when they are all
+/// taken, the reader stops reading and the app blocks on its next write.
+const IN_FLIGHT: usize = 16;
+
+thread_local! {
+    // One read buffer for the whole event loop: readers copy out what they
+    // read, so a hundred quiet apps don't each hold a big buffer.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
+}
+
+/// Starts reading `pipe` (the read end of an app's stdout or stderr) into
+/// `target`. Sending on (or dropping) the returned sender tells the reader
+/// that the instance is gone: it drains what the pipe holds and ends,
+/// without waiting for an EOF that a surviving grandchild could hold off.
+pub fn start(
+    pipe: OwnedFd,
+    target: Arc<Target>,
+    source: u64,
+    tx: Sender<WriterMsg>,
+) -> io::Result<oneshot::Sender<()>> {
+    set_nonblocking(&pipe)?;
+    // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and the
+    // same for the AsyncFd's whole life.
+    let pipe = unsafe { AsyncFd::register(pipe) }?;
+    let (stop_tx, stop_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let reader = Reader {
+            pipe,
+            target,
+            source,
+            tx,
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+        };
+        reader.run(stop_rx).await;
+    });
+    Ok(stop_tx)
+}
+
+struct Reader {
+    pipe: AsyncFd<OwnedFd>,
+    target: Arc<Target>,
+    source: u64,
+    tx: Sender<WriterMsg>,
+    permits: Arc<Semaphore>,
+}
+
+impl Reader {
+    async fn run(self, mut stop: oneshot::Receiver<()>) {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => {
+                    self.drain().await;
+                    break;
+                }
+                ready = self.pipe.readable() => {
+                    let Ok(mut guard) = ready else { break };
+                    match guard.try_io(|fd| read_chunk(fd.get_ref())) {
+                        Ok(Ok(Some(data))) => {
+                            if !self.send(data).await {
+                                return;
+                            }
+                        }
+                        Ok(Ok(None)) | Ok(Err(_)) => break, // EOF or a broken pipe
+                        Err(_would_block) => {}
+                    }
+                }
+            }
+        }
+        let _ = self.tx.send(WriterMsg::End {
+            target: self.target.clone(),
+            source: self.source,
+        });
+    }
+
+    /// Reads until the pipe is empty.
+    async fn drain(&self) {
+        while let Ok(Some(data)) = read_chunk(self.pipe.get_ref()) {
+            if !self.send(data).await {
+                return;
+            }
+        }
+    }
+
+    /// Hands a chunk to the writer once a permit is free; false if the writer is gone.
+    async fn send(&self, data: Vec<u8>) -> bool {
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return false;
+        };
+        let msg = WriterMsg::Chunk {
+            target: self.target.clone(),
+            source: self.source,
+            at_ms: now_ms(),
+            data,
+            permit,
+        };
+        self.tx.send(msg).is_ok()
+    }
+}
+
+/// One non-blocking read: `Some(bytes)`, `None` at EOF, or an error
+/// (`WouldBlock` when the pipe is empty).
+fn read_chunk(fd: &OwnedFd) -> io::Result<Option<Vec<u8>>> {
+    READ_BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        loop {
+            // SAFETY: reading into our own buffer of buf.len() bytes.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                0 => return Ok(None),
+                n if n > 0 => return Ok(Some(buf[..n as usize].to_vec())),
+                _ => {
+                    let err = io::Error::last_os_error();
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        return Err(err);
+                    }
+                }
+            }
+        }
+    })
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0
+        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A close-on-exec pipe, enlarged so a chatty app blocks less often:
+/// (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds that we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: both fds were just created and are owned by nobody else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Best effort: the limit is /proc/sys/fs/pipe-max-size.
+    // SAFETY: fcntl on an fd we own.
+    unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, 1024 * 1024) };
+    Ok((read, write))
+}

@@ -1,0 +1,356 @@
+//! One log file: appending, rotating by size, noticing deletion and
+//! truncation, and surviving write failures with a bounded buffer.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Output kept while writes fail; beyond it, bytes are dropped and counted.
+pub const FAILURE_BUFFER: usize = 1024 * 1024;
+
+/// Health of a log file, as `describe` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// Bytes dropped because writes failed.
+    pub dropped: u64,
+    /// The last write error, while writing fails.
+    pub error: Option<String>,
+}
+
+/// An open log file.
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: Option<File>,
+    /// Whether the open file is a regular file (only those rotate).
+    regular: bool,
+    size: u64,
+    max_size: u64,
+    keep: u32,
+    /// Output that could not be written yet.
+    pending: Vec<u8>,
+    /// Bytes dropped since the last successful write (reported in the file).
+    dropped_unreported: u64,
+    health: Health,
+}
+
+impl LogFile {
+    /// A log at `path`, rotated past `max_size` bytes (0: never), keeping `keep` old files.
+    pub fn new(path: PathBuf, max_size: u64, keep: u32) -> LogFile {
+        LogFile {
+            path,
+            file: None,
+            regular: false,
+            size: 0,
+            max_size,
+            keep,
+            pending: Vec::new(),
+            dropped_unreported: 0,
+            health: Health::default(),
+        }
+    }
+
+    /// Current health.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Whether output is waiting for a retry.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty() || self.dropped_unreported > 0
+    }
+
+    /// Appends `data`; on failure keeps what fits in the failure buffer.
+    pub fn append(&mut self, data: &[u8]) {
+        if self.has_pending() && self.flush_pending().is_err() {
+            self.buffer(data);
+            return;
+        }
+        if let Err((written, err)) = self.write(data) {
+            self.fail(err);
+            self.buffer(&data[written..]);
+        }
+    }
+
+    /// Opens (creating) the file now; a failure shows in the health.
+    pub fn touch(&mut self) {
+        if let Err(err) = self.file() {
+            self.fail(err);
+        }
+    }
+
+    /// Retries the pending output.
+    pub fn retry(&mut self) {
+        let _ = self.flush_pending();
+    }
+
+    /// Empties the file and removes its rotated copies (`sup flush`).
+    pub fn truncate(&mut self) {
+        if let Some(file) = &self.file {
+            let _ = file.set_len(0);
+        } else if self.path.exists() {
+            let _ = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&self.path);
+        }
+        self.size = 0;
+        for n in 1..=self.keep.max(1) {
+            let _ = fs::remove_file(rotated(&self.path, n));
+        }
+    }
+
+    /// Writes the pending output, then a note of what was dropped after it.
+    fn flush_pending(&mut self) -> Result<(), ()> {
+        let pending = std::mem::take(&mut self.pending);
+        if let Err((written, err)) = self.write(&pending) {
+            self.pending = pending[written..].to_vec();
+            self.fail(err);
+            return Err(());
+        }
+        if self.dropped_unreported > 0 {
+            let reason = self.health.error.clone().unwrap_or_default();
+            let note = format!(
+                "[sup: {} bytes dropped: {reason}]\n",
+                self.dropped_unreported
+            );
+            if let Err((_, err)) = self.write(note.as_bytes()) {
+                self.fail(err);
+                return Err(());
+            }
+            self.dropped_unreported = 0;
+        }
+        self.health.error = None;
+        Ok(())
+    }
+
+    fn fail(&mut self, err: io::Error) {
+        self.health.error = Some(format!("{}: {err}", self.path.display()));
+        // Reopen on the next attempt: the directory may come back.
+        self.file = None;
+    }
+
+    fn buffer(&mut self, data: &[u8]) {
+        let room = FAILURE_BUFFER.saturating_sub(self.pending.len());
+        let kept = room.min(data.len());
+        self.pending.extend_from_slice(&data[..kept]);
+        let lost = (data.len() - kept) as u64;
+        self.dropped_unreported += lost;
+        self.health.dropped += lost;
+    }
+
+    /// Writes all of `data`, rotating between lines so that no file grows
+    /// past `max_size` unless one line alone is larger; or says how much got
+    /// through before an error.
+    fn write(&mut self, data: &[u8]) -> Result<(), (usize, io::Error)> {
+        let mut done = 0;
+        while done < data.len() {
+            self.file().map_err(|e| (done, e))?;
+            let take = self.fitting(&data[done..]);
+            if take == 0 {
+                self.rotate();
+                continue;
+            }
+            self.write_now(&data[done..done + take])
+                .map_err(|(n, e)| (done + n, e))?;
+            done += take;
+        }
+        Ok(())
+    }
+
+    /// How many bytes of `data` go into the current file: whole lines up
+    /// to `max_size`, at least one line when the file is empty.
+    fn fitting(&self, data: &[u8]) -> usize {
+        if self.max_size == 0 || !self.regular {
+            return data.len();
+        }
+        let room = self.max_size.saturating_sub(self.size) as usize;
+        if data.len() <= room {
+            return data.len();
+        }
+        match memchr::memrchr(b'\n', &data[..room]) {
+            Some(nl) => nl + 1,
+            None if self.size == 0 => memchr::memchr(b'\n', data).map_or(data.len(), |nl| nl + 1),
+            None => 0,
+        }
+    }
+
+    fn write_now(&mut self, data: &[u8]) -> Result<(), (usize, io::Error)> {
+        let file = self.file().map_err(|e| (0, e))?;
+        let mut written = 0;
+        while written < data.len() {
+            match file.write(&data[written..]) {
+                Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err((written, e)),
+            }
+        }
+        self.size += written as u64;
+        if self.max_size > 0 && self.size >= self.max_size {
+            self.rotate();
+        }
+        Ok(())
+    }
+
+    /// The open file, (re)opened if it was never opened, failed, or was
+    /// deleted by hand; its size is re-read so truncation by others is seen.
+    fn file(&mut self) -> io::Result<&mut File> {
+        let stale = match &self.file {
+            Some(f) => f.metadata().map(|m| m.nlink() == 0).unwrap_or(true),
+            None => true,
+        };
+        if stale {
+            let file = open_append(&self.path)?;
+            let meta = file.metadata()?;
+            self.size = meta.len();
+            self.regular = meta.is_file();
+            self.file = Some(file);
+        }
+        Ok(self.file.as_mut().expect("opened above"))
+    }
+
+    /// `file` → `file.1` → ... → `file.<keep>`, then a fresh `file`.
+    fn rotate(&mut self) {
+        if !self.regular {
+            return; // /dev/null, a FIFO: nothing to rotate.
+        }
+        if self.keep == 0 {
+            if let Some(f) = &self.file {
+                let _ = f.set_len(0);
+            }
+            self.size = 0;
+            return;
+        }
+        for n in (1..self.keep).rev() {
+            let _ = fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1));
+        }
+        if let Err(e) = fs::rename(&self.path, rotated(&self.path, 1)) {
+            self.fail(e);
+            return;
+        }
+        // The next write opens a fresh file.
+        self.file = None;
+        self.size = 0;
+    }
+}
+
+/// `<path>.<n>`.
+pub fn rotated(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sup-logfile-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn rotates_by_size_and_keeps_n() {
+        let d = dir("rotate");
+        let path = d.join("a.log");
+        let mut log = LogFile::new(path.clone(), 10, 2);
+        for i in 0..5 {
+            log.append(format!("line-{i:04}\n").as_bytes()); // 10 bytes each
+        }
+        assert_eq!(
+            fs::read_to_string(rotated(&path, 1)).unwrap(),
+            "line-0004\n"
+        );
+        assert_eq!(
+            fs::read_to_string(rotated(&path, 2)).unwrap(),
+            "line-0003\n"
+        );
+        assert!(!rotated(&path, 3).exists());
+        log.append(b"x\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "x\n");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn rotation_happens_between_lines() {
+        let d = dir("between");
+        let path = d.join("a.log");
+        let mut log = LogFile::new(path.clone(), 10, 5);
+        log.append(b"aaaa\nbbbb\ncccc\nlong-line-xyz\nd\n");
+        assert_eq!(
+            fs::read_to_string(rotated(&path, 3)).unwrap(),
+            "aaaa\nbbbb\n"
+        );
+        assert_eq!(fs::read_to_string(rotated(&path, 2)).unwrap(), "cccc\n");
+        assert_eq!(
+            fs::read_to_string(rotated(&path, 1)).unwrap(),
+            "long-line-xyz\n"
+        );
+        assert_eq!(fs::read_to_string(&path).unwrap(), "d\n");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_deleted_file_is_recreated() {
+        let d = dir("deleted");
+        let path = d.join("a.log");
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.append(b"one\n");
+        fs::remove_file(&path).unwrap();
+        log.append(b"two\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "two\n");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn failures_buffer_then_drop_and_report() {
+        let d = dir("fail");
+        let path = d.join("gone/a.log"); // parent missing: every open fails
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.append(&vec![b'x'; FAILURE_BUFFER - 10]);
+        log.append(&[b'y'; 30]);
+        assert_eq!(log.health().dropped, 20);
+        assert!(log.health().error.as_deref().unwrap().contains("gone"));
+        fs::create_dir(d.join("gone")).unwrap();
+        log.append(b"back\n");
+        let text = fs::read_to_string(&path).unwrap();
+        let note = text
+            .find("[sup: 20 bytes dropped:")
+            .expect("a note of the loss");
+        assert!(
+            text[..note].ends_with("xyyyyyyyyyy"),
+            "the buffered output comes first"
+        );
+        assert!(text.ends_with("]\nback\n"));
+        assert_eq!(log.health().error, None);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn truncate_empties_and_removes_rotated() {
+        let d = dir("truncate");
+        let path = d.join("a.log");
+        let mut log = LogFile::new(path.clone(), 10, 3);
+        log.append(b"0123456789");
+        log.append(b"abc\n");
+        assert!(rotated(&path, 1).exists());
+        log.truncate();
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+        assert!(!rotated(&path, 1).exists());
+        fs::remove_dir_all(d).unwrap();
+    }
+}

@@ -1,0 +1,157 @@
+//! App logs: capture of stdout and stderr through pipes, and a writer
+//! thread that turns them into timestamped, rotated files.
+
+mod capture;
+mod file;
+mod lines;
+mod writer;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use sup_proto::{AppSpec, LogInfo};
+use tokio::sync::oneshot;
+use writer::{HealthMap, Writer, WriterMsg};
+
+pub use capture::pipe;
+pub use writer::Target;
+
+/// The files of one app: stdout's and stderr's targets (the same file when combined).
+#[derive(Debug, Clone)]
+pub struct AppLogs {
+    /// stdout.
+    pub out: Arc<Target>,
+    /// stderr.
+    pub err: Arc<Target>,
+}
+
+impl AppLogs {
+    /// The targets `spec` asks for; default files live in `logs_dir`.
+    pub fn for_spec(spec: &AppSpec, logs_dir: &Path) -> AppLogs {
+        let l = &spec.logs;
+        let target = |path: PathBuf| {
+            Arc::new(Target {
+                path,
+                timestamps: l.timestamps,
+                max_size: l.max_size,
+                keep: l.keep,
+            })
+        };
+        if let Some(both) = &l.combined_file {
+            let t = target(PathBuf::from(both));
+            return AppLogs {
+                out: t.clone(),
+                err: t,
+            };
+        }
+        let or_default = |file: &Option<String>, suffix: &str| {
+            file.as_ref()
+                .map(PathBuf::from)
+                .unwrap_or_else(|| logs_dir.join(format!("{}-{suffix}.log", spec.name)))
+        };
+        AppLogs {
+            out: target(or_default(&l.out_file, "out")),
+            err: target(or_default(&l.err_file, "err")),
+        }
+    }
+
+    fn targets(&self) -> Vec<Arc<Target>> {
+        if self.out.path == self.err.path {
+            vec![self.out.clone()]
+        } else {
+            vec![self.out.clone(), self.err.clone()]
+        }
+    }
+}
+
+/// The daemon's side of logging: starts captures and talks to the writer.
+pub struct Logs {
+    tx: Sender<WriterMsg>,
+    health: HealthMap,
+    next_source: u64,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Logs {
+    /// Starts the writer thread.
+    pub fn start() -> std::io::Result<Logs> {
+        let (tx, rx) = mpsc::channel();
+        let health = HealthMap::default();
+        let writer = Writer::new(health.clone());
+        let handle = std::thread::Builder::new()
+            .name("sup-log-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Logs {
+            tx,
+            health,
+            next_source: 0,
+            writer: Some(handle),
+        })
+    }
+
+    /// Captures one pipe into `target`; the returned sender ends the capture
+    /// (see [`capture::start`]).
+    pub fn capture(
+        &mut self,
+        pipe: OwnedFd,
+        target: &Arc<Target>,
+    ) -> std::io::Result<oneshot::Sender<()>> {
+        self.next_source += 1;
+        capture::start(pipe, target.clone(), self.next_source, self.tx.clone())
+    }
+
+    /// Creates an app's log files if they don't exist yet.
+    pub fn open(&self, logs: &AppLogs) {
+        let _ = self.tx.send(WriterMsg::Open {
+            targets: logs.targets(),
+        });
+    }
+
+    /// Empties an app's log files; `done` fires when it is done.
+    pub fn truncate(&self, logs: &AppLogs) -> oneshot::Receiver<()> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.tx.send(WriterMsg::Truncate {
+            targets: logs.targets(),
+            done,
+        });
+        rx
+    }
+
+    /// Closes an app's log files (it was deleted).
+    pub fn close(&self, logs: &AppLogs) {
+        let paths = logs.targets().iter().map(|t| t.path.clone()).collect();
+        let _ = self.tx.send(WriterMsg::Close { paths });
+    }
+
+    /// Paths and health of an app's logs.
+    pub fn info(&self, logs: &AppLogs) -> LogInfo {
+        let health = self.health.lock().expect("health lock");
+        let mut info = LogInfo {
+            out: logs.out.path.display().to_string(),
+            err: logs.err.path.display().to_string(),
+            timestamps: logs.out.timestamps,
+            ..LogInfo::default()
+        };
+        for target in logs.targets() {
+            if let Some(h) = health.get(&target.path) {
+                info.dropped_bytes += h.dropped;
+                info.error = info.error.or_else(|| h.error.clone());
+            }
+        }
+        info
+    }
+
+    /// Waits (up to `timeout`) until every capture has ended and the writer
+    /// has written everything, so shutdown loses no line.
+    pub async fn finish(mut self, timeout: Duration) {
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        drop(self);
+        let join = tokio::task::spawn_blocking(move || writer.join());
+        let _ = tokio::time::timeout(timeout, join).await;
+    }
+}

@@ -1,0 +1,238 @@
+//! The log writer thread: the only code that writes app logs. Readers on
+//! the event loop send it chunks; it cuts them into lines, stamps them and
+//! appends them, so a slow disk never stalls supervision.
+
+use super::file::{Health, LogFile};
+use super::lines::{cut, finish, Partial, Stamper, Style};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+/// How often failed writes are retried while nothing else arrives.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// Where one stream's lines go, and how they look.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The file.
+    pub path: PathBuf,
+    /// Prefix lines with their arrival time.
+    pub timestamps: bool,
+    /// Rotate past this size (0: never).
+    pub max_size: u64,
+    /// Rotated files kept.
+    pub keep: u32,
+}
+
+/// A message for the writer.
+pub enum WriterMsg {
+    /// Bytes read from a source at `at_ms`. The permit returns to the reader
+    /// once they are written: that is the back-pressure.
+    Chunk {
+        /// Destination.
+        target: Arc<Target>,
+        /// Which stream of which instance (partial lines are kept per source).
+        source: u64,
+        /// Arrival, milliseconds since the epoch.
+        at_ms: i64,
+        /// The bytes.
+        data: Vec<u8>,
+        /// Released when written.
+        permit: OwnedSemaphorePermit,
+    },
+    /// A source ended: write out its unfinished line.
+    End {
+        /// Destination.
+        target: Arc<Target>,
+        /// The source.
+        source: u64,
+    },
+    /// Create these files if they don't exist, so `sup logs` finds them.
+    Open {
+        /// The files.
+        targets: Vec<Arc<Target>>,
+    },
+    /// Empty these files (and their rotated copies).
+    Truncate {
+        /// The files.
+        targets: Vec<Arc<Target>>,
+        /// Answered when done.
+        done: oneshot::Sender<()>,
+    },
+    /// The app is gone: close these files.
+    Close {
+        /// The files.
+        paths: Vec<PathBuf>,
+    },
+}
+
+/// File health shared with the supervisor, by path.
+pub type HealthMap = Arc<Mutex<HashMap<PathBuf, Health>>>;
+
+/// The writer's state.
+pub struct Writer {
+    files: HashMap<PathBuf, LogFile>,
+    partials: HashMap<u64, Partial>,
+    stamper: Stamper,
+    health: HealthMap,
+    offset: (i64, i32),
+}
+
+impl Writer {
+    /// A writer that publishes file health into `health`.
+    pub fn new(health: HealthMap) -> Writer {
+        Writer {
+            files: HashMap::new(),
+            partials: HashMap::new(),
+            stamper: Stamper::default(),
+            health,
+            offset: (i64::MIN, 0),
+        }
+    }
+
+    /// Handles messages until every sender is gone.
+    pub fn run(mut self, rx: Receiver<WriterMsg>) {
+        loop {
+            let msg = if self.files.values().any(LogFile::has_pending) {
+                match rx.recv_timeout(RETRY_EVERY) {
+                    Ok(msg) => Some(msg),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(msg) => Some(msg),
+                    Err(_) => return,
+                }
+            };
+            match msg {
+                Some(msg) => self.handle(msg),
+                None => self.retry_all(),
+            }
+        }
+    }
+
+    /// Handles one message.
+    pub fn handle(&mut self, msg: WriterMsg) {
+        match msg {
+            WriterMsg::Chunk {
+                target,
+                source,
+                at_ms,
+                data,
+                permit,
+            } => {
+                let style = self.style(&target, at_ms);
+                let partial = self.partials.entry(source).or_default();
+                let mut out = Vec::with_capacity(data.len() + data.len() / 2);
+                cut(partial, &data, at_ms, style, &mut self.stamper, &mut out);
+                drop(data);
+                self.append(&target, &out);
+                drop(permit);
+            }
+            WriterMsg::End { target, source } => {
+                if let Some(mut partial) = self.partials.remove(&source) {
+                    let style = self.style(&target, now_ms());
+                    let mut out = Vec::new();
+                    finish(&mut partial, style, &mut self.stamper, &mut out);
+                    self.append(&target, &out);
+                }
+            }
+            WriterMsg::Open { targets } => {
+                for target in targets {
+                    self.file(&target).touch();
+                }
+            }
+            WriterMsg::Truncate { targets, done } => {
+                for target in targets {
+                    self.file(&target).truncate();
+                }
+                let _ = done.send(());
+            }
+            WriterMsg::Close { paths } => {
+                for path in paths {
+                    self.files.remove(&path);
+                    self.health.lock().expect("health lock").remove(&path);
+                }
+            }
+        }
+    }
+
+    fn style(&mut self, target: &Target, at_ms: i64) -> Style {
+        // The local offset changes at most twice a year: look it up once a minute.
+        if self.offset.0 != at_ms / 60_000 {
+            self.offset = (at_ms / 60_000, local_offset(at_ms));
+        }
+        Style {
+            timestamps: target.timestamps,
+            offset_s: self.offset.1,
+        }
+    }
+
+    fn file(&mut self, target: &Target) -> &mut LogFile {
+        self.files
+            .entry(target.path.clone())
+            .or_insert_with(|| LogFile::new(target.path.clone(), target.max_size, target.keep))
+    }
+
+    fn append(&mut self, target: &Target, out: &[u8]) {
+        if out.is_empty() {
+            return;
+        }
+        let file = self.file(target);
+        let before = file.health().clone();
+        file.append(out);
+        let after = file.health().clone();
+        if before != after {
+            self.publish(&target.path, after);
+        }
+    }
+
+    fn retry_all(&mut self) {
+        let mut changed = Vec::new();
+        for (path, file) in self.files.iter_mut().filter(|(_, f)| f.has_pending()) {
+            file.retry();
+            changed.push((path.clone(), file.health().clone()));
+        }
+        for (path, health) in changed {
+            self.publish(&path, health);
+        }
+    }
+
+    fn publish(&self, path: &std::path::Path, health: Health) {
+        if let Some(err) = &health.error {
+            tracing::warn!(
+                "log write failing: {err} ({} bytes dropped so far)",
+                health.dropped
+            );
+        }
+        self.health
+            .lock()
+            .expect("health lock")
+            .insert(path.to_path_buf(), health);
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Seconds east of UTC of local time at `at_ms`.
+fn local_offset(at_ms: i64) -> i32 {
+    let t = (at_ms / 1000) as libc::time_t;
+    // SAFETY: localtime_r fills the zeroed struct we own.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff as i32
+    }
+}
