@@ -1,15 +1,17 @@
-//! Starting an app instance as a real process.
+//! Starting processes: fork and exec by hand, because the child needs
+//! things `std::process::Command` cannot give: listening sockets moved to
+//! fds 3.. and `LISTEN_PID` set to its own pid (systemd's socket-activation
+//! protocol), with nothing but async-signal-safe calls after the fork.
 
+use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::OwnedFd;
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use sup_proto::AppSpec;
 
 /// Environment variables that belong to the daemon's own supervisor
 /// (systemd) and must never leak into apps.
-const PRIVATE_ENV: &[&str] = &[
+pub const PRIVATE_ENV: &[&str] = &[
     "NOTIFY_SOCKET",
     "LISTEN_FDS",
     "LISTEN_PID",
@@ -17,35 +19,227 @@ const PRIVATE_ENV: &[&str] = &[
     "INVOCATION_ID",
 ];
 
-/// Spawns one instance of `spec` in its own process group, stdin from
-/// /dev/null, stdout and stderr to the given fds (pipe write ends).
-/// Returns its pid. The caller reaps it: no `Child` handle is kept, since
-/// the daemon's one reaper owns every exit status.
-pub fn spawn(spec: &AppSpec, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<u32> {
-    let argv = spec.program.argv(&spec.args);
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .envs(
-            spec.env
-                .iter()
-                .filter(|(k, _)| !PRIVATE_ENV.contains(&k.as_str())),
+/// Room for the decimal pid after `LISTEN_PID=`.
+const PID_DIGITS: usize = 20;
+
+/// Everything needed to start one process.
+#[derive(Debug, Default)]
+pub struct Launch<'a> {
+    /// Program (an absolute path) and arguments.
+    pub argv: Vec<String>,
+    /// The whole environment.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: String,
+    /// stdin; /dev/null when None.
+    pub stdin: Option<&'a OwnedFd>,
+    /// stdout.
+    pub stdout: Option<&'a OwnedFd>,
+    /// stderr.
+    pub stderr: Option<&'a OwnedFd>,
+    /// Fds handed over as 3, 4, ... (held listening sockets).
+    pub pass_fds: Vec<RawFd>,
+    /// Set `LISTEN_PID` to the child's own pid.
+    pub listen_pid: bool,
+}
+
+/// The C-level pieces, all allocated before the fork.
+struct Prepared {
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    listen_pid: Option<Vec<u8>>,
+    cwd: CString,
+}
+
+fn cstring(s: impl AsRef<OsStr>) -> io::Result<CString> {
+    CString::new(s.as_ref().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "NUL byte in argument or environment",
         )
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .process_group(0);
-    // SAFETY: the hook only makes async-signal-safe system calls and touches
-    // no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            close_on_exec_from(3);
-            reset_signals()
-        })
+    })
+}
+
+/// Starts `launch` in its own process group and returns its pid. Nothing
+/// waits for it here: the daemon's one reaper collects every exit status.
+pub fn spawn(launch: &Launch) -> io::Result<u32> {
+    let prepared = Prepared {
+        argv: launch.argv.iter().map(cstring).collect::<io::Result<_>>()?,
+        envp: launch
+            .env
+            .iter()
+            .map(|(k, v)| cstring(format!("{k}={v}")))
+            .collect::<io::Result<_>>()?,
+        listen_pid: launch.listen_pid.then(|| {
+            let mut slot = b"LISTEN_PID=".to_vec();
+            slot.resize(slot.len() + PID_DIGITS + 1, 0);
+            slot
+        }),
+        cwd: cstring(&launch.cwd)?,
     };
-    let child = cmd.spawn().map_err(|e| annotate(e, &argv[0], &spec.cwd))?;
-    Ok(child.id())
+    let program = launch
+        .argv
+        .first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argv"))?;
+    let mut argv: Vec<*const libc::c_char> = prepared.argv.iter().map(|c| c.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = prepared.envp.iter().map(|c| c.as_ptr()).collect();
+    let pid_slot = prepared
+        .listen_pid
+        .as_ref()
+        .map(|slot| slot.as_ptr() as *mut u8);
+    if let Some(slot) = pid_slot {
+        envp.push(slot as *const libc::c_char);
+    }
+    envp.push(std::ptr::null());
+    let devnull = match launch.stdin {
+        Some(_) => None,
+        None => Some(std::fs::File::open("/dev/null")?),
+    };
+    let stdin = launch
+        .stdin
+        .map(AsRawFd::as_raw_fd)
+        .or(devnull.as_ref().map(AsRawFd::as_raw_fd));
+    let stdio = [
+        stdin,
+        launch.stdout.map(AsRawFd::as_raw_fd),
+        launch.stderr.map(AsRawFd::as_raw_fd),
+    ];
+    let (err_read, err_write) = cloexec_pipe()?;
+    let child = Child {
+        argv: &argv,
+        envp: &envp,
+        cwd: &prepared.cwd,
+        stdio,
+        pass_fds: &launch.pass_fds,
+        pid_slot,
+        err_write: err_write.as_raw_fd(),
+    };
+    // SAFETY: after fork the child only runs `Child::exec`, which makes
+    // async-signal-safe system calls on memory prepared above.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: in the child, see above; never returns.
+        unsafe { child.exec() }
+    }
+    drop(err_write);
+    match read_errno(&err_read) {
+        None => Ok(pid as u32),
+        Some(errno) => Err(annotate(
+            io::Error::from_raw_os_error(errno),
+            program,
+            &launch.cwd,
+        )),
+    }
+}
+
+/// What the child needs, as raw pointers and fds.
+struct Child<'a> {
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    cwd: &'a CString,
+    stdio: [Option<RawFd>; 3],
+    pass_fds: &'a [RawFd],
+    pid_slot: Option<*mut u8>,
+    err_write: RawFd,
+}
+
+impl Child<'_> {
+    /// Runs in the forked child: sets the process up and execs, or reports
+    /// errno through the error pipe and exits 127.
+    unsafe fn exec(&self) -> ! {
+        let fail = |err_write: RawFd| -> ! {
+            let errno = *libc::__errno_location();
+            libc::write(err_write, (&errno as *const i32).cast(), 4);
+            libc::_exit(127)
+        };
+        libc::setpgid(0, 0);
+        reset_signals();
+        // Move every fd we keep above the range we are about to fill, so
+        // that filling 0, 1, 2, 3.. clobbers none of them.
+        let high = (3 + self.pass_fds.len() + 3) as libc::c_int;
+        let err_write = libc::fcntl(self.err_write, libc::F_DUPFD_CLOEXEC, high);
+        if err_write < 0 {
+            fail(self.err_write);
+        }
+        let mut sources = [-1; 3 + 64];
+        let wanted = self
+            .stdio
+            .iter()
+            .map(|fd| fd.unwrap_or(-1))
+            .chain(self.pass_fds.iter().copied());
+        for (slot, fd) in sources.iter_mut().zip(wanted) {
+            *slot = if fd < 0 {
+                -1
+            } else {
+                libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, high)
+            };
+        }
+        let count = (3 + self.pass_fds.len()).min(sources.len());
+        for (target, &source) in sources[..count].iter().enumerate() {
+            // dup2 clears close-on-exec on the new fd.
+            if source >= 0 && libc::dup2(source, target as libc::c_int) < 0 {
+                fail(err_write);
+            }
+        }
+        close_on_exec_from(count as u32);
+        if libc::chdir(self.cwd.as_ptr()) < 0 {
+            fail(err_write);
+        }
+        if let Some(slot) = self.pid_slot {
+            write_pid(slot.add(b"LISTEN_PID=".len()), libc::getpid() as u32);
+        }
+        libc::execve(self.argv[0], self.argv.as_ptr(), self.envp.as_ptr());
+        fail(err_write)
+    }
+}
+
+/// Writes `pid` in decimal, NUL-terminated, at `at` (PID_DIGITS + 1 bytes).
+unsafe fn write_pid(at: *mut u8, mut pid: u32) {
+    let mut digits = [0u8; PID_DIGITS];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (pid % 10) as u8;
+        n += 1;
+        pid /= 10;
+        if pid == 0 {
+            break;
+        }
+    }
+    for i in 0..n {
+        *at.add(i) = digits[n - 1 - i];
+    }
+    *at.add(n) = 0;
+}
+
+fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds that we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just created and are owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Reads the child's errno from the error pipe; None when it closed empty
+/// (the exec succeeded).
+fn read_errno(pipe: &OwnedFd) -> Option<i32> {
+    let mut buf = [0u8; 4];
+    loop {
+        // SAFETY: reading into our own 4-byte buffer.
+        let n = unsafe { libc::read(pipe.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
+        if n == 4 {
+            return Some(i32::from_ne_bytes(buf));
+        }
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return None;
+    }
 }
 
 /// Marks every fd from `first` up close-on-exec, so that no fd the daemon
@@ -70,12 +264,12 @@ pub fn close_on_exec_from(first: u32) {
     }
 }
 
-/// Gives the app default signal dispositions and an empty mask. Ignored
+/// Gives the child default signal dispositions and an empty mask. Ignored
 /// signals survive exec: the daemon ignores SIGPIPE, a daemon started under
 /// nohup ignores SIGHUP, and a parent that used glibc's posix_spawn leaves
 /// glibc's internal signals 32 and 33 ignored. glibc's wrappers refuse to
 /// touch those two, so this uses the raw system call.
-fn reset_signals() -> io::Result<()> {
+fn reset_signals() {
     /// The kernel's `struct sigaction` (x86_64 and aarch64 layout).
     #[repr(C)]
     struct KernelSigaction {
@@ -92,8 +286,7 @@ fn reset_signals() -> io::Result<()> {
     };
     for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // SAFETY: rt_sigaction with a valid struct and an 8-byte mask;
-            // async-signal-safe, as a system call.
+            // SAFETY: rt_sigaction with a valid struct and an 8-byte mask.
             unsafe {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
@@ -116,13 +309,41 @@ fn reset_signals() -> io::Result<()> {
             8usize,
         )
     };
-    Ok(())
 }
 
 fn annotate(err: io::Error, program: &str, cwd: &str) -> io::Error {
     let what = match err.kind() {
-        io::ErrorKind::NotFound if !Path::new(cwd).is_dir() => format!("working directory {cwd}"),
+        io::ErrorKind::NotFound if !Path::new(cwd).is_dir() => {
+            format!("working directory {cwd}")
+        }
         _ => program.to_string(),
     };
     io::Error::new(err.kind(), format!("{what}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_digits() {
+        let mut buf = [0xffu8; PID_DIGITS + 1];
+        // SAFETY: the buffer has room for any u32 and its NUL.
+        unsafe { write_pid(buf.as_mut_ptr(), 4_194_304) };
+        assert_eq!(&buf[..8], b"4194304\0");
+        unsafe { write_pid(buf.as_mut_ptr(), 0) };
+        assert_eq!(&buf[..2], b"0\0");
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error_not_a_child() {
+        let launch = Launch {
+            argv: vec!["/nonexistent/program".into()],
+            cwd: "/".into(),
+            ..Launch::default()
+        };
+        let err = spawn(&launch).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("/nonexistent/program"), "{err}");
+    }
 }

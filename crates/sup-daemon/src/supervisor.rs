@@ -422,7 +422,22 @@ fn spawn_captured(
 ) -> std::io::Result<Instance> {
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
-    let pid = spawn::spawn(spec, out_write, err_write)?;
+    let env = spec
+        .env
+        .iter()
+        .filter(|(k, _)| !spawn::PRIVATE_ENV.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let launch = spawn::Launch {
+        argv: spec.program.argv(&spec.args),
+        env,
+        cwd: spec.cwd.clone(),
+        stdout: Some(&out_write),
+        stderr: Some(&err_write),
+        ..spawn::Launch::default()
+    };
+    let pid = spawn::spawn(&launch)?;
+    drop((out_write, err_write));
     let captures = vec![
         logs.capture(out_read, &app_logs.out)?,
         logs.capture(err_read, &app_logs.err)?,
