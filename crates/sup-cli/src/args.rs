@@ -43,6 +43,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Empty the log files of one app, or of all.
     Flush(FlushArgs),
+    /// Zero-downtime restart: start a new instance on the held sockets, stop the old one once the new is ready.
+    Reload(TargetArg),
+    /// Show what happened: exits, restarts, health changes, reloads.
+    Events(EventsArgs),
 }
 
 /// A `--json` switch.
@@ -132,6 +136,102 @@ pub struct StartArgs {
     /// Rotated log files kept (`<file>.1` is the newest).
     #[arg(long, default_value_t = sup_proto::spec::DEFAULT_LOG_KEEP)]
     pub log_keep: u32,
+    /// Socket the daemon binds and holds for the app, passed as fd 3.. (host:port, [v6]:port or a path; repeatable).
+    #[arg(long, value_parser = parse_listen, value_name = "ADDR")]
+    pub listen: Vec<String>,
+    /// Liveness probe: HTTP GET of this URL (2xx/3xx passes).
+    #[arg(long, value_parser = parse_http_url, value_name = "URL", group = "liveness")]
+    pub health: Option<String>,
+    /// Liveness probe: a TCP connection to host:port.
+    #[arg(long, value_parser = parse_host_port, value_name = "ADDR", group = "liveness")]
+    pub health_tcp: Option<String>,
+    /// Liveness probe: a command that exits 0.
+    #[arg(long, value_name = "CMD", group = "liveness")]
+    pub health_cmd: Option<String>,
+    /// Time between liveness probes.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub health_interval: Duration,
+    /// Time a probe may take.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub health_timeout: Duration,
+    /// Consecutive failed probes that make the app unhealthy (and restart it).
+    #[arg(long, default_value_t = sup_proto::spec::DEFAULT_HEALTH_RETRIES, value_parser = clap::value_parser!(u32).range(1..))]
+    pub health_retries: u32,
+    /// Failures during this time after a start do not count.
+    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    pub health_start_period: Duration,
+    /// Readiness: the instance is online once GET of this URL passes.
+    #[arg(long, value_parser = parse_http_url, value_name = "URL", group = "readiness")]
+    pub ready_http: Option<String>,
+    /// Readiness: once a TCP connection to host:port opens.
+    #[arg(long, value_parser = parse_host_port, value_name = "ADDR", group = "readiness")]
+    pub ready_tcp: Option<String>,
+    /// Readiness: once this command exits 0.
+    #[arg(long, value_name = "CMD", group = "readiness")]
+    pub ready_cmd: Option<String>,
+    /// Readiness: once the app sends READY=1 to its NOTIFY_SOCKET (sd_notify).
+    #[arg(long, group = "readiness")]
+    pub ready_notify: bool,
+    /// Time an instance has to become ready.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub ready_timeout: Duration,
+    /// Return once the app is online (ready), not just started.
+    #[arg(long)]
+    pub wait: bool,
+    /// Command run for each event of the app (event as JSON on stdin and in $SUP_EVENT).
+    #[arg(long, value_name = "CMD")]
+    pub on_event: Option<String>,
+}
+
+/// `sup events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// App name or id (default: all apps).
+    pub target: Option<String>,
+    /// Keep printing new events as they happen.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// One JSON object per event.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Accepts `host:port` with an IP host, `[v6]:port`, or a Unix socket path.
+fn parse_listen(text: &str) -> Result<String, String> {
+    if text.contains('/') {
+        return Ok(text.to_string());
+    }
+    text.parse::<std::net::SocketAddr>()
+        .map(|_| text.to_string())
+        .map_err(|_| format!("{text:?} is not IP:port, [IPv6]:port or a socket path"))
+}
+
+/// Accepts `host:port` (a name or an IP).
+fn parse_host_port(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(text.to_string())
+        }
+        _ => Err(format!("{text:?} is not host:port")),
+    }
+}
+
+/// Accepts `http://host[:port][/path]`.
+fn parse_http_url(text: &str) -> Result<String, String> {
+    if text.starts_with("https://") {
+        return Err("https:// probes are not supported; probe the app's plain http:// port".into());
+    }
+    let rest = text
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{text:?} is not an http:// URL"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let port_ok = authority
+        .rsplit_once(':')
+        .is_none_or(|(_, p)| p.parse::<u16>().is_ok());
+    if authority.is_empty() || !port_ok {
+        return Err(format!("{text:?} is not an http://host[:port]/path URL"));
+    }
+    Ok(text.to_string())
 }
 
 /// `sup logs`.
@@ -281,6 +381,22 @@ mod tests {
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("10X").is_err());
         assert!(parse_size("big").is_err());
+    }
+
+    #[test]
+    fn addresses_and_urls() {
+        assert!(parse_listen("127.0.0.1:3000").is_ok());
+        assert!(parse_listen("[::1]:3000").is_ok());
+        assert!(parse_listen("/run/app.sock").is_ok());
+        assert!(parse_listen("localhost:3000").is_err());
+        assert!(parse_listen("3000").is_err());
+        assert!(parse_http_url("http://127.0.0.1:3000/health").is_ok());
+        assert!(parse_http_url("http://localhost/health").is_ok());
+        assert!(parse_http_url("https://x/").is_err());
+        assert!(parse_http_url("ftp://x/").is_err());
+        assert!(parse_http_url("http://x:port/").is_err());
+        assert!(parse_host_port("db.local:5432").is_ok());
+        assert!(parse_host_port("db.local").is_err());
     }
 
     #[test]

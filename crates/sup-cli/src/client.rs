@@ -74,6 +74,11 @@ impl Client {
         }
     }
 
+    /// Reads the next answer of a streaming request (`events --follow`).
+    pub fn next_response(&mut self) -> Result<Response> {
+        self.read_response()
+    }
+
     fn read_response(&mut self) -> Result<Response> {
         let mut header = [0u8; HEADER_LEN];
         self.stream

@@ -14,7 +14,9 @@ use resolve::ResolveError;
 use std::process::ExitCode;
 use std::time::Duration;
 use sup_daemon::Home;
-use sup_proto::{validate_name, AppInfo, AppSpec, LogSpec, Request, Response, Target};
+use sup_proto::{
+    validate_name, AppInfo, AppSpec, HealthSpec, LogSpec, Probe, Request, Response, Target,
+};
 
 /// How long `sup kill` waits for the daemon to exit after answering.
 const KILL_WAIT: Duration = Duration::from_secs(30);
@@ -53,6 +55,15 @@ fn run(command: Command) -> Result<()> {
         Command::Pid(t) => pid(&home, &t.target),
         Command::Ping => ping(&home),
         Command::Logs(args) => logs::run(&home, args),
+        Command::Reload(t) => {
+            let mut client = existing(&home)?;
+            match expect_ok(client.request(Request::Reload(Target::parse(&t.target)))?)? {
+                Response::Note(note) => note.lines().for_each(|l| println!("[sup] {l}")),
+                other => bail!("unexpected answer from the daemon: {other:?}"),
+            }
+            Ok(())
+        }
+        Command::Events(args) => events(&home, args),
         Command::Flush(args) => {
             let target = Target::parse(args.target.as_deref().unwrap_or("all"));
             let mut client = existing(&home)?;
@@ -90,7 +101,8 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         .unwrap_or_else(|| resolve::default_name(&args.script));
     validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
     let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
-    env.extend(args.env);
+    env.extend(args.env.iter().cloned());
+    let health = health_spec(&args);
     let spec = AppSpec {
         name,
         program,
@@ -112,9 +124,16 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
             max_size: args.log_max_size,
             keep: args.log_keep,
         },
+        health,
+        listen: args.listen.iter().map(|a| listen_addr(&cwd, a)).collect(),
+        on_event: args.on_event.clone(),
     };
     let mut client = Client::connect_or_spawn(home)?;
-    report(client.request(Request::Add(Box::new(spec)))?, "started")
+    let request = Request::Add {
+        spec: Box::new(spec),
+        wait: args.wait,
+    };
+    report(client.request(request)?, "started")
 }
 
 /// `sup start api` where `api` is no file or command: an app the daemon knows.
@@ -202,6 +221,37 @@ fn apps(response: Response) -> Result<Vec<AppInfo>> {
     }
 }
 
+fn events(home: &Home, args: args::EventsArgs) -> Result<()> {
+    let target = args.target.as_deref().map(Target::parse);
+    let mut client = existing(home)?;
+    let request = Request::Events {
+        target,
+        follow: args.follow,
+    };
+    let mut response = client.request(request)?;
+    loop {
+        let Response::Events(events) = expect_ok(response)? else {
+            bail!("unexpected answer from the daemon");
+        };
+        for event in &events {
+            if args.json {
+                println!("{}", serde_json::to_string(event)?);
+            } else {
+                println!("{}", render::event(event));
+            }
+        }
+        if !args.follow {
+            return Ok(());
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        response = match client.next_response() {
+            Ok(r) => r,
+            Err(_) => bail!("the daemon went away"),
+        };
+    }
+}
+
 fn ping(home: &Home) -> Result<()> {
     let mut client = existing(home)?;
     match expect_ok(client.request(Request::Ping)?)? {
@@ -228,6 +278,41 @@ fn kill(home: &Home) -> Result<()> {
     client::wait_daemon_gone(home, KILL_WAIT)?;
     println!("[sup] daemon stopped");
     Ok(())
+}
+
+/// The probes and their timings from `start`'s flags.
+fn health_spec(args: &StartArgs) -> HealthSpec {
+    let liveness = match (&args.health, &args.health_tcp, &args.health_cmd) {
+        (Some(url), _, _) => Some(Probe::Http { url: url.clone() }),
+        (_, Some(addr), _) => Some(Probe::Tcp { addr: addr.clone() }),
+        (_, _, Some(line)) => Some(Probe::Cmd { line: line.clone() }),
+        _ => None,
+    };
+    let readiness = match (&args.ready_http, &args.ready_tcp, &args.ready_cmd) {
+        (Some(url), _, _) => Some(Probe::Http { url: url.clone() }),
+        (_, Some(addr), _) => Some(Probe::Tcp { addr: addr.clone() }),
+        (_, _, Some(line)) => Some(Probe::Cmd { line: line.clone() }),
+        _ if args.ready_notify => Some(Probe::Notify),
+        _ => None,
+    };
+    HealthSpec {
+        liveness,
+        readiness,
+        interval_ms: millis(args.health_interval),
+        timeout_ms: millis(args.health_timeout),
+        retries: args.health_retries,
+        start_period_ms: millis(args.health_start_period),
+        ready_timeout_ms: millis(args.ready_timeout),
+    }
+}
+
+/// A Unix socket path made absolute; `host:port` as it is.
+fn listen_addr(cwd: &std::path::Path, addr: &str) -> String {
+    if addr.contains('/') {
+        absolute(cwd, addr)
+    } else {
+        addr.to_string()
+    }
 }
 
 /// `file` made absolute against `cwd`: the daemon's cwd is not the user's.

@@ -1,14 +1,14 @@
 //! Human-readable output: the app table and the describe page.
 
 use std::fmt::Write;
-use sup_proto::{AppInfo, Program};
+use sup_proto::{AppInfo, EventRecord, Program};
 
 /// The `list` table.
 pub fn table(apps: &[AppInfo]) -> String {
     let header = [
-        "id", "name", "pid", "status", "restarts", "uptime", "cpu", "memory",
+        "id", "name", "pid", "status", "health", "restarts", "uptime", "cpu", "memory",
     ];
-    let rows: Vec<[String; 8]> = apps
+    let rows: Vec<[String; 9]> = apps
         .iter()
         .map(|a| {
             [
@@ -16,6 +16,7 @@ pub fn table(apps: &[AppInfo]) -> String {
                 a.name.clone(),
                 a.pid.map_or("-".into(), |p| p.to_string()),
                 a.status.as_str().to_string(),
+                health(a),
                 a.restarts.to_string(),
                 a.uptime_ms.map_or("-".into(), duration),
                 a.pid.map_or("-".into(), |_| format!("{:.1}%", a.cpu)),
@@ -63,6 +64,17 @@ pub fn describe(app: &AppInfo) -> String {
             app.restarts, app.unstable_restarts
         ),
     );
+    field("health", health(app));
+    if let Some(result) = &app.health.last_result {
+        let latency = app
+            .health
+            .last_latency_ms
+            .map_or(String::new(), |ms| format!(" in {ms} ms"));
+        field("last probe", format!("{result}{latency}"));
+    }
+    if !app.listen.is_empty() {
+        field("held sockets", app.listen.join(", "));
+    }
     field("cpu", format!("{:.1}%", app.cpu));
     field("memory", bytes(app.memory));
     if let Some(exit) = &app.last_exit {
@@ -119,6 +131,26 @@ pub fn describe(app: &AppInfo) -> String {
     out
 }
 
+/// `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.
+fn health(app: &AppInfo) -> String {
+    match app.health.status.as_str() {
+        "" | "unknown" => "-".into(),
+        "unhealthy" => format!("unhealthy ({})", app.health.failures),
+        other => other.into(),
+    }
+}
+
+/// One line of `sup events`: time (UTC), app, what, details.
+pub fn event(e: &EventRecord) -> String {
+    let detail = if e.detail.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", e.detail)
+    };
+    let time = sup_proto::logfmt::format_ts(e.ts_ms, 0);
+    format!("{time} {} {}{detail}", e.app, e.kind)
+}
+
 /// `850ms`, `12s`, `5m`, `3h`, `2d`.
 pub fn duration(ms: u64) -> String {
     match ms {
@@ -171,6 +203,8 @@ mod tests {
             restart_in_ms: None,
             instances: vec![],
             logs: Default::default(),
+            health: Default::default(),
+            listen: vec![],
             spec: None,
         }
     }

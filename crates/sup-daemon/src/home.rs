@@ -78,6 +78,11 @@ impl Home {
         self.dir.join("daemon.log")
     }
 
+    /// The directory of per-instance sd_notify sockets.
+    pub fn notify_dir(&self) -> PathBuf {
+        self.dir.join("notify")
+    }
+
     /// The directory of app logs.
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.join("logs")
@@ -106,11 +111,13 @@ impl Home {
         if meta.mode() & 0o077 != 0 {
             fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
         }
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(self.logs_dir())
-            .map_err(io_err)?;
+        for dir in [self.logs_dir(), self.notify_dir()] {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(dir)
+                .map_err(io_err)?;
+        }
         Ok(())
     }
 }

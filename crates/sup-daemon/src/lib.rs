@@ -1,13 +1,18 @@
 //! The sup daemon: supervises apps, reaps every child, and serves the CLI
 //! over a Unix socket in `SUP_HOME`. `sup daemon` runs [`run`].
 
+mod events;
+mod health;
 mod home;
 mod lifecycle;
 mod lock;
 mod logs;
+mod notify;
+mod probe;
 mod procstat;
 mod reaper;
 mod server;
+mod sockets;
 mod spawn;
 mod supervisor;
 

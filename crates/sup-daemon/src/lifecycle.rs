@@ -48,6 +48,8 @@ pub enum TimerKind {
     Kill,
     /// The instance has been up `min_uptime`: the backoff resets.
     Stable,
+    /// The instance had `ready_timeout` to become ready.
+    ReadyTimeout,
 }
 
 /// Something that happened to an app.
@@ -66,6 +68,12 @@ pub enum Event {
     Spawned,
     /// The spawn failed.
     SpawnFailed(String),
+    /// The instance passed its readiness check.
+    Ready,
+    /// The liveness probe failed too often: restart as after a crash.
+    Unhealthy(String),
+    /// A reload swapped in a new, ready instance.
+    Reloaded,
     /// The instance is gone: its main process exited (and, while stopping,
     /// the rest of its process group too).
     Exited(ExitKind),
@@ -98,6 +106,17 @@ pub enum Action {
     },
 }
 
+/// What follows a stop once the instance is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    /// Stay stopped.
+    Stay,
+    /// Start again (`sup restart`).
+    Start,
+    /// Restart as after a crash (unhealthy, or never ready).
+    Recover,
+}
+
 /// The lifecycle of one app.
 #[derive(Debug, Clone)]
 pub struct Lifecycle {
@@ -105,7 +124,7 @@ pub struct Lifecycle {
     restarts: u32,
     unstable: u32,
     user_stopped: bool,
-    start_after_stop: bool,
+    after_stop: AfterStop,
     gen: u64,
     last_exit: Option<ExitKind>,
     error: Option<String>,
@@ -118,7 +137,7 @@ impl Default for Lifecycle {
             restarts: 0,
             unstable: 0,
             user_stopped: false,
-            start_after_stop: false,
+            after_stop: AfterStop::Stay,
             gen: 0,
             last_exit: None,
             error: None,
@@ -181,40 +200,60 @@ impl Lifecycle {
             (Launching | Online, Event::Start) => vec![],
             (Launching | Online, Event::Restart) => {
                 self.restarts += 1;
-                self.start_after_stop = true;
+                self.after_stop = AfterStop::Start;
                 self.stop(spec)
             }
             (Stopping, Event::Start | Event::Restart) => {
                 self.user_stopped = false;
-                self.start_after_stop = true;
+                self.after_stop = AfterStop::Start;
                 vec![]
             }
             (status, Event::Stop { by_user }) => {
                 self.user_stopped |= by_user;
-                self.start_after_stop = false;
+                self.after_stop = AfterStop::Stay;
                 match status {
                     Launching | Online => self.stop(spec),
                     WaitingRestart | Errored => self.enter(Stopped),
                     Stopping | Stopped => vec![],
                 }
             }
-            (Launching, Event::Spawned) => {
+            (Launching, Event::Spawned) if spec.health.readiness.is_some() => {
+                self.error = None;
+                vec![self.schedule(TimerKind::ReadyTimeout, spec.health.ready_timeout_ms)]
+            }
+            (Launching, Event::Spawned | Event::Ready) => {
                 self.error = None;
                 let mut actions = self.enter(Online);
                 actions.push(self.schedule(TimerKind::Stable, spec.min_uptime_ms));
                 actions
             }
+            (
+                Launching,
+                Event::Timer {
+                    kind: TimerKind::ReadyTimeout,
+                    ..
+                },
+            ) => {
+                let why = format!("not ready within {} ms", spec.health.ready_timeout_ms);
+                self.recover(spec, why)
+            }
+            (Online, Event::Unhealthy(why)) => self.recover(spec, why),
+            (Online, Event::Reloaded) => {
+                self.restarts += 1;
+                self.enter(Online);
+                vec![self.schedule(TimerKind::Stable, spec.min_uptime_ms)]
+            }
             (Launching, Event::SpawnFailed(reason)) => {
                 self.error = Some(format!("cannot start: {reason}"));
                 self.enter(Errored)
             }
-            (Launching | Online, Event::Exited(exit)) => self.crashed(spec, exit),
+            (Launching | Online, Event::Exited(exit)) => self.crashed(spec, exit, false),
             (Stopping, Event::Exited(exit)) => {
                 self.last_exit = Some(exit);
-                if std::mem::take(&mut self.start_after_stop) {
-                    self.launch()
-                } else {
-                    self.enter(Stopped)
+                match std::mem::replace(&mut self.after_stop, AfterStop::Stay) {
+                    AfterStop::Start => self.launch(),
+                    AfterStop::Recover => self.crashed(spec, exit, true),
+                    AfterStop::Stay => self.enter(Stopped),
                 }
             }
             (
@@ -245,11 +284,20 @@ impl Lifecycle {
         }
     }
 
-    /// The main process ended without being asked to: restart per policy.
-    fn crashed(&mut self, spec: &AppSpec, exit: ExitKind) -> Vec<Action> {
+    /// Stops a broken instance (unhealthy, or never ready); once it is gone
+    /// the app restarts as after a crash.
+    fn recover(&mut self, spec: &AppSpec, why: String) -> Vec<Action> {
+        self.error = Some(why);
+        self.after_stop = AfterStop::Recover;
+        self.stop(spec)
+    }
+
+    /// The instance ended without being asked to (or was `failed` by sup):
+    /// restart per policy.
+    fn crashed(&mut self, spec: &AppSpec, exit: ExitKind, failed: bool) -> Vec<Action> {
         self.last_exit = Some(exit);
         let mut actions = vec![Action::KillGroup];
-        if !spec.restart.restarts_after(exit.success()) {
+        if !spec.restart.restarts_after(exit.success() && !failed) {
             self.unstable = 0;
             actions.extend(self.enter(Status::Stopped));
             return actions;

@@ -81,15 +81,59 @@ async fn connection(
             Ok(Ok(_)) => {}
             _ => return, // Truncated or too slow.
         }
-        let Some(_guard) = inflight.upgrade() else {
+        let Some(guard) = inflight.upgrade() else {
             return;
         };
         let response = match parse(&body) {
+            Ok(Request::Events {
+                target,
+                follow: true,
+            }) => {
+                drop(guard);
+                return stream_events(stream, &tx, target).await;
+            }
             Ok(request) => ask(&tx, request).await,
             Err(response) => response,
         };
         if write_response(&mut stream, response).await.is_err() {
             return;
+        }
+    }
+}
+
+/// `sup events --follow`: the past events, then each new one as a frame,
+/// until the client hangs up.
+async fn stream_events(
+    mut stream: UnixStream,
+    tx: &mpsc::UnboundedSender<Msg>,
+    target: Option<sup_proto::Target>,
+) {
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let follow = Msg::Follow {
+        target,
+        tx: events_tx,
+        reply: reply_tx,
+    };
+    if tx.send(follow).is_err() {
+        return;
+    }
+    let Ok(first) = reply_rx.await else { return };
+    let failed = matches!(first, Response::Error { .. });
+    if write_response(&mut stream, first).await.is_err() || failed {
+        return;
+    }
+    let mut probe = [0u8; 64];
+    loop {
+        tokio::select! {
+            event = events_rx.recv() => {
+                let Some(event) = event else { return };
+                if write_response(&mut stream, Response::Events(vec![event])).await.is_err() {
+                    return;
+                }
+            }
+            // Anything from the client (or EOF) ends the stream.
+            _ = stream.read(&mut probe) => return,
         }
     }
 }

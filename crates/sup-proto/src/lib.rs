@@ -15,11 +15,11 @@ pub mod spec;
 
 pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
 pub use message::{
-    AppInfo, InstanceInfo, LogInfo, Request, RequestEnvelope, Response, ResponseEnvelope, Status,
-    Target,
+    AppInfo, EventRecord, HealthInfo, InstanceInfo, LogInfo, Request, RequestEnvelope, Response,
+    ResponseEnvelope, Status, Target,
 };
 pub use name::{validate_name, NameError};
-pub use spec::{AppSpec, LogSpec, Program, RestartPolicy};
+pub use spec::{AppSpec, HealthSpec, LogSpec, Probe, Program, RestartPolicy};
 
 /// Version of the framing and message schema. Bumped only on incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;

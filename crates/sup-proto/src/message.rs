@@ -45,8 +45,13 @@ impl fmt::Display for Target {
 pub enum Request {
     /// Is the daemon up? Answered by [`Response::Pong`].
     Ping,
-    /// Add a new app and start it.
-    Add(Box<AppSpec>),
+    /// Add a new app and start it; with `wait`, answer once it is ready.
+    Add {
+        /// The app.
+        spec: Box<AppSpec>,
+        /// Answer once the app is online (ready), not just spawned.
+        wait: bool,
+    },
     /// Start apps that are already known (stopped or errored ones).
     Start(Target),
     /// Stop apps; they stay stopped.
@@ -63,6 +68,15 @@ pub enum Request {
     Kill,
     /// Empty the log files of apps.
     Flush(Target),
+    /// Zero-downtime restart: a new instance first, the old one stopped once it is ready.
+    Reload(Target),
+    /// Recorded events (of one app, or all); with `follow`, then new ones as they happen.
+    Events {
+        /// Whose events (None: every app's).
+        target: Option<Target>,
+        /// Keep the connection open and stream new events.
+        follow: bool,
+    },
 }
 
 /// The daemon's answer.
@@ -84,6 +98,10 @@ pub enum Response {
     Apps(Vec<AppInfo>),
     /// Done, nothing to report.
     Ok,
+    /// Done, with something the user should know.
+    Note(String),
+    /// Events, oldest first.
+    Events(Vec<EventRecord>),
     /// The command failed; the connection stays usable.
     Error {
         /// Machine-readable class: `not_found`, `conflict`, `bad_request`,
@@ -195,6 +213,35 @@ pub struct InstanceInfo {
     pub memory: u64,
 }
 
+/// Something that happened to an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// When, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// App id.
+    pub app_id: u32,
+    /// App name.
+    pub app: String,
+    /// What: `started`, `exited`, `restarting`, `stopped`, `errored`,
+    /// `unhealthy`, `healthy`, `ready`, `reloaded`, `reload-failed`, `hook-failed`.
+    pub kind: String,
+    /// Details for a human (exit code, probe error, ...).
+    pub detail: String,
+}
+
+/// Health of an app beside its lifecycle status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthInfo {
+    /// `unknown` (no probe, or none run yet), `healthy` or `unhealthy`.
+    pub status: String,
+    /// Consecutive failed liveness probes.
+    pub failures: u32,
+    /// The last probe's outcome (`ok`, or why it failed).
+    pub last_result: Option<String>,
+    /// The last probe's duration, milliseconds.
+    pub last_latency_ms: Option<u64>,
+}
+
 /// An app's log files and their health.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LogInfo {
@@ -244,6 +291,12 @@ pub struct AppInfo {
     /// Where its logs are, and whether writing them works.
     #[serde(default)]
     pub logs: LogInfo,
+    /// Liveness health, beside `status`.
+    #[serde(default)]
+    pub health: HealthInfo,
+    /// Sockets the daemon holds for the app (empty while it is stopped).
+    #[serde(default)]
+    pub listen: Vec<String>,
     /// The full spec; filled by `describe` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<AppSpec>,

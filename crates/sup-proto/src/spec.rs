@@ -129,6 +129,72 @@ impl Default for LogSpec {
     }
 }
 
+/// A check of an app instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Probe {
+    /// HTTP GET; a 2xx or 3xx answer passes.
+    Http {
+        /// `http://host:port/path`.
+        url: String,
+    },
+    /// A TCP connection that opens passes.
+    Tcp {
+        /// `host:port`.
+        addr: String,
+    },
+    /// A command (under `/bin/sh -c`) that exits 0 passes.
+    Cmd {
+        /// The command line.
+        line: String,
+    },
+    /// Readiness only: the app sends `READY=1` to its `NOTIFY_SOCKET` (sd_notify).
+    Notify,
+}
+
+/// Default time between liveness probes.
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 10_000;
+/// Default time a probe may take.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 2_000;
+/// Default consecutive failures that make an app unhealthy.
+pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
+/// Default time an instance has to become ready.
+pub const DEFAULT_READY_TIMEOUT_MS: u64 = 60_000;
+
+/// Liveness and readiness checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthSpec {
+    /// Liveness probe: failing `retries` times in a row restarts the app.
+    pub liveness: Option<Probe>,
+    /// Readiness check: the instance stays `launching` until it passes.
+    pub readiness: Option<Probe>,
+    /// Time between probes (readiness probes run ten times as often).
+    pub interval_ms: u64,
+    /// Time a probe may take before it counts as failed.
+    pub timeout_ms: u64,
+    /// Consecutive liveness failures that make the app unhealthy.
+    pub retries: u32,
+    /// After a start, liveness failures during this period do not count.
+    pub start_period_ms: u64,
+    /// Time an instance has to become ready.
+    pub ready_timeout_ms: u64,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            liveness: None,
+            readiness: None,
+            interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
+            timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
+            retries: DEFAULT_HEALTH_RETRIES,
+            start_period_ms: 0,
+            ready_timeout_ms: DEFAULT_READY_TIMEOUT_MS,
+        }
+    }
+}
+
 /// Everything the daemon needs to run one app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -159,6 +225,14 @@ pub struct AppSpec {
     pub kill_timeout_ms: u64,
     /// Log files and rotation.
     pub logs: LogSpec,
+    /// Sockets the daemon binds and holds, handed to every instance as fds
+    /// 3.. (`host:port`, `[v6]:port` or a Unix socket path).
+    pub listen: Vec<String>,
+    /// Liveness and readiness checks.
+    pub health: HealthSpec,
+    /// Command run for each event of the app (the event as JSON on stdin
+    /// and in `SUP_EVENT`).
+    pub on_event: Option<String>,
 }
 
 impl Default for AppSpec {
@@ -179,6 +253,9 @@ impl Default for AppSpec {
             stop_signal: "SIGTERM".into(),
             kill_timeout_ms: DEFAULT_KILL_TIMEOUT_MS,
             logs: LogSpec::default(),
+            listen: Vec::new(),
+            health: HealthSpec::default(),
+            on_event: None,
         }
     }
 }

@@ -216,6 +216,51 @@ fn spawn_failure_is_errored_not_a_loop() {
 }
 
 #[test]
+fn readiness_holds_launching_until_ready() {
+    let mut s = spec(RestartPolicy::Always);
+    s.health.readiness = Some(sup_proto::Probe::Notify);
+    let mut lc = Lifecycle::default();
+    lc.handle(&s, Event::Start);
+    let actions = lc.handle(&s, Event::Spawned);
+    assert_eq!(lc.status(), Status::Launching);
+    let (after, _) = scheduled(&actions, TimerKind::ReadyTimeout).unwrap();
+    assert_eq!(after, Duration::from_millis(s.health.ready_timeout_ms));
+    lc.handle(&s, Event::Ready);
+    assert_eq!(lc.status(), Status::Online);
+}
+
+#[test]
+fn never_ready_and_unhealthy_restart_like_a_crash() {
+    let mut s = spec(RestartPolicy::OnFailure);
+    s.health.readiness = Some(sup_proto::Probe::Notify);
+    let mut lc = Lifecycle::default();
+    lc.handle(&s, Event::Start);
+    let actions = lc.handle(&s, Event::Spawned);
+    let (_, gen) = scheduled(&actions, TimerKind::ReadyTimeout).unwrap();
+    let actions = lc.handle(
+        &s,
+        Event::Timer {
+            kind: TimerKind::ReadyTimeout,
+            gen,
+        },
+    );
+    assert!(actions.contains(&Action::SignalStop));
+    assert!(lc.error().unwrap().contains("not ready"));
+    // Even a clean exit on SIGTERM counts as a failure: on-failure restarts.
+    let actions = lc.handle(&s, Event::Exited(ExitKind::Code(0)));
+    assert!(actions.contains(&Action::Spawn), "{actions:?}");
+    assert_eq!(lc.restarts(), 1);
+    lc.handle(&s, Event::Ready);
+    assert_eq!(lc.status(), Status::Online);
+    lc.handle(&s, Event::Unhealthy("probe failed 3 times".into()));
+    assert_eq!(lc.status(), Status::Stopping);
+    lc.handle(&s, Event::Exited(ExitKind::Signal(15)));
+    assert_eq!(lc.restarts(), 2);
+    // Two unstable runs in a row: the backoff applies as after a crash.
+    assert_eq!(lc.status(), Status::WaitingRestart);
+}
+
+#[test]
 fn exit_display() {
     assert_eq!(ExitKind::Code(3).to_string(), "exit code 3");
     assert_eq!(ExitKind::Signal(9).to_string(), "signal SIGKILL");

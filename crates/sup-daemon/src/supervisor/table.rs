@@ -1,11 +1,14 @@
 //! The process table: apps by id, and the pid index that routes exits.
 
+use crate::health::Health;
 use crate::lifecycle::{ExitKind, Lifecycle};
 use crate::logs::AppLogs;
+use crate::notify::NotifySocket;
 use crate::procstat::{tree_usage, CpuMeter};
-use std::collections::{BTreeMap, HashMap};
+use crate::sockets::Held;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
-use sup_proto::{AppInfo, AppSpec, InstanceInfo, LogInfo, Response, Target};
+use sup_proto::{AppInfo, AppSpec, EventRecord, InstanceInfo, LogInfo, Response, Target};
 use tokio::sync::oneshot;
 
 /// A running (or draining) copy of an app.
@@ -21,6 +24,10 @@ pub struct Instance {
     pub exit: Option<ExitKind>,
     /// Ends the captures of its stdout and stderr.
     pub captures: Vec<oneshot::Sender<()>>,
+    /// Its own sd_notify socket, when the app reports readiness that way.
+    pub notify: Option<NotifySocket>,
+    /// It passed its readiness check.
+    pub ready: bool,
 }
 
 impl Instance {
@@ -33,14 +40,18 @@ impl Instance {
             meter: CpuMeter::new(started),
             exit: None,
             captures,
+            notify: None,
+            ready: false,
         }
     }
 
-    /// Tells the captures the instance is gone: they drain their pipes and end.
+    /// Tells the captures the instance is gone: they drain their pipes and
+    /// end; its notify socket goes too.
     pub fn end_captures(&mut self) {
         for capture in self.captures.drain(..) {
             let _ = capture.send(());
         }
+        self.notify = None;
     }
 }
 
@@ -61,11 +72,57 @@ pub struct App {
     pub restart_due: Option<Instant>,
     /// Being deleted: removed once down.
     pub deleting: bool,
+    /// Listening sockets held for the app while it may run.
+    pub sockets: Vec<Held>,
+    /// Liveness health of the current instance.
+    pub health: Health,
+    /// A reload in progress: the new instance, and who waits for the outcome.
+    pub reload: Option<Reload>,
+    /// Old instances stopping after a reload.
+    pub retired: Vec<Instance>,
+    /// Events waiting for the app's `on_event` hook, oldest first.
+    pub hook_queue: VecDeque<EventRecord>,
+    /// Pid of the hook running now.
+    pub hook_pid: Option<u32>,
+}
+
+/// A reload in progress.
+#[derive(Debug)]
+pub struct Reload {
+    /// The new instance, not yet ready.
+    pub incoming: Instance,
+    /// Told whether the reload succeeded (a note) or failed (why).
+    pub reply: Option<oneshot::Sender<Result<String, String>>>,
+}
+
+/// What a pid is to the daemon, so that its exit goes to the right owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The main process of the app's current instance.
+    Main,
+    /// The new instance of a reload.
+    Incoming,
+    /// An old instance stopping after a reload.
+    Retired,
+    /// A command probe.
+    Probe(ProbeKind),
+    /// The `on_event` hook.
+    Hook,
+}
+
+/// Which check a probe serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// Restart when it keeps failing.
+    Liveness,
+    /// Hold `launching` until it passes.
+    Readiness,
 }
 
 impl App {
     /// A snapshot for clients, with usage read from /proc; `with_spec` adds the spec.
     pub fn info(&mut self, logs: LogInfo, with_spec: bool) -> AppInfo {
+        let listen = self.sockets.iter().map(|h| h.addr.clone()).collect();
         let now = Instant::now();
         let status = self.lc.status();
         let live = self.instance.as_mut().filter(|i| i.exit.is_none());
@@ -78,13 +135,24 @@ impl App {
             }
             None => (None, None, 0.0, 0),
         };
-        let instances = vec![InstanceInfo {
+        let mut instances = vec![InstanceInfo {
             pid,
             status,
             uptime_ms,
             cpu,
             memory,
         }];
+        if let Some(reload) = &self.reload {
+            let inst = &reload.incoming;
+            let u = tree_usage(inst.pid);
+            instances.push(InstanceInfo {
+                pid: Some(inst.pid),
+                status: sup_proto::Status::Launching,
+                uptime_ms: Some(now.duration_since(inst.started).as_millis() as u64),
+                cpu: 0.0,
+                memory: u.rss_bytes,
+            });
+        }
         AppInfo {
             id: self.id,
             name: self.spec.name.clone(),
@@ -104,6 +172,8 @@ impl App {
                 .map(|due| due.saturating_duration_since(now).as_millis() as u64),
             instances,
             logs,
+            health: self.health.info(),
+            listen,
             spec: with_spec.then(|| self.spec.clone()),
         }
     }
@@ -113,7 +183,7 @@ impl App {
 #[derive(Debug, Default)]
 pub struct Table {
     apps: BTreeMap<u32, App>,
-    by_pid: HashMap<u32, u32>,
+    by_pid: HashMap<u32, (u32, Role)>,
     next_id: u32,
 }
 
@@ -130,6 +200,12 @@ impl Table {
             instance: None,
             restart_due: None,
             deleting: false,
+            sockets: Vec::new(),
+            health: Health::default(),
+            reload: None,
+            retired: Vec::new(),
+            hook_queue: VecDeque::new(),
+            hook_pid: None,
         };
         self.apps.insert(id, app);
         id
@@ -180,13 +256,25 @@ impl Table {
             .ok_or_else(|| Response::error("not_found", format!("no app {target}")))
     }
 
-    /// Records that `pid` is the main process of app `id`.
-    pub fn index_pid(&mut self, pid: u32, id: u32) {
-        self.by_pid.insert(pid, id);
+    /// Records that `pid` plays `role` for app `id`.
+    pub fn index_pid(&mut self, pid: u32, id: u32, role: Role) {
+        self.by_pid.insert(pid, (id, role));
     }
 
-    /// Takes the app that `pid` was the main process of.
-    pub fn unindex_pid(&mut self, pid: u32) -> Option<u32> {
+    /// Changes what `pid` is (an incoming instance promoted, a main retired).
+    pub fn set_role(&mut self, pid: u32, role: Role) {
+        if let Some(entry) = self.by_pid.get_mut(&pid) {
+            entry.1 = role;
+        }
+    }
+
+    /// What `pid` is, while it has not been reaped.
+    pub fn role_of(&self, pid: u32) -> Option<(u32, Role)> {
+        self.by_pid.get(&pid).copied()
+    }
+
+    /// Takes what `pid` was, as it exits.
+    pub fn unindex_pid(&mut self, pid: u32) -> Option<(u32, Role)> {
         self.by_pid.remove(&pid)
     }
 }

@@ -1,28 +1,44 @@
 //! The one owner of the process table: an actor that receives client
-//! requests, child exits and timers, and drives each app's lifecycle.
+//! requests, child exits, probe results and timers, and drives each app's
+//! lifecycle.
 
+mod events;
+mod instances;
+mod probes;
+mod reload;
 mod table;
 
+use crate::events::Events;
 use crate::home::Home;
 use crate::lifecycle::{Action, Event, ExitKind, TimerKind};
-use crate::logs::{pipe, AppLogs, Logs};
-use crate::{reaper, spawn};
+use crate::logs::{AppLogs, Logs};
+use crate::probe::Outcome;
+use crate::reaper;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use sup_proto::{validate_name, AppSpec, Request, Response, Target};
-use table::{Instance, Table};
+use sup_proto::{validate_name, AppSpec, EventRecord, Request, Response, Status, Target};
+use table::{ProbeKind, Role, Table};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::info;
 
 /// A message for the supervisor.
 #[derive(Debug)]
 pub enum Msg {
     /// A client request and where to send its answer.
     Request(Request, oneshot::Sender<Response>),
+    /// `sup events --follow`: past events now, then new ones into `tx`.
+    Follow {
+        /// Whose events.
+        target: Option<Target>,
+        /// Where new events go.
+        tx: mpsc::UnboundedSender<EventRecord>,
+        /// The past events (or an error).
+        reply: oneshot::Sender<Response>,
+    },
     /// A timer set by a lifecycle fired.
     Timer {
         /// App id.
@@ -32,11 +48,52 @@ pub enum Msg {
         /// What it was for.
         kind: TimerKind,
     },
+    /// Time to probe instance `pid` of `app`.
+    ProbeDue {
+        /// App id.
+        app: u32,
+        /// The instance probed.
+        pid: u32,
+        /// Which check.
+        kind: ProbeKind,
+    },
+    /// An HTTP or TCP probe finished.
+    ProbeDone {
+        /// App id.
+        app: u32,
+        /// The instance probed.
+        pid: u32,
+        /// Which check.
+        kind: ProbeKind,
+        /// What it found.
+        outcome: Outcome,
+    },
+    /// Instance `pid` of `app` said READY=1, or stayed up long enough to count as ready.
+    Ready {
+        /// App id.
+        app: u32,
+        /// The instance.
+        pid: u32,
+    },
+    /// A reload's new instance ran out of time to get ready.
+    ReloadTimeout {
+        /// App id.
+        app: u32,
+        /// The new instance.
+        pid: u32,
+    },
+    /// A process (command probe or hook) ran out of time: kill its group.
+    Deadline {
+        /// Its pid.
+        pid: u32,
+    },
 }
 
 /// What a pending reply waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Until {
+    /// Every app has an instance or has settled (not stopping).
+    Spawned,
     /// Every app is neither launching nor stopping.
     Settled,
     /// Every app is gone from the table.
@@ -57,6 +114,9 @@ struct Waiter {
     reply: oneshot::Sender<Response>,
 }
 
+/// How long shutdown waits for the last log lines to reach the disk.
+const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The supervisor actor.
 pub struct Supervisor {
     home: Home,
@@ -70,23 +130,28 @@ pub struct Supervisor {
     shutdown: Option<Vec<oneshot::Sender<Response>>>,
     started_at_ms: u64,
     logs: Logs,
+    events: Events,
+    /// Running command probes: probe pid -> (instance probed, start).
+    probe_cmds: std::collections::HashMap<u32, (u32, Instant)>,
+    /// Counter for unique per-instance names.
+    seq: u64,
 }
-
-/// How long shutdown waits for the last log lines to reach the disk.
-const LOG_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Supervisor {
     /// A supervisor whose timers post back through `tx`.
     pub fn new(home: Home, tx: mpsc::UnboundedSender<Msg>, logs: Logs) -> Supervisor {
         Supervisor {
-            logs,
             home,
             table: Table::default(),
             tx,
             waiters: Vec::new(),
             draining: Vec::new(),
             shutdown: None,
-            started_at_ms: epoch_ms(SystemTime::now()),
+            started_at_ms: epoch_ms(SystemTime::now()) as u64,
+            logs,
+            events: Events::default(),
+            probe_cmds: std::collections::HashMap::new(),
+            seq: 0,
         }
     }
 
@@ -104,15 +169,20 @@ impl Supervisor {
                 _ = sigint.recv() => self.begin_shutdown(None, "SIGINT"),
             }
             self.settle();
-            if self.shutdown.is_some() && self.table.iter().all(|app| app.lc.is_down()) {
+            if self.shutdown.is_some()
+                && self
+                    .table
+                    .iter()
+                    .all(|app| app.lc.is_down() && app.retired.is_empty())
+            {
                 break;
             }
         }
         self.reap();
+        self.logs.finish(LOG_FLUSH_TIMEOUT).await;
         for reply in self.shutdown.take().unwrap_or_default() {
             let _ = reply.send(Response::Ok);
         }
-        self.logs.finish(LOG_FLUSH_TIMEOUT).await;
         info!("all apps stopped; daemon exits");
         Ok(())
     }
@@ -120,7 +190,26 @@ impl Supervisor {
     fn on_msg(&mut self, msg: Msg) {
         match msg {
             Msg::Request(request, reply) => self.on_request(request, reply),
+            Msg::Follow { target, tx, reply } => {
+                let response = self.follow(target, tx);
+                let _ = reply.send(response);
+            }
             Msg::Timer { app, gen, kind } => self.apply(app, Event::Timer { kind, gen }),
+            Msg::ProbeDue { app, pid, kind } => self.probe_due(app, pid, kind),
+            Msg::ProbeDone {
+                app,
+                pid,
+                kind,
+                outcome,
+            } => self.probe_done(app, pid, kind, outcome),
+            Msg::Ready { app, pid } => self.instance_ready(app, pid),
+            Msg::ReloadTimeout { app, pid } => self.reload_timed_out(app, pid),
+            Msg::Deadline { pid } => {
+                // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
+                if self.table.role_of(pid).is_some() {
+                    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                }
+            }
         }
     }
 
@@ -136,11 +225,12 @@ impl Supervisor {
                 .table
                 .resolve(&target)
                 .map(|ids| Answer::Now(self.infos(&ids, true))),
+            Request::Events { target, .. } => self.past_events(target.as_ref()).map(Answer::Now),
             _ if self.shutdown.is_some() => Err(Response::error(
                 "shutting_down",
                 "the daemon is shutting down",
             )),
-            Request::Add(spec) => self.add(*spec),
+            Request::Add { spec, wait } => self.add(*spec, wait),
             Request::Start(target) => self.each(&target, Event::Start, Until::Settled),
             Request::Stop(target) => {
                 self.each(&target, Event::Stop { by_user: true }, Until::Settled)
@@ -148,6 +238,7 @@ impl Supervisor {
             Request::Restart(target) => self.each(&target, Event::Restart, Until::Settled),
             Request::Delete(target) => self.delete(&target),
             Request::Flush(target) => return self.flush(&target, reply),
+            Request::Reload(target) => return self.reload(&target, reply),
         };
         match answer {
             Ok(Answer::Now(response)) | Err(response) => {
@@ -166,7 +257,7 @@ impl Supervisor {
         }
     }
 
-    fn add(&mut self, spec: AppSpec) -> Result<Answer, Response> {
+    fn add(&mut self, spec: AppSpec, wait: bool) -> Result<Answer, Response> {
         validate_name(&spec.name).map_err(|e| Response::error("bad_request", e.to_string()))?;
         Signal::from_str(&spec.stop_signal).map_err(|_| {
             Response::error(
@@ -183,12 +274,21 @@ impl Supervisor {
                 ),
             ));
         }
+        // Bound before the first start, so that an address in use is an error now.
+        let sockets = crate::sockets::bind_all(&spec.listen)
+            .map_err(|e| Response::error("bad_request", e))?;
         info!(app = %spec.name, argv = ?spec.program.argv(&spec.args), "added");
         let logs = AppLogs::for_spec(&spec, &self.home.logs_dir());
         self.logs.open(&logs);
         let id = self.table.insert(spec, logs);
+        if let Some(app) = self.table.get_mut(id) {
+            app.sockets = sockets;
+        }
         self.apply(id, Event::Start);
-        Ok(Answer::When(vec![id], Until::Settled))
+        Ok(Answer::When(
+            vec![id],
+            if wait { Until::Settled } else { Until::Spawned },
+        ))
     }
 
     /// Applies `event` to every app `target` names.
@@ -206,9 +306,9 @@ impl Supervisor {
             if let Some(app) = self.table.get_mut(id) {
                 app.deleting = true;
             }
+            self.apply(id, Event::Stop { by_user: true });
         }
-        self.each(target, Event::Stop { by_user: true }, Until::Gone)
-            .map(|_| Answer::When(ids, Until::Gone))
+        Ok(Answer::When(ids, Until::Gone))
     }
 
     /// Empties the logs of the apps `target` names; answers once done.
@@ -239,6 +339,7 @@ impl Supervisor {
         }
         self.shutdown.get_or_insert_with(Vec::new).extend(reply);
         for id in self.table.ids() {
+            self.cancel_reload(id, "the daemon is shutting down");
             self.apply(id, Event::Stop { by_user: false });
         }
     }
@@ -256,6 +357,7 @@ impl Supervisor {
             let after = app.lc.status();
             if before != after {
                 info!(app = %app.spec.name, from = before.as_str(), to = after.as_str());
+                self.status_changed(id, before, after);
             }
             for action in actions {
                 events.extend(self.act(id, action));
@@ -263,51 +365,92 @@ impl Supervisor {
         }
     }
 
+    /// Side effects of a status change: events, probes, held sockets.
+    fn status_changed(&mut self, id: u32, before: Status, after: Status) {
+        let Some(app) = self.table.get_mut(id) else {
+            return;
+        };
+        let detail = match after {
+            Status::WaitingRestart => app
+                .restart_due
+                .map(|due| {
+                    format!(
+                        "restart in {} ms",
+                        due.saturating_duration_since(Instant::now()).as_millis()
+                    )
+                })
+                .unwrap_or_default(),
+            Status::Errored => app.lc.error().unwrap_or_default().to_string(),
+            _ => String::new(),
+        };
+        if after == Status::Online {
+            self.start_liveness(id);
+        }
+        if after == Status::Launching && before == Status::WaitingRestart {
+            self.record(id, "restarting", String::new());
+        }
+        match after {
+            Status::Online => self.record(id, "online", String::new()),
+            Status::WaitingRestart => self.record(id, "restarting", detail),
+            Status::Errored => self.record(id, "errored", detail),
+            Status::Stopped => self.record(id, "stopped", String::new()),
+            _ => {}
+        }
+        // Nobody will serve the held sockets: close them so that a proxy
+        // fails fast instead of waiting for its timeout.
+        if let Some(app) = self.table.get_mut(id) {
+            if app.lc.is_down() && !app.sockets.is_empty() {
+                info!(app = %app.spec.name, "closing held sockets");
+                app.sockets.clear();
+            }
+        }
+    }
+
     fn act(&mut self, id: u32, action: Action) -> Option<Event> {
         let app = self.table.get_mut(id)?;
         match action {
-            Action::Spawn => match spawn_captured(&app.spec, &app.logs, &mut self.logs) {
-                Ok(instance) => {
-                    let pid = instance.pid;
-                    app.instance = Some(instance);
-                    self.table.index_pid(pid, id);
-                    Some(Event::Spawned)
-                }
-                Err(err) => {
-                    warn!(app = %app.spec.name, "spawn failed: {err}");
-                    Some(Event::SpawnFailed(err.to_string()))
-                }
-            },
+            Action::Spawn => Some(self.spawn_main(id)),
             Action::SignalStop => {
                 let sig = Signal::from_str(&app.spec.stop_signal).unwrap_or(Signal::SIGTERM);
-                signal_group(app.instance.as_ref(), sig);
+                signal_group(app.instance.as_ref().map(|i| i.pid), sig);
                 None
             }
             Action::KillGroup => {
-                signal_group(app.instance.as_ref(), Signal::SIGKILL);
+                signal_group(app.instance.as_ref().map(|i| i.pid), Signal::SIGKILL);
                 None
             }
             Action::Schedule { kind, after, gen } => {
                 if kind == TimerKind::Restart {
                     app.restart_due = Some(Instant::now() + after);
                 }
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    let _ = tx.send(Msg::Timer { app: id, gen, kind });
-                });
+                self.after(after, Msg::Timer { app: id, gen, kind });
                 None
             }
         }
     }
 
-    /// Collects every exited child and routes each to its app.
+    /// Posts `msg` to ourselves after `delay`.
+    fn after(&self, delay: std::time::Duration, msg: Msg) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(msg);
+        });
+    }
+
+    /// Collects every exited child and routes each to its owner.
     fn reap(&mut self) {
         for (pid, exit) in reaper::reap_all() {
-            let Some(id) = self.table.unindex_pid(pid) else {
+            let Some((id, role)) = self.table.unindex_pid(pid) else {
                 continue;
             };
-            self.main_exited(id, pid, exit);
+            match role {
+                Role::Main => self.main_exited(id, pid, exit),
+                Role::Incoming => self.incoming_exited(id, pid, exit),
+                Role::Retired => self.retired_exited(id, pid),
+                Role::Probe(kind) => self.probe_exited(id, pid, kind, exit),
+                Role::Hook => self.hook_exited(id, exit),
+            }
         }
         let draining = std::mem::take(&mut self.draining);
         for id in draining {
@@ -324,7 +467,10 @@ impl Supervisor {
             return;
         };
         inst.exit = Some(exit);
-        if app.lc.status() == sup_proto::Status::Stopping {
+        let stopping = app.lc.status() == Status::Stopping;
+        self.record(id, "exited", format!("pid {pid}, {exit}"));
+        self.cancel_reload(id, "the old instance exited during the reload");
+        if stopping {
             // A graceful stop waits for the rest of the group to finish too.
             self.finish_if_drained(id);
         } else {
@@ -368,7 +514,7 @@ impl Supervisor {
         let gone: Vec<u32> = self
             .table
             .iter()
-            .filter(|a| a.deleting && a.lc.is_down())
+            .filter(|a| a.deleting && a.lc.is_down() && a.retired.is_empty())
             .map(|a| a.id)
             .collect();
         for id in gone {
@@ -384,7 +530,7 @@ impl Supervisor {
             if self.holds(&waiter.ids, waiter.until) {
                 let response = match waiter.until {
                     Until::Gone => Response::Ok,
-                    Until::Settled => self.infos(&waiter.ids, false),
+                    Until::Settled | Until::Spawned => self.infos(&waiter.ids, false),
                 };
                 let _ = waiter.reply.send(response);
             } else {
@@ -398,6 +544,10 @@ impl Supervisor {
             (None, _) => true,
             (Some(_), Until::Gone) => false,
             (Some(app), Until::Settled) => app.lc.is_settled(),
+            (Some(app), Until::Spawned) => {
+                app.lc.is_settled()
+                    || (app.lc.status() == Status::Launching && app.instance.is_some())
+            }
         })
     }
 
@@ -414,41 +564,10 @@ impl Supervisor {
     }
 }
 
-/// Spawns an instance with its stdout and stderr captured into `app_logs`.
-fn spawn_captured(
-    spec: &AppSpec,
-    app_logs: &AppLogs,
-    logs: &mut Logs,
-) -> std::io::Result<Instance> {
-    let (out_read, out_write) = pipe()?;
-    let (err_read, err_write) = pipe()?;
-    let env = spec
-        .env
-        .iter()
-        .filter(|(k, _)| !spawn::PRIVATE_ENV.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let launch = spawn::Launch {
-        argv: spec.program.argv(&spec.args),
-        env,
-        cwd: spec.cwd.clone(),
-        stdout: Some(&out_write),
-        stderr: Some(&err_write),
-        ..spawn::Launch::default()
-    };
-    let pid = spawn::spawn(&launch)?;
-    drop((out_write, err_write));
-    let captures = vec![
-        logs.capture(out_read, &app_logs.out)?,
-        logs.capture(err_read, &app_logs.err)?,
-    ];
-    Ok(Instance::new(pid, captures))
-}
-
-fn signal_group(instance: Option<&Instance>, sig: Signal) {
-    if let Some(inst) = instance {
+fn signal_group(pgid: Option<u32>, sig: Signal) {
+    if let Some(pgid) = pgid {
         // ESRCH: the group is already gone, which is what we wanted.
-        let _ = killpg(Pid::from_raw(inst.pid as i32), sig);
+        let _ = killpg(Pid::from_raw(pgid as i32), sig);
     }
 }
 
@@ -456,8 +575,9 @@ fn group_alive(pgid: u32) -> bool {
     killpg(Pid::from_raw(pgid as i32), None).is_ok()
 }
 
-fn epoch_ms(t: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch.
+fn epoch_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }

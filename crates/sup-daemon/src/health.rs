@@ -1,0 +1,117 @@
+//! Liveness health, a dimension beside the lifecycle: unknown, healthy, or
+//! unhealthy after `retries` consecutive failures.
+
+use crate::probe::Outcome;
+use sup_proto::HealthInfo;
+
+/// What a probe result changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Nothing worth telling.
+    Same,
+    /// Passed again after failing.
+    Recovered,
+    /// Failed: the failure count, not yet at the threshold.
+    Failing(u32),
+    /// Reached the threshold: restart the app.
+    Unhealthy(String),
+}
+
+/// Health of an app's current instance.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    known: bool,
+    failures: u32,
+    last: Option<Outcome>,
+}
+
+impl Health {
+    /// Forgets everything (a new instance starts).
+    pub fn reset(&mut self) {
+        *self = Health::default();
+    }
+
+    /// Records a liveness probe result; `counts` is false during the start
+    /// period, when failures are shown but not counted.
+    pub fn record(&mut self, outcome: Outcome, retries: u32, counts: bool) -> Verdict {
+        let was_failing = self.failures > 0;
+        self.known = true;
+        let verdict = if outcome.ok {
+            self.failures = 0;
+            if was_failing {
+                Verdict::Recovered
+            } else {
+                Verdict::Same
+            }
+        } else if !counts {
+            Verdict::Same
+        } else {
+            self.failures += 1;
+            if self.failures >= retries.max(1) {
+                Verdict::Unhealthy(format!(
+                    "liveness probe failed {} times in a row: {}",
+                    self.failures, outcome.detail
+                ))
+            } else {
+                Verdict::Failing(self.failures)
+            }
+        };
+        self.last = Some(outcome);
+        verdict
+    }
+
+    /// The view clients get.
+    pub fn info(&self) -> HealthInfo {
+        let status = match (self.known, self.failures) {
+            (false, _) => "unknown",
+            (true, 0) => "healthy",
+            (true, _) => "unhealthy",
+        };
+        HealthInfo {
+            status: status.to_string(),
+            failures: self.failures,
+            last_result: self.last.as_ref().map(|o| o.detail.clone()),
+            last_latency_ms: self.last.as_ref().map(|o| o.latency.as_millis() as u64),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn ok() -> Outcome {
+        Outcome::new(true, "HTTP 200", Instant::now())
+    }
+    fn bad() -> Outcome {
+        Outcome::new(false, "connection refused", Instant::now())
+    }
+
+    #[test]
+    fn threshold_then_recovery() {
+        let mut h = Health::default();
+        assert_eq!(h.info().status, "unknown");
+        assert_eq!(h.record(ok(), 3, true), Verdict::Same);
+        assert_eq!(h.info().status, "healthy");
+        assert_eq!(h.record(bad(), 3, true), Verdict::Failing(1));
+        assert_eq!(h.info().status, "unhealthy");
+        assert_eq!(h.record(ok(), 3, true), Verdict::Recovered);
+        h.record(bad(), 3, true);
+        h.record(bad(), 3, true);
+        let Verdict::Unhealthy(why) = h.record(bad(), 3, true) else {
+            panic!()
+        };
+        assert!(why.contains("3 times") && why.contains("refused"), "{why}");
+    }
+
+    #[test]
+    fn start_period_failures_do_not_count() {
+        let mut h = Health::default();
+        for _ in 0..5 {
+            assert_eq!(h.record(bad(), 1, false), Verdict::Same);
+        }
+        assert_eq!(h.info().failures, 0);
+        assert_eq!(h.info().last_result.as_deref(), Some("connection refused"));
+    }
+}

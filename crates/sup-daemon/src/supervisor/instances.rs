@@ -1,0 +1,152 @@
+//! Starting instances and helper processes (command probes, hooks).
+
+use super::table::{Instance, Role};
+use super::{Msg, Supervisor};
+use crate::lifecycle::Event;
+use crate::logs::pipe;
+use crate::{notify, sockets, spawn};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use sup_proto::{AppSpec, Probe};
+use tracing::warn;
+
+impl Supervisor {
+    /// Spawns the app's main instance; the outcome as a lifecycle event.
+    pub(super) fn spawn_main(&mut self, id: u32) -> Event {
+        match self.spawn_instance(id, Role::Main) {
+            Ok(instance) => {
+                let pid = instance.pid;
+                if let Some(app) = self.table.get_mut(id) {
+                    app.instance = Some(instance);
+                    app.health.reset();
+                }
+                self.record(id, "started", format!("pid {pid}"));
+                self.start_readiness(id, pid);
+                Event::Spawned
+            }
+            Err(err) => {
+                let name = self
+                    .table
+                    .get(id)
+                    .map(|a| a.spec.name.clone())
+                    .unwrap_or_default();
+                warn!(app = %name, "spawn failed: {err}");
+                Event::SpawnFailed(err)
+            }
+        }
+    }
+
+    /// Starts an instance of app `id` playing `role`: its output captured,
+    /// the held sockets as fds 3.., and its own notify socket if it reports
+    /// readiness by sd_notify.
+    pub(super) fn spawn_instance(&mut self, id: u32, role: Role) -> Result<Instance, String> {
+        let notify_path = self.home.notify_dir();
+        let tx = self.tx.clone();
+        let app = self.table.get_mut(id).ok_or("no such app")?;
+        if !app.spec.listen.is_empty() && app.sockets.is_empty() {
+            app.sockets = sockets::bind_all(&app.spec.listen)?;
+        }
+        let io = |e: std::io::Error| e.to_string();
+        let (out_read, out_write) = pipe().map_err(io)?;
+        let (err_read, err_write) = pipe().map_err(io)?;
+        let mut env = app_env(&app.spec);
+        let pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
+        if !pass_fds.is_empty() {
+            env.push(("LISTEN_FDS".into(), pass_fds.len().to_string()));
+            let names = vec![app.spec.name.as_str(); pass_fds.len()].join(":");
+            env.push(("LISTEN_FDNAMES".into(), names));
+        }
+        // The notify task learns the pid once the spawn returned; it cannot
+        // run before that, as both share this thread.
+        let pid_cell = Arc::new(AtomicU32::new(0));
+        let notify = if app.spec.health.readiness == Some(Probe::Notify) {
+            let path = notify_path.join(format!("{id}-{}.sock", self.next_seq()));
+            let cell = pid_cell.clone();
+            let socket = notify::listen(path, move || {
+                let _ = tx.send(Msg::Ready {
+                    app: id,
+                    pid: cell.load(Ordering::SeqCst),
+                });
+            })
+            .map_err(io)?;
+            env.push(("NOTIFY_SOCKET".into(), socket.path().display().to_string()));
+            Some(socket)
+        } else {
+            None
+        };
+        let app = self.table.get_mut(id).ok_or("no such app")?;
+        let launch = spawn::Launch {
+            argv: app.spec.program.argv(&app.spec.args),
+            env,
+            cwd: app.spec.cwd.clone(),
+            stdout: Some(&out_write),
+            stderr: Some(&err_write),
+            listen_pid: !pass_fds.is_empty(),
+            pass_fds,
+            ..spawn::Launch::default()
+        };
+        let pid = spawn::spawn(&launch).map_err(io)?;
+        drop((out_write, err_write));
+        pid_cell.store(pid, Ordering::SeqCst);
+        let (out_target, err_target) = (app.logs.out.clone(), app.logs.err.clone());
+        let captures = vec![
+            self.logs.capture(out_read, &out_target).map_err(io)?,
+            self.logs.capture(err_read, &err_target).map_err(io)?,
+        ];
+        self.table.index_pid(pid, id, role);
+        let mut instance = Instance::new(pid, captures);
+        instance.notify = notify;
+        Ok(instance)
+    }
+
+    /// Runs `line` under `/bin/sh -c` for app `id` (a command probe or a
+    /// hook), with the app's environment plus `extra_env`.
+    pub(super) fn spawn_helper(
+        &mut self,
+        id: u32,
+        line: &str,
+        extra_env: Vec<(String, String)>,
+        stdin: Option<&OwnedFd>,
+        quiet: bool,
+        role: Role,
+    ) -> std::io::Result<u32> {
+        let app = self
+            .table
+            .get(id)
+            .ok_or_else(|| std::io::Error::other("no such app"))?;
+        let mut env = app_env(&app.spec);
+        env.extend(extra_env);
+        let devnull = quiet
+            .then(|| std::fs::OpenOptions::new().write(true).open("/dev/null"))
+            .transpose()?
+            .map(OwnedFd::from);
+        let launch = spawn::Launch {
+            argv: vec!["/bin/sh".into(), "-c".into(), line.into()],
+            env,
+            cwd: app.spec.cwd.clone(),
+            stdin,
+            stdout: devnull.as_ref(),
+            stderr: devnull.as_ref(),
+            ..spawn::Launch::default()
+        };
+        let pid = spawn::spawn(&launch)?;
+        self.table.index_pid(pid, id, role);
+        Ok(pid)
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// The app's environment, without the variables that belong to the daemon's
+/// own supervisor.
+fn app_env(spec: &AppSpec) -> Vec<(String, String)> {
+    spec.env
+        .iter()
+        .filter(|(k, _)| !spawn::PRIVATE_ENV.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
