@@ -15,6 +15,13 @@ Order of the run (both daemons stay alive from step 1 on):
   5. restart latency after kill -9: one extra app per supervisor writing its
      pid to a file; 30 kills each, sup and PM2 interleaved, >= 1.25 s between
      two kills of the same app
+  6. crash loop: every app deleted, then one app that exits 1 at once under
+     four daemons in the same 30 s window: sup defaults, sup --backoff-max 1s
+     (own home, SUP_HOME/bm1), PM2 defaults, PM2 --exp-backoff-restart-delay=100
+     (own home, PM2_HOME/exp); daemon CPU (schedstat) and restarts performed
+
+`--only-crash` runs just phase 6 (starting both main daemons first) and prints
+its figures as JSON, for trying it out.
 """
 import argparse
 import datetime
@@ -40,6 +47,7 @@ LIST_RUNS = 30
 N_KILLS = 30
 KILL_GAP_S = 1.25
 IDLE_S = 30.0
+CRASH_S = 30.0
 POLL_S = 0.0002
 
 TARGETS = {
@@ -55,8 +63,8 @@ def log(msg):
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def run(argv, cwd=None, check=True):
-    p = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+def run(argv, cwd=None, check=True, env=None):
+    p = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, text=True)
     if check and p.returncode != 0:
         raise RuntimeError(f"{argv!r} failed ({p.returncode}): {p.stderr.strip()[:500]}")
@@ -69,31 +77,42 @@ def parse_json_array(text):
     return json.loads(text[i:]) if i >= 0 else []
 
 
-def sup_list():
+def sup_env(home):
+    return dict(os.environ, SUP_HOME=home)
+
+
+def pm2_env(home):
+    return dict(os.environ, PM2_HOME=home)
+
+
+def sup_list(home=SUP_HOME):
     return [(a["name"], a["status"], a["pid"], a["restarts"])
-            for a in parse_json_array(run([SUP, "list", "--json"]).stdout)]
+            for a in parse_json_array(run([SUP, "list", "--json"], env=sup_env(home)).stdout)]
 
 
-def pm2_list():
+def pm2_list(home=PM2_HOME):
     return [(a["name"], a["pm2_env"]["status"], a.get("pid"), a["pm2_env"].get("restart_time"))
-            for a in parse_json_array(run([PM2, "jlist"]).stdout)]
+            for a in parse_json_array(run([PM2, "jlist"], env=pm2_env(home)).stdout)]
 
 
-def sup_daemon_pid():
-    with open(os.path.join(SUP_HOME, "daemon.lock")) as f:
+def sup_daemon_pid(home=SUP_HOME):
+    with open(os.path.join(home, "daemon.lock")) as f:
         return int(f.read().strip())
 
 
-def pm2_daemon_pid():
-    with open(os.path.join(PM2_HOME, "pm2.pid")) as f:
+def pm2_daemon_pid(home=PM2_HOME):
+    with open(os.path.join(home, "pm2.pid")) as f:
         return int(f.read().strip())
 
 
-def write_script(path, pidfile=None):
+def write_script(path, pidfile=None, crash=False):
     body = "#!/bin/bash\n"
-    if pidfile:
-        body += f"echo $$ > {pidfile}\n"
-    body += "exec sleep 100000\n"
+    if crash:
+        body += "exit 1\n"
+    else:
+        if pidfile:
+            body += f"echo $$ > {pidfile}\n"
+        body += "exec sleep 100000\n"
     with open(path, "w") as f:
         f.write(body)
     os.chmod(path, 0o755)
@@ -311,6 +330,97 @@ def restart_latency():
     return res
 
 
+# ---------------------------------------------------------------- 6. crash loop
+
+# Four crash loops of the same app (`exit 1` at once), each under its own daemon
+# (own home), all four in the same CRASH_S window. The variants get their own
+# homes inside the main ones, so core.sh's cleanup removes them.
+SUP_HOME_BM1 = os.path.join(SUP_HOME, "bm1")
+PM2_HOME_EXP = os.path.join(PM2_HOME, "exp")
+CRASH_RUNS = [
+    # key, tool, home, extra `start` flags, label
+    ("sup", "sup", SUP_HOME, [], "sup, defaults"),
+    ("sup_bm1", "sup", SUP_HOME_BM1, ["--backoff-max", "1s"], "sup `--backoff-max 1s`"),
+    ("pm2", "pm2", PM2_HOME, [], "PM2, defaults"),
+    ("pm2_exp", "pm2", PM2_HOME_EXP, ["--exp-backoff-restart-delay=100"],
+     "PM2 `--exp-backoff-restart-delay=100`"),
+]
+
+
+def crash_app_state(tool, home):
+    """(status, restarts actually performed) of the app `crash`."""
+    if tool == "sup":
+        apps = parse_json_array(run([SUP, "list", "--json"], env=sup_env(home)).stdout)
+        a = next((a for a in apps if a["name"] == "crash"), None)
+        if a is None:
+            raise RuntimeError(f"crash loop: sup in {home} lost the app")
+        # sup counts a restart when it schedules it: while `waiting-restart`, the
+        # counter already includes the pending one. Count performed restarts only.
+        done = a["restarts"] - (1 if a["status"] == "waiting-restart" else 0)
+        return a["status"], done
+    apps = parse_json_array(run([PM2, "jlist"], env=pm2_env(home)).stdout)
+    a = next((a for a in apps if a["name"] == "crash"), None)
+    if a is None:
+        raise RuntimeError(f"crash loop: PM2 in {home} lost the app")
+    # PM2 bumps restart_time right before it respawns: performed restarts.
+    return a["pm2_env"]["status"], a["pm2_env"].get("restart_time")
+
+
+def crash_loop():
+    # Nothing else may run under the main daemons: drop every app of the earlier phases.
+    run([SUP, "delete", "all"])
+    run([PM2, "delete", "all"], check=False)  # fails when there is nothing to delete
+    if sup_list() or pm2_list():
+        raise RuntimeError("crash loop: apps left over after `delete all`")
+    # Warm, empty daemons in the variant homes (their boot stays outside the window).
+    os.makedirs(SUP_HOME_BM1, mode=0o700, exist_ok=True)
+    write_script(os.path.join(SUP_HOME_BM1, "x.sh"))
+    run([SUP, "start", os.path.join(SUP_HOME_BM1, "x.sh"), "--name", "warm"], cwd=SUP_HOME_BM1,
+        env=sup_env(SUP_HOME_BM1))
+    run([SUP, "delete", "warm"], env=sup_env(SUP_HOME_BM1))
+    os.makedirs(PM2_HOME_EXP, exist_ok=True)
+    run([PM2, "ping"], env=pm2_env(PM2_HOME_EXP))
+    pids, argvs = {}, {}
+    for key, tool, home, flags, _ in CRASH_RUNS:
+        script = os.path.join(home, "crash.sh")
+        write_script(script, crash=True)
+        if tool == "sup":
+            pids[key] = sup_daemon_pid(home)
+            argvs[key] = ([SUP, "start", script, "--name", "crash", *flags], sup_env(home), home)
+        else:
+            pids[key] = pm2_daemon_pid(home)
+            argvs[key] = ([PM2, "start", script, "--name", "crash", *flags], pm2_env(home), home)
+    time.sleep(2.0)
+
+    log(f"crash loop: {CRASH_S:.0f} s, {len(CRASH_RUNS)} daemons in the same window")
+    c0 = {k: cpu_sample(p) for k, p in pids.items()}
+    t0 = time.perf_counter()
+    procs = {k: subprocess.Popen(a, cwd=home, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for k, (a, env, home) in argvs.items()}
+    cli_s = {}
+    for k, p in procs.items():
+        out, err = p.communicate(timeout=60)
+        cli_s[k] = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise RuntimeError(f"crash loop {k}: start failed ({p.returncode}): {err.strip()[:500]}")
+    time.sleep(max(0.0, t0 + CRASH_S - time.perf_counter()))
+    c1 = {k: cpu_sample(p) for k, p in pids.items()}
+    res = {}
+    for key, tool, home, flags, label in CRASH_RUNS:  # sup first: its lists are quick
+        status, restarts = crash_app_state(tool, home)
+        d = cpu_delta(c0[key], c1[key])
+        d.update(status=status, restarts=restarts, label=label, cli_s=cli_s[key],
+                 ms_per_restart=(d["sched_ms"] / restarts) if restarts else None)
+        res[key] = d
+        log(f"crash loop {label}: {restarts} restarts, status {status}, daemon CPU "
+            f"{d['sched_ms']:.2f} ms ({d['sched_pct']:.4f} %)")
+    # The variant daemons are not needed any more.
+    run([SUP, "kill"], env=sup_env(SUP_HOME_BM1), check=False)
+    run([PM2, "kill"], env=pm2_env(PM2_HOME_EXP), check=False)
+    return res
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -349,17 +459,41 @@ def version(argv):
         return "?"
 
 
+def build_info():
+    """What the measured binary was built from, as far as git and its mtime tell."""
+    git = ["git", "-C", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+    src = ["--", "crates", "Cargo.toml", "Cargo.lock"]
+    head = run(git + ["rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "?"
+    last = run(git + ["log", "-1", "--format=%h %ct", *src], check=False).stdout.split()
+    dirty = run(git + ["status", "--porcelain", *src], check=False).stdout.strip()
+    mtime = os.path.getmtime(SUP)
+    info = f"built {datetime.datetime.fromtimestamp(mtime):%Y-%m-%d %H:%M}, git HEAD {head} at the start of the run"
+    if len(last) == 2 and int(last[1]) > mtime:
+        info += f"; **the binary is older than the last source commit {last[0]}**"
+    if dirty:
+        info += "; uncommitted source changes in the tree"
+    return info
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
+    ap.add_argument("--only-crash", action="store_true",
+                    help="run only the crash-loop phase and print its figures (for trying it out)")
     args = ap.parse_args()
 
     started = datetime.datetime.now()
     load0 = os.getloadavg()
+    build = build_info()
     for h in (SUP_HOME, PM2_HOME):
         write_script(os.path.join(h, "x.sh"))
     if os.path.exists(os.path.join(SUP_HOME, "sup.sock")):
         raise RuntimeError("SUP_HOME already has a daemon socket; need a cold daemon")
+    if args.only_crash:
+        run([SUP, "start", os.path.join(SUP_HOME, "x.sh"), "--name", "warm"], cwd=SUP_HOME)
+        run([PM2, "ping"])
+        print(json.dumps(crash_loop(), indent=1))
+        return
 
     # 1. start 100 apps from a cold daemon
     log(f"starting {N_APPS} apps under sup (cold daemon)")
@@ -402,13 +536,17 @@ def main():
     log(f"restart latency: {N_KILLS} kill -9 each, {KILL_GAP_S} s apart")
     rs = restart_latency()
 
+    # 6. crash loop, every app of the earlier phases deleted first
+    cr = crash_loop()
+
     # daemon log check
     log_lines = []
-    try:
-        with open(os.path.join(SUP_HOME, "daemon.log")) as f:
-            log_lines = [l.rstrip() for l in f if " WARN " in l or " ERROR " in l]
-    except OSError:
-        pass
+    for h in (SUP_HOME, SUP_HOME_BM1):
+        try:
+            with open(os.path.join(h, "daemon.log")) as f:
+                log_lines += [l.rstrip() for l in f if " WARN " in l or " ERROR " in l]
+        except OSError:
+            pass
 
     # ------------------------------------------------------------ table
     L = list20
@@ -443,6 +581,14 @@ def main():
         ("Daemon CPU idle, 100 apps, 30 s (utime+stime)",
          fmt_pct(cpu["sup"]["stat_pct"]), fmt_pct(cpu["pm2"]["stat_pct"]),
          ratio(cpu["sup"]["stat_pct"], cpu["pm2"]["stat_pct"]), "—"),
+        (f"Daemon CPU, crash loop (`exit 1`), {CRASH_S:.0f} s, defaults (schedstat, % of one core)",
+         fmt_pct(cr["sup"]["sched_pct"]), fmt_pct(cr["pm2"]["sched_pct"]),
+         ratio(cr["sup"]["sched_pct"], cr["pm2"]["sched_pct"]), "—"),
+        (f"… restarts in those {CRASH_S:.0f} s (defaults)",
+         f"{cr['sup']['restarts']}", f"{cr['pm2']['restarts']} (then {cr['pm2']['status']})", "—", "—"),
+        ("Daemon CPU per restart, crash loop (sup `--backoff-max 1s`, PM2 `--exp-backoff-restart-delay=100`)",
+         fmt_ms(cr["sup_bm1"]["ms_per_restart"]), fmt_ms(cr["pm2_exp"]["ms_per_restart"]),
+         ratio(cr["sup_bm1"]["ms_per_restart"], cr["pm2_exp"]["ms_per_restart"]), "—"),
     ]
 
     out = []
@@ -450,9 +596,7 @@ def main():
     out.append("")
     out.append(f"- machine: {platform.node()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
                f"load average at start {load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f}")
-    commit = run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
-                 check=False).stdout.strip() or "?"
-    out.append(f"- sup: `{version([SUP, '--version'])}` ({SUP}, git {commit}); "
+    out.append(f"- sup: `{version([SUP, '--version'])}` ({SUP}, {build}); "
                f"PM2 {version([PM2, '--version'])} on node {version(['node', '--version'])}; "
                f"list timing by {L['tool']}")
     out.append("")
@@ -460,6 +604,18 @@ def main():
     out.append("| --- | --- | --- | --- | --- |")
     for r in rows:
         out.append("| " + " | ".join(r) + " |")
+    out.append("")
+    out.append(f"Crash loop: one app `#!/bin/bash` / `exit 1` per daemon, four daemons (own homes) in the "
+               f"same {CRASH_S:.0f} s window, which opens right before the `start` calls:")
+    out.append("")
+    out.append("| run | restarts in the window | status at the end | daemon CPU (schedstat) | % of one core "
+               "| CPU per restart | utime+stime ticks |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for key, _, _, _, label in CRASH_RUNS:
+        c = cr[key]
+        per = fmt_ms(c["ms_per_restart"]) if c["ms_per_restart"] is not None else "n/a"
+        out.append(f"| {label} | {c['restarts']} | {c['status']} | {c['sched_ms']:.2f} ms | "
+                   f"{fmt_pct(c['sched_pct'])} | {per} | {c['ticks']} |")
     out.append("")
     out.append("Notes:")
     out.append(f"- Lower is better everywhere; a ratio below 1 means sup is smaller/faster. Targets apply to sup.")
@@ -482,6 +638,15 @@ def main():
                f"(sup {cpu['sup']['threads']}, PM2 {cpu['pm2']['threads']}): sup {cpu['sup']['sched_ms']:.2f} ms, "
                f"PM2 {cpu['pm2']['sched_ms']:.2f} ms on CPU; utime+stime ticks: sup {cpu['sup']['ticks']}, "
                f"PM2 {cpu['pm2']['ticks']} (tick = {1000 // os.sysconf('SC_CLK_TCK')} ms).")
+    out.append(f"- Crash loop: runs after every app of the earlier phases was deleted (sup and PM2 main "
+               f"daemons, now with no other app), plus one fresh daemon each for the variants "
+               f"(booted before the window). Restarts = restarts actually performed in the window: PM2's "
+               f"`restart_time`; sup's `restarts` minus the pending one when the app is `waiting-restart` "
+               f"(sup counts a restart when it schedules it). CPU per restart = daemon CPU in the window ÷ "
+               f"restarts; it includes handling the `start` request and, for PM2, its idle cost (see the idle "
+               f"row); the time a forked child spends before `exec` is charged to the child, not the daemon. "
+               f"sup defaults: first restart at once, then 100 ms doubling up to 30 s; PM2 defaults: no delay, "
+               f"`errored` after 16 unstable (< 1 s) runs; PM2 exp-backoff: 100 ms × 1.5 per restart up to 15 s.")
     if log_lines:
         out.append(f"- sup daemon.log had {len(log_lines)} WARN/ERROR line(s), first: `{log_lines[0][:200]}`")
     else:

@@ -1,4 +1,5 @@
 // A small Node HTTP app with a /health route, for `sup start examples/app.js --name api`.
+// With `--listen 127.0.0.1:3000`, sup holds the port and the app serves fd 3.
 // It drains on SIGTERM, so `sup stop` and `sup restart` don't cut requests short.
 const http = require("http");
 
@@ -15,9 +16,14 @@ const server = http.createServer((req, res) => {
   res.end(`hello from pid ${process.pid}\n`);
 });
 
-server.listen(port, "127.0.0.1", () => {
-  console.log(`listening on http://127.0.0.1:${port} (pid ${process.pid})`);
-});
+if (process.env.LISTEN_FDS) {
+  // sup --listen holds the socket and hands it over as fd 3 (systemd's protocol).
+  server.listen({ fd: 3 }, () => console.log(`serving the held socket (pid ${process.pid})`));
+} else {
+  server.listen(port, "127.0.0.1", () => {
+    console.log(`listening on http://127.0.0.1:${port} (pid ${process.pid})`);
+  });
+}
 
 process.on("SIGTERM", () => {
   console.log("SIGTERM: finishing open requests, then exiting");

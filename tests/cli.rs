@@ -5,6 +5,7 @@ mod support;
 
 mod commands;
 mod daemon;
+mod health;
 mod logs;
 mod processes;
 mod restarts;

@@ -80,6 +80,9 @@ pub fn describe(app: &AppInfo) -> String {
     if let Some(exit) = &app.last_exit {
         field("last exit", exit.clone());
     }
+    if let Some(reason) = &app.restart_reason {
+        field("last restart", reason.clone());
+    }
     if let Some(ms) = app.restart_in_ms {
         field("next restart in", duration(ms));
     }
@@ -201,6 +204,7 @@ mod tests {
             last_exit: None,
             error: None,
             restart_in_ms: None,
+            restart_reason: None,
             instances: vec![],
             logs: Default::default(),
             health: Default::default(),

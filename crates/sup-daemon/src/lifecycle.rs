@@ -128,6 +128,7 @@ pub struct Lifecycle {
     gen: u64,
     last_exit: Option<ExitKind>,
     error: Option<String>,
+    restart_reason: Option<String>,
 }
 
 impl Default for Lifecycle {
@@ -141,6 +142,7 @@ impl Default for Lifecycle {
             gen: 0,
             last_exit: None,
             error: None,
+            restart_reason: None,
         }
     }
 }
@@ -176,6 +178,11 @@ impl Lifecycle {
         self.error.as_deref()
     }
 
+    /// Why the app was last restarted.
+    pub fn restart_reason(&self) -> Option<&str> {
+        self.restart_reason.as_deref()
+    }
+
     /// Whether the app has settled: not launching or stopping.
     pub fn is_settled(&self) -> bool {
         !matches!(self.status, Status::Launching | Status::Stopping)
@@ -200,6 +207,7 @@ impl Lifecycle {
             (Launching | Online, Event::Start) => vec![],
             (Launching | Online, Event::Restart) => {
                 self.restarts += 1;
+                self.restart_reason = Some("restarted by the user".into());
                 self.after_stop = AfterStop::Start;
                 self.stop(spec)
             }
@@ -287,6 +295,7 @@ impl Lifecycle {
     /// Stops a broken instance (unhealthy, or never ready); once it is gone
     /// the app restarts as after a crash.
     fn recover(&mut self, spec: &AppSpec, why: String) -> Vec<Action> {
+        self.restart_reason = Some(why.clone());
         self.error = Some(why);
         self.after_stop = AfterStop::Recover;
         self.stop(spec)
@@ -308,6 +317,9 @@ impl Lifecycle {
             ));
             actions.extend(self.enter(Status::Errored));
             return actions;
+        }
+        if !failed {
+            self.restart_reason = Some(format!("exited ({exit})"));
         }
         let delay = backoff_delay(spec, self.unstable);
         self.unstable += 1;

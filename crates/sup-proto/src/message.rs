@@ -284,6 +284,9 @@ pub struct AppInfo {
     pub last_exit: Option<String>,
     /// Why the app is errored, or the last spawn failure.
     pub error: Option<String>,
+    /// Why the app was last restarted (a crash, a failed probe, the user).
+    #[serde(default)]
+    pub restart_reason: Option<String>,
     /// Milliseconds until the scheduled restart, when waiting.
     pub restart_in_ms: Option<u64>,
     /// The instances of the app.

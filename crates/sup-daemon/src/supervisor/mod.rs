@@ -386,8 +386,15 @@ impl Supervisor {
         if after == Status::Online {
             self.start_liveness(id);
         }
-        if after == Status::Launching && before == Status::WaitingRestart {
-            self.record(id, "restarting", String::new());
+        // A restart without a wait (the first after a crash, or `sup
+        // restart`); one after a wait was recorded on entering the wait.
+        if after == Status::Launching
+            && matches!(
+                before,
+                Status::Online | Status::Launching | Status::Stopping
+            )
+        {
+            self.record(id, "restarting", "now".into());
         }
         match after {
             Status::Online => self.record(id, "online", String::new()),

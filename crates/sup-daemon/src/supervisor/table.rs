@@ -166,6 +166,7 @@ impl App {
             memory,
             last_exit: self.lc.last_exit().map(|e| e.to_string()),
             error: self.lc.error().map(str::to_string),
+            restart_reason: self.lc.restart_reason().map(str::to_string),
             restart_in_ms: self
                 .restart_due
                 .filter(|_| status == sup_proto::Status::WaitingRestart)
