@@ -20,8 +20,13 @@ fn texts(path: &Path) -> Vec<String> {
     let mut out = Vec::new();
     for file in files {
         let bytes = fs::read(&file).unwrap_or_default();
-        for line in String::from_utf8_lossy(&bytes).lines() {
-            out.push(strip_ts(line).to_string());
+        // Only whole lines: the daemon may be writing the last one right now.
+        for line in bytes
+            .split_inclusive(|b| *b == b'\n')
+            .filter(|l| l.ends_with(b"\n"))
+        {
+            let line = String::from_utf8_lossy(&line[..line.len() - 1]);
+            out.push(strip_ts(&line).to_string());
         }
     }
     out
