@@ -22,6 +22,16 @@ export SUP_HOME="$WORK/sup" PM2_HOME="$WORK/pm2"
 cleanup() {
   "$SUP_BIN" kill >/dev/null 2>&1 || true
   pm2 kill >/dev/null 2>&1 || true
+  # Keep the daemons' own logs if something looked wrong.
+  mkdir -p "$ROOT/bench/results"
+  if [[ -f "$SUP_HOME/daemon.log" ]] && grep -qE ' (WARN|ERROR) ' "$SUP_HOME/daemon.log"; then
+    cp "$SUP_HOME/daemon.log" "$ROOT/bench/results/logs-last-sup-daemon.log"
+    echo "[bench] sup daemon.log had WARN/ERROR lines; copied to bench/results/logs-last-sup-daemon.log" >&2
+  fi
+  if [[ -f "$PM2_HOME/pm2.log" ]] && grep -qiE 'error' "$PM2_HOME/pm2.log"; then
+    cp "$PM2_HOME/pm2.log" "$ROOT/bench/results/logs-last-pm2.log"
+    echo "[bench] pm2.log mentions errors; copied to bench/results/logs-last-pm2.log" >&2
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -33,10 +43,17 @@ cat > "$WORK/gen.sh" <<'GEN'
 exec seq -f 'line-%094.0f' 1 1000000
 GEN
 chmod +x "$WORK/gen.sh"
+printf '#!/bin/bash\nexec sleep 100000\n' > "$WORK/warm.sh"
+chmod +x "$WORK/warm.sh"
+
+echo "- machine: $(nproc) CPUs, Linux $(uname -r), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- sup: $("$SUP_BIN" --version) ($SUP_BIN, built $(date -r "$SUP_BIN" '+%Y-%m-%d %H:%M'), git HEAD $(git rev-parse --short HEAD 2>/dev/null || echo '?')); PM2 $(pm2 --version 2>/dev/null | tail -1) on node $(node --version)"
+echo
 
 # Start both daemons first: the figure is capture, not daemon boot.
 "$SUP_BIN" start "sleep 100000" --name warm >/dev/null
-pm2 start "$WORK/gen.sh" --name warm --no-autorestart >/dev/null 2>&1 && pm2 delete warm >/dev/null 2>&1
+pm2 start "$WORK/warm.sh" --name warm >/dev/null 2>&1
+pm2 delete warm >/dev/null 2>&1
 
 python3 - "$SUP_BIN" "$WORK" "$LINES" "$ROUNDS" <<'PY'
 import os, subprocess, sys, time, statistics, glob
@@ -44,14 +61,22 @@ import os, subprocess, sys, time, statistics, glob
 sup, work, lines, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 gen = os.path.join(work, "gen.sh")
 
-def wait_size(path_fn, size, deadline=120):
+def wait_size(path_fn, size, deadline=120, stall=5):
+    """Time when the files hold `size` bytes; None if that never happens
+    (deadline passed, or no byte arrived for `stall` seconds: lines lost)."""
     end = time.monotonic() + deadline
+    last_total, last_change = -1, time.monotonic()
     while time.monotonic() < end:
         total = sum(os.path.getsize(p) for p in path_fn() if os.path.exists(p))
+        now = time.monotonic()
         if total >= size:
-            return time.monotonic()
+            return now
+        if total != last_total:
+            last_total, last_change = total, now
+        elif now - last_change > stall:
+            return None
         time.sleep(0.002)
-    raise SystemExit(f"timed out waiting for {size} bytes")
+    return None
 
 def count(paths, prefix_len):
     seen, bad = set(), 0
@@ -70,7 +95,9 @@ def floor(i):
     t0 = time.monotonic()
     subprocess.run([gen], stdout=open(out, "wb"), check=True)
     t = time.monotonic() - t0
-    n, _ = count([out], 0)
+    n, bad = count([out], 0)
+    if bad:
+        print(f"[bench] floor round {i}: {bad} malformed lines", file=sys.stderr)
     os.remove(out)
     return t, lines - n
 
@@ -81,8 +108,11 @@ def sup_round(i):
     t0 = time.monotonic()
     subprocess.run([sup, "start", gen, "--name", name, "--restart", "no", "--log-max-size", "0"],
                    check=True, stdout=subprocess.DEVNULL)
-    t = wait_size(files, lines * 130) - t0   # 29-byte timestamp + space + 100
+    done = wait_size(files, lines * 130)   # 29-byte timestamp + space + 100
+    t = done - t0 if done else float("nan")
     n, bad = count(files(), 30)
+    if bad:
+        print(f"[bench] sup round {i}: {bad} malformed lines", file=sys.stderr)
     subprocess.run([sup, "delete", name], stdout=subprocess.DEVNULL)
     for f in files():
         os.remove(f)
@@ -95,11 +125,11 @@ def pm2_round(i):
     t0 = time.monotonic()
     subprocess.run(["pm2", "start", gen, "--name", name, "--no-autorestart"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        t = wait_size(files, lines * 100, deadline=60) - t0
-    except SystemExit:
-        t = float("nan")
+    done = wait_size(files, lines * 100)
+    t = done - t0 if done else float("nan")
     n, bad = count(files(), 0)
+    if bad:
+        print(f"[bench] pm2 round {i}: {bad} malformed lines", file=sys.stderr)
     subprocess.run(["pm2", "delete", name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for f in files():
         os.remove(f)
@@ -116,11 +146,16 @@ mb = lines * 100 / 1e6
 fl = statistics.median(t for t, _ in results["floor"])
 print(f"| writer | median time (s) | MB/s of app output | lines lost (worst round) | throughput vs floor |")
 print(f"|---|---|---|---|---|")
-for key, label in [("floor", "floor: `seq > file`"), ("sup", "sup (timestamps on)"), ("pm2", "PM2 7 (fork mode)")]:
+for key, label in [("floor", "floor: `seq > file`"), ("sup", "sup (timestamps on)"), ("pm2", "PM2 (fork mode)")]:
     ts = [t for t, _ in results[key]]
+    if any(t != t for t in ts):   # a round timed out (lines never all arrived)
+        lost = max(l for _, l in results[key])
+        print(f"| {label} | timed out in {sum(t != t for t in ts)} of {len(ts)} rounds | — | {lost} | — |")
+        continue
     med = statistics.median(ts)
     lost = max(l for _, l in results[key])
     print(f"| {label} | {med:.2f} | {mb/med:.0f} | {lost} | {fl/med*100:.0f} % |")
 print()
-print(f"rounds: {rounds}; all times: " + "; ".join(f"{k}: " + ", ".join(f'{t:.2f}' for t, _ in v) for k, v in results.items()))
+print(f"rounds: {rounds}; lines lost per round: " + "; ".join(f"{k}: " + ", ".join(str(l) for _, l in v) for k, v in results.items()))
+print(f"all times (s): " + "; ".join(f"{k}: " + ", ".join((f'{t:.2f}' if t == t else 'timed out') for t, _ in v) for k, v in results.items()))
 PY

@@ -7,5 +7,6 @@ mod commands;
 mod daemon;
 mod health;
 mod logs;
+mod persistence;
 mod processes;
 mod restarts;

@@ -41,7 +41,8 @@ fn ping_reports_version_and_pid() {
         "{out}"
     );
     // `sup daemon` in the foreground refuses to be a second daemon.
-    let err = sup.fails(&["daemon"], 1);
+    // Exit code 75 (EX_TEMPFAIL): the systemd unit does not restart on it.
+    let err = sup.fails(&["daemon"], 75);
     assert!(err.contains("already running"), "{err}");
 }
 

@@ -38,7 +38,17 @@ pub enum Command {
     /// Stop every app gracefully, then the daemon.
     Kill,
     /// Run the daemon in the foreground (for systemd and containers).
-    Daemon,
+    Daemon(DaemonArgs),
+    /// Freeze the current app list (specs, and who was stopped by the user).
+    Save(SaveArgs),
+    /// Bring back the saved app list.
+    Resurrect,
+    /// Install and enable a systemd unit that runs the daemon at boot and resurrects the saved list.
+    Startup(StartupArgs),
+    /// Disable and remove the unit `sup startup` installed.
+    Unstartup(StartupArgs),
+    /// Replace the running daemon with this sup binary; apps keep running.
+    Update,
     /// Show apps' logs: the last lines, then follow.
     Logs(LogsArgs),
     /// Empty the log files of one app, or of all.
@@ -181,6 +191,44 @@ pub struct StartArgs {
     /// Command run for each event of the app (event as JSON on stdin and in $SUP_EVENT).
     #[arg(long, value_name = "CMD")]
     pub on_event: Option<String>,
+}
+
+/// `sup daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Bring back the saved apps at start (what the systemd unit does).
+    #[arg(long)]
+    pub resurrect: bool,
+    /// Internal: take over from a daemon that `sup update` replaced.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub handover: Option<String>,
+}
+
+/// `sup save`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Save even an empty app list over the current dump.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `sup startup` and `sup unstartup`.
+#[derive(Debug, Args)]
+pub struct StartupArgs {
+    /// Init system (only systemd is supported).
+    pub init: Option<String>,
+    /// A systemd user unit (~/.config/systemd/user) instead of a system unit.
+    #[arg(long)]
+    pub user: bool,
+    /// Print the unit instead of installing it.
+    #[arg(long)]
+    pub print: bool,
+    /// The user the system unit runs as (PM2's -u).
+    #[arg(short = 'u', long = "username", value_name = "USER")]
+    pub username: Option<String>,
+    /// That user's home directory (PM2's --hp).
+    #[arg(long = "hp", value_name = "HOME")]
+    pub hp: Option<String>,
 }
 
 /// `sup events`.

@@ -16,6 +16,9 @@ use sup_proto::{
     PROTOCOL_VERSION, SUP_VERSION,
 };
 
+/// Set once the version warning was printed.
+static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How long a CLI waits for a daemon it started to answer.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,6 +44,17 @@ impl Client {
             Err(e) => {
                 Err(e).with_context(|| format!("cannot connect to {}", home.socket().display()))
             }
+        }
+    }
+
+    /// Connects to a running daemon; when none runs but the last one died
+    /// without a clean shutdown (its state file is there), starts one, which
+    /// restores that daemon's apps.
+    pub fn connect_or_recover(home: &Home) -> Result<Option<Client>> {
+        match Client::connect(home)? {
+            Some(client) => Ok(Some(client)),
+            None if home.state().exists() => Client::connect_or_spawn(home).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -105,6 +119,12 @@ fn decode_response(body: &[u8]) -> Result<Response> {
         bail!(
             "the running daemon is sup {daemon}, this CLI is sup {SUP_VERSION} (protocols differ); \
              run `sup update` to replace the daemon, or `sup kill` and retry"
+        );
+    }
+    if daemon != SUP_VERSION && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!(
+            "[sup] warning: the running daemon is sup {daemon}, this CLI is sup {SUP_VERSION}; \
+             run `sup update` to replace the daemon"
         );
     }
     let envelope: ResponseEnvelope = serde_json::from_value(value).map_err(|e| {

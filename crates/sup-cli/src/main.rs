@@ -5,6 +5,7 @@ mod client;
 mod logs;
 mod render;
 mod resolve;
+mod startup;
 
 use anyhow::{bail, Context, Result};
 use args::{Cli, Command, StartArgs};
@@ -23,13 +24,17 @@ const KILL_WAIT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Daemon) {
+    if !matches!(cli.command, Command::Daemon(_)) {
         // Like any Unix tool: `sup logs | head` ends quietly when head exits.
         // SAFETY: setting a default disposition before any thread starts.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if matches!(err.downcast_ref(), Some(sup_daemon::DaemonError::Lock(_))) => {
+            eprintln!("sup: {err:#}");
+            ExitCode::from(sup_daemon::EXIT_ALREADY_RUNNING as u8)
+        }
         Err(err) => {
             eprintln!("sup: {err:#}");
             ExitCode::FAILURE
@@ -40,7 +45,18 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<()> {
     let home = Home::from_env()?;
     match command {
-        Command::Daemon => sup_daemon::run(home).map_err(Into::into),
+        Command::Daemon(args) => {
+            let options = sup_daemon::Options {
+                resurrect: args.resurrect,
+                handover: args.handover.map(Into::into),
+            };
+            sup_daemon::run(home, options).map_err(Into::into)
+        }
+        Command::Save(args) => note(&home, Request::Save { force: args.force }, false),
+        Command::Resurrect => note(&home, Request::Resurrect, true),
+        Command::Startup(args) => startup::startup(&args, &home),
+        Command::Unstartup(args) => startup::unstartup(&args, &home),
+        Command::Update => update(&home),
         Command::Start(args) => start(&home, *args),
         Command::Stop(t) => act(&home, Request::Stop(Target::parse(&t.target)), "stopped"),
         Command::Restart(t) => act(
@@ -82,7 +98,7 @@ fn run(command: Command) -> Result<()> {
 
 /// A connection to a daemon that must already run (no app can exist otherwise).
 fn existing(home: &Home) -> Result<Client> {
-    match Client::connect(home)? {
+    match Client::connect_or_recover(home)? {
         Some(client) => Ok(client),
         None => bail!("the sup daemon is not running (no apps); `sup start` starts it"),
     }
@@ -186,7 +202,7 @@ fn report(response: Response, verb: &str) -> Result<()> {
 }
 
 fn list(home: &Home, json: bool) -> Result<()> {
-    let apps = match Client::connect(home)? {
+    let apps = match Client::connect_or_recover(home)? {
         Some(mut client) => apps(client.request(Request::List)?)?,
         None => Vec::new(),
     };
@@ -257,13 +273,89 @@ fn events(home: &Home, args: args::EventsArgs) -> Result<()> {
     }
 }
 
+/// Sends a request answered by a note, and prints it.
+fn note(home: &Home, request: Request, spawn: bool) -> Result<()> {
+    let mut client = if spawn {
+        Client::connect_or_spawn(home)?
+    } else {
+        existing(home)?
+    };
+    match expect_ok(client.request(request)?)? {
+        Response::Note(note) => {
+            for line in note.lines() {
+                match line.strip_prefix("warning: ") {
+                    Some(w) => eprintln!("[sup] warning: {w}"),
+                    None => println!("[sup] {line}"),
+                }
+            }
+            Ok(())
+        }
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// `sup update`: the daemon re-executes this binary and keeps its apps.
+fn update(home: &Home) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the sup executable")?;
+    let mut client = existing(home)?;
+    let before = match client.request(Request::Ping) {
+        Ok(Response::Pong {
+            version,
+            started_at_ms,
+            ..
+        }) => (version, started_at_ms),
+        _ => (String::from("?"), 0),
+    };
+    let request = Request::Update {
+        binary: exe.display().to_string(),
+    };
+    // An answer means the daemon refused or failed; an EOF means it is
+    // re-executing, and the new one will answer below.
+    if let Ok(response) = client.request(request) {
+        expect_ok(response)?;
+    }
+    // The daemon answered, then re-executed: wait until the new one answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(mut c) = Client::connect(home)? {
+            if let Ok(Response::Pong {
+                version,
+                started_at_ms,
+                ..
+            }) = c.request(Request::Ping)
+            {
+                if started_at_ms != before.1 {
+                    println!(
+                        "[sup] daemon updated: sup {} -> sup {version}; apps kept running",
+                        before.0
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the daemon did not come back after the update; see {}",
+                home.daemon_log().display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn ping(home: &Home) -> Result<()> {
     let mut client = existing(home)?;
     match expect_ok(client.request(Request::Ping)?)? {
         Response::Pong {
-            version, pid, home, ..
+            version,
+            pid,
+            home,
+            started_at_ms,
         } => {
-            println!("[sup] daemon sup {version} is up (pid {pid}, home {home})");
+            let started = sup_proto::logfmt::format_ts(started_at_ms as i64, 0);
+            println!(
+                "[sup] daemon sup {version} is up (pid {pid}, started {started}, home {home})"
+            );
             Ok(())
         }
         other => bail!("unexpected answer from the daemon: {other:?}"),

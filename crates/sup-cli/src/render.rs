@@ -104,6 +104,9 @@ pub fn describe(app: &AppInfo) -> String {
     if let Some(err) = &app.logs.error {
         field("log error", err.clone());
     }
+    if let Some(w) = &app.dump_warning {
+        field("dump warning", w.clone());
+    }
     if let Some(spec) = &app.spec {
         let command = match &spec.program {
             Program::Exec { path } => path.clone(),
@@ -205,6 +208,7 @@ mod tests {
             error: None,
             restart_in_ms: None,
             restart_reason: None,
+            dump_warning: None,
             instances: vec![],
             logs: Default::default(),
             health: Default::default(),

@@ -78,6 +78,16 @@ impl Home {
         self.dir.join("daemon.log")
     }
 
+    /// The dump `sup save` writes.
+    pub fn dump(&self) -> PathBuf {
+        self.dir.join("dump.json")
+    }
+
+    /// The live state of the running daemon (gone after a clean shutdown).
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
     /// The directory of per-instance sd_notify sockets.
     pub fn notify_dir(&self) -> PathBuf {
         self.dir.join("notify")

@@ -8,6 +8,7 @@ mod lifecycle;
 mod lock;
 mod logs;
 mod notify;
+mod persist;
 mod probe;
 mod procstat;
 mod reaper;
@@ -49,39 +50,109 @@ pub enum DaemonError {
     Io(#[from] std::io::Error),
 }
 
+/// How to start the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Bring back the saved apps (`sup daemon --resurrect`, the systemd unit).
+    pub resurrect: bool,
+    /// Take over from the daemon `sup update` replaced (its handover file).
+    pub handover: Option<std::path::PathBuf>,
+}
+
+/// Exit code of `sup daemon` when another daemon already runs on the home:
+/// the systemd unit lists it in `RestartPreventExitStatus=`, so a unit never
+/// loops on a busy lock.
+pub const EXIT_ALREADY_RUNNING: i32 = 75;
+
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `sup kill`,
 /// logging to stderr. Returns once every app has stopped.
-pub fn run(home: Home) -> Result<(), DaemonError> {
+pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
     // Whatever fds the daemon's parent leaked to it must not reach apps.
     spawn::close_on_exec_from(3);
     home.prepare()?;
-    let _lock = lock::acquire(&home.daemon_lock())?;
     init_tracing();
+    // After `sup update` the lock is already ours: its fd came with the exec.
+    let handover = options
+        .handover
+        .as_deref()
+        .map(supervisor::read_handover)
+        .transpose()?;
+    let lock = match &handover {
+        // SAFETY: the previous daemon handed this fd over open, and nothing else owns it.
+        Some(h) => unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(h.lock_fd) },
+        None => lock::acquire(&home.daemon_lock())?,
+    };
+    // Ours, close-on-exec again (it was cleared for the handover).
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&lock),
+            libc::F_SETFD,
+            libc::FD_CLOEXEC,
+        )
+    };
+    lock::write_pid(&lock);
     reaper::become_subreaper()?;
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(home))
+    runtime.block_on(serve(
+        home,
+        options,
+        handover,
+        std::os::fd::AsRawFd::as_raw_fd(&lock),
+    ))
 }
 
-async fn serve(home: Home) -> Result<(), DaemonError> {
+async fn serve(
+    home: Home,
+    options: Options,
+    handover: Option<supervisor::Handover>,
+    lock_fd: std::os::fd::RawFd,
+) -> Result<(), DaemonError> {
     let socket = home.socket();
     let listener = server::bind(&socket).map_err(|source| DaemonError::Bind {
         path: socket.display().to_string(),
         source,
     })?;
-    info!(pid = std::process::id(), version = sup_proto::SUP_VERSION, home = %home.dir().display(), "daemon ready");
     let (tx, rx) = mpsc::unbounded_channel();
     let (inflight, mut flushed) = mpsc::channel::<()>(1);
     let server = tokio::spawn(server::serve(listener, tx.clone(), inflight.downgrade()));
     let logs = logs::Logs::start()?;
-    let result = Supervisor::new(home, tx, logs).run(rx).await;
+    let mut supervisor = Supervisor::new(home.clone(), tx, logs, lock_fd)?;
+    match handover {
+        Some(handover) => supervisor.adopt(handover),
+        None => {
+            supervisor.recover();
+            if options.resurrect {
+                supervisor.resurrect_at_boot();
+            }
+        }
+    }
+    info!(pid = std::process::id(), version = sup_proto::SUP_VERSION, home = %home.dir().display(), "daemon ready");
+    notify::notify_systemd("READY=1");
+    let result = supervisor.run(rx).await;
+    notify::notify_systemd("STOPPING=1");
     // Stop taking requests, then let the ones in flight write their answers.
     server.abort();
     let _ = std::fs::remove_file(&socket);
     drop(inflight);
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, flushed.recv()).await;
     result.map_err(DaemonError::from)
+}
+
+/// Apps' pipes, held sockets and notify sockets take fds: use the hard limit.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 fn init_tracing() {

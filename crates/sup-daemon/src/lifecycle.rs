@@ -12,7 +12,7 @@ use sup_proto::{AppSpec, Status};
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
 
 /// How an instance's main process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExitKind {
     /// Exited with this code.
     Code(i32),
@@ -107,7 +107,7 @@ pub enum Action {
 }
 
 /// What follows a stop once the instance is gone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum AfterStop {
     /// Stay stopped.
     Stay,
@@ -117,8 +117,9 @@ enum AfterStop {
     Recover,
 }
 
-/// The lifecycle of one app.
-#[derive(Debug, Clone)]
+/// The lifecycle of one app. Serializable, so that `sup update` can hand it
+/// to the next daemon.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Lifecycle {
     status: Status,
     restarts: u32,
@@ -178,9 +179,24 @@ impl Lifecycle {
         self.error.as_deref()
     }
 
+    /// Restores whether the user had stopped the app (from a dump).
+    pub fn set_user_stopped(&mut self, stopped: bool) {
+        self.user_stopped = stopped;
+    }
+
     /// Why the app was last restarted.
     pub fn restart_reason(&self) -> Option<&str> {
         self.restart_reason.as_deref()
+    }
+
+    /// After a handover, timers are gone: the ones the current state needs.
+    pub fn resume(&mut self, spec: &AppSpec) -> Vec<Action> {
+        match self.status {
+            Status::Online if self.unstable > 0 => {
+                vec![self.schedule(TimerKind::Stable, spec.min_uptime_ms)]
+            }
+            _ => vec![],
+        }
     }
 
     /// Whether the app has settled: not launching or stopping.

@@ -51,10 +51,15 @@ pub fn acquire(path: &Path) -> Result<File, LockError> {
         }
         Err(TryLockError::Error(e)) => return Err(io_err(e)),
     }
-    file.set_len(0).map_err(io_err)?;
-    file.rewind().map_err(io_err)?;
-    writeln!(file, "{}", std::process::id()).map_err(io_err)?;
+    write_pid(&file);
     Ok(file)
+}
+
+/// Writes our pid into the lock file, for `ping`-less tools and error messages.
+pub fn write_pid(mut file: &File) {
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = writeln!(file, "{}", std::process::id());
 }
 
 #[cfg(test)]

@@ -55,6 +55,28 @@ pub fn listen(path: PathBuf, on_ready: impl FnOnce() + Send + 'static) -> io::Re
     })
 }
 
+/// Tells the service manager (systemd, `Type=notify`) something about the
+/// daemon, if it asked through `NOTIFY_SOCKET`; otherwise does nothing.
+pub fn notify_systemd(message: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = path.as_encoded_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| socket.send_to_addr(message.as_bytes(), &addr))
+    } else {
+        socket.send_to(message.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify the service manager: {e}");
+    }
+}
+
 /// Whether a notification holds the line `READY=1`.
 fn is_ready(msg: &[u8]) -> bool {
     msg.split(|b| *b == b'\n').any(|line| line == b"READY=1")

@@ -70,6 +70,18 @@ pub enum Request {
     Flush(Target),
     /// Zero-downtime restart: a new instance first, the old one stopped once it is ready.
     Reload(Target),
+    /// Write the dump of every app (`force`: even an empty list).
+    Save {
+        /// Save even when there are no apps.
+        force: bool,
+    },
+    /// Bring back the apps of the dump.
+    Resurrect,
+    /// Replace the daemon with the binary at `binary`, keeping every app running.
+    Update {
+        /// Path of the new sup binary.
+        binary: String,
+    },
     /// Recorded events (of one app, or all); with `follow`, then new ones as they happen.
     Events {
         /// Whose events (None: every app's).
@@ -300,6 +312,10 @@ pub struct AppInfo {
     /// Sockets the daemon holds for the app (empty while it is stopped).
     #[serde(default)]
     pub listen: Vec<String>,
+    /// Set by `describe` when the last resurrect had to fall back to the
+    /// dump's backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_warning: Option<String>,
     /// The full spec; filled by `describe` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<AppSpec>,

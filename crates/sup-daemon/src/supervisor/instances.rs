@@ -90,6 +90,10 @@ impl Supervisor {
         drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
         let (out_target, err_target) = (app.logs.out.clone(), app.logs.err.clone());
+        let pipes = vec![
+            out_read.try_clone().map_err(io)?,
+            err_read.try_clone().map_err(io)?,
+        ];
         let captures = vec![
             self.logs.capture(out_read, &out_target).map_err(io)?,
             self.logs.capture(err_read, &err_target).map_err(io)?,
@@ -97,6 +101,7 @@ impl Supervisor {
         self.table.index_pid(pid, id, role);
         let mut instance = Instance::new(pid, captures);
         instance.notify = notify;
+        instance.pipes = pipes;
         Ok(instance)
     }
 

@@ -3,7 +3,9 @@
 //! lifecycle.
 
 mod events;
+mod handover;
 mod instances;
+mod persistence;
 mod probes;
 mod reload;
 mod table;
@@ -14,6 +16,7 @@ use crate::lifecycle::{Action, Event, ExitKind, TimerKind};
 use crate::logs::{AppLogs, Logs};
 use crate::probe::Outcome;
 use crate::reaper;
+pub use handover::{read_handover, Handover};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
@@ -135,12 +138,41 @@ pub struct Supervisor {
     probe_cmds: std::collections::HashMap<u32, (u32, Instant)>,
     /// Counter for unique per-instance names.
     seq: u64,
+    /// The live state file's writer, and whether the state changed.
+    state: crate::persist::StateWriter,
+    state_dirty: bool,
+    /// Set when the last resurrect had to use the dump's backup.
+    dump_warning: Option<String>,
+    /// The fd holding the daemon lock (handed to the next daemon by `update`).
+    lock_fd: std::os::fd::RawFd,
+    /// SIGCHLD, SIGTERM and SIGINT, registered at creation.
+    signals: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
 }
 
 impl Supervisor {
     /// A supervisor whose timers post back through `tx`.
-    pub fn new(home: Home, tx: mpsc::UnboundedSender<Msg>, logs: Logs) -> Supervisor {
-        Supervisor {
+    pub fn new(
+        home: Home,
+        tx: mpsc::UnboundedSender<Msg>,
+        logs: Logs,
+        lock_fd: std::os::fd::RawFd,
+    ) -> std::io::Result<Supervisor> {
+        // Registered before the first spawn, so no exit goes unnoticed.
+        let signals = (
+            signal(SignalKind::child())?,
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        );
+        Ok(Supervisor {
+            lock_fd,
+            signals: Some(signals),
+            state: crate::persist::StateWriter::start(home.state())?,
+            state_dirty: false,
+            dump_warning: None,
             home,
             table: Table::default(),
             tx,
@@ -152,23 +184,30 @@ impl Supervisor {
             events: Events::default(),
             probe_cmds: std::collections::HashMap::new(),
             seq: 0,
-        }
+        })
     }
 
     /// Runs until a shutdown (SIGTERM, SIGINT or `kill`) has stopped every app.
     pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) -> std::io::Result<()> {
-        // Registered before the first spawn, so no exit goes unnoticed.
-        let mut sigchld = signal(SignalKind::child())?;
-        let mut sigterm = signal(SignalKind::terminate())?;
-        let mut sigint = signal(SignalKind::interrupt())?;
+        let (mut sigchld, mut sigterm, mut sigint) = self.signals.take().expect("run once");
+        // Children that exited before the loop started.
+        self.reap();
+        self.settle();
         loop {
             tokio::select! {
-                Some(msg) = rx.recv() => self.on_msg(msg),
+                Some(msg) = rx.recv() => match msg {
+                    Msg::Request(Request::Update { binary }, reply) => {
+                        let response = self.update(&binary, self.lock_fd).await;
+                        let _ = reply.send(response);
+                    }
+                    other => self.on_msg(other),
+                },
                 _ = sigchld.recv() => self.reap(),
                 _ = sigterm.recv() => self.begin_shutdown(None, "SIGTERM"),
                 _ = sigint.recv() => self.begin_shutdown(None, "SIGINT"),
             }
             self.settle();
+            self.write_state();
             if self.shutdown.is_some()
                 && self
                     .table
@@ -179,6 +218,7 @@ impl Supervisor {
             }
         }
         self.reap();
+        self.state.finish_clean();
         self.logs.finish(LOG_FLUSH_TIMEOUT).await;
         for reply in self.shutdown.take().unwrap_or_default() {
             let _ = reply.send(Response::Ok);
@@ -239,6 +279,11 @@ impl Supervisor {
             Request::Delete(target) => self.delete(&target),
             Request::Flush(target) => return self.flush(&target, reply),
             Request::Reload(target) => return self.reload(&target, reply),
+            Request::Save { force } => Ok(Answer::Now(self.save(force))),
+            Request::Update { .. } => {
+                Err(Response::error("internal", "update runs on the event loop"))
+            }
+            Request::Resurrect => Ok(Answer::Now(self.resurrect())),
         };
         match answer {
             Ok(Answer::Now(response)) | Err(response) => {
@@ -356,6 +401,7 @@ impl Supervisor {
             let actions = app.lc.handle(&app.spec, event);
             let after = app.lc.status();
             if before != after {
+                self.state_dirty = true;
                 info!(app = %app.spec.name, from = before.as_str(), to = after.as_str());
                 self.status_changed(id, before, after);
             }
@@ -525,6 +571,7 @@ impl Supervisor {
             .map(|a| a.id)
             .collect();
         for id in gone {
+            self.state_dirty = true;
             if let Some(app) = self.table.get(id) {
                 info!(app = %app.spec.name, "deleted");
                 self.logs.close(&app.logs);
@@ -564,7 +611,11 @@ impl Supervisor {
         for &id in ids {
             if let Some(app) = self.table.get_mut(id) {
                 let logs = self.logs.info(&app.logs);
-                infos.push(app.info(logs, with_spec));
+                let mut info = app.info(logs, with_spec);
+                if with_spec {
+                    info.dump_warning = self.dump_warning.clone();
+                }
+                infos.push(info);
             }
         }
         Response::Apps(infos)

@@ -7,6 +7,7 @@ use crate::notify::NotifySocket;
 use crate::procstat::{tree_usage, CpuMeter};
 use crate::sockets::Held;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 use sup_proto::{AppInfo, AppSpec, EventRecord, InstanceInfo, LogInfo, Response, Target};
 use tokio::sync::oneshot;
@@ -28,6 +29,8 @@ pub struct Instance {
     pub notify: Option<NotifySocket>,
     /// It passed its readiness check.
     pub ready: bool,
+    /// Copies of its stdout and stderr read ends, kept for `sup update`.
+    pub pipes: Vec<OwnedFd>,
 }
 
 impl Instance {
@@ -42,6 +45,7 @@ impl Instance {
             captures,
             notify: None,
             ready: false,
+            pipes: Vec::new(),
         }
     }
 
@@ -172,6 +176,7 @@ impl App {
                 .filter(|_| status == sup_proto::Status::WaitingRestart)
                 .map(|due| due.saturating_duration_since(now).as_millis() as u64),
             instances,
+            dump_warning: None,
             logs,
             health: self.health.info(),
             listen,
@@ -191,8 +196,18 @@ pub struct Table {
 impl Table {
     /// Adds an app with the next id; the caller checked the name is free.
     pub fn insert(&mut self, spec: AppSpec, logs: AppLogs) -> u32 {
-        let id = self.next_id;
-        self.next_id += 1;
+        self.insert_with_id(self.next_id, spec, logs)
+    }
+
+    /// Adds an app with id `wanted` if it is free (a restored app keeps its
+    /// id), else with the next id.
+    pub fn insert_with_id(&mut self, wanted: u32, spec: AppSpec, logs: AppLogs) -> u32 {
+        let id = if self.apps.contains_key(&wanted) {
+            self.next_id
+        } else {
+            wanted
+        };
+        self.next_id = self.next_id.max(id + 1);
         let app = App {
             id,
             spec,

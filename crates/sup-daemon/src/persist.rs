@@ -1,0 +1,378 @@
+//! Files that outlive the daemon: the dump `sup save` writes (and
+//! `resurrect` reads), and the live state file a daemon that died uncleanly
+//! leaves for the next one.
+
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use sup_proto::{AppSpec, RestartPolicy, Status};
+
+/// Version of the dump and state formats this daemon writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One app as saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedApp {
+    /// Its id (kept across save and resurrect).
+    pub id: u32,
+    /// Its full spec.
+    pub spec: AppSpec,
+    /// Stopped by `sup stop`.
+    pub stopped_by_user: bool,
+    /// It was running (or about to) when saved.
+    pub was_running: bool,
+    /// In the state file only: the live instance, to find it after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<LiveInstance>,
+}
+
+/// A running process, identified beyond its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveInstance {
+    /// Pid (and process group id).
+    pub pid: u32,
+    /// Start time after boot, in clock ticks (`/proc/PID/stat` field 22).
+    pub start_time: u64,
+}
+
+/// The dump, or the state file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// [`FORMAT_VERSION`] of the writer.
+    pub version: u32,
+    /// sup version of the writer.
+    pub sup: String,
+    /// When written, ms since the epoch.
+    pub written_at_ms: i64,
+    /// The boot it was written in (state file: a reboot makes it void).
+    #[serde(default)]
+    pub boot_id: String,
+    /// The apps, by id.
+    pub apps: Vec<SavedApp>,
+}
+
+/// Whether a saved app starts on `resurrect` (and after a daemon crash):
+/// `always` apps come back; `unless-stopped` ones unless the user stopped
+/// them; `on-failure` and `no` ones if they were running.
+pub fn should_start(app: &SavedApp) -> bool {
+    match app.spec.restart {
+        RestartPolicy::Always => true,
+        RestartPolicy::UnlessStopped => !app.stopped_by_user,
+        RestartPolicy::OnFailure | RestartPolicy::No => app.was_running,
+    }
+}
+
+/// Whether a status counts as running for [`SavedApp::was_running`].
+pub fn is_running(status: Status) -> bool {
+    !matches!(status, Status::Stopped | Status::Errored)
+}
+
+/// Why a snapshot could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No file.
+    #[error("no saved apps: {0} does not exist (run `sup save` first)")]
+    Missing(PathBuf),
+    /// Written by a newer sup.
+    #[error("{path} was written by sup {sup} (format {version}); this sup {ours} reads format {FORMAT_VERSION}: upgrade sup")]
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// Its writer's version.
+        sup: String,
+        /// Its format.
+        version: u32,
+        /// Our version.
+        ours: &'static str,
+    },
+    /// Unreadable or corrupt.
+    #[error("cannot read {path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Reads a snapshot file.
+pub fn read(path: &Path) -> Result<Snapshot, LoadError> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(LoadError::Missing(path.into()))
+        }
+        Err(e) => {
+            return Err(LoadError::Corrupt {
+                path: path.into(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    let corrupt = |reason: String| LoadError::Corrupt {
+        path: path.into(),
+        reason,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+    let version = value
+        .get("version")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0) as u32;
+    if version > FORMAT_VERSION {
+        let sup = value
+            .get("sup")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        return Err(LoadError::Newer {
+            path: path.into(),
+            sup,
+            version,
+            ours: sup_proto::SUP_VERSION,
+        });
+    }
+    serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+}
+
+/// The dump, falling back to its backup when it is unreadable. The second
+/// value is a warning to show (naming both files) when the backup was used.
+pub fn read_dump(dump: &Path) -> Result<(Snapshot, Option<String>), LoadError> {
+    match read(dump) {
+        Ok(snapshot) => Ok((snapshot, None)),
+        Err(err @ (LoadError::Missing(_) | LoadError::Newer { .. })) => Err(err),
+        Err(err) => {
+            let backup = backup_of(dump);
+            let snapshot = read(&backup).map_err(|_| err_with_backup(&err, &backup))?;
+            let warning = format!(
+                "{err}; using the previous dump {} instead (nothing is overwritten until you `sup save` again)",
+                backup.display()
+            );
+            Ok((snapshot, Some(warning)))
+        }
+    }
+}
+
+fn err_with_backup(err: &LoadError, backup: &Path) -> LoadError {
+    LoadError::Corrupt {
+        path: backup.into(),
+        reason: format!("{err}, and the backup {} is unusable too", backup.display()),
+    }
+}
+
+/// `<dump>.bak`.
+pub fn backup_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
+
+/// Writes `data` to `path` atomically: a 0600 temp file in the same
+/// directory, written (and fsynced, if `durable`), renamed over `path`.
+/// With `keep_backup`, the previous file becomes `<path>.bak` first (by
+/// link and rename, so there is never a moment without a file at `path`).
+pub fn write_atomic(path: &Path, data: &[u8], durable: bool, keep_backup: bool) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(data)?;
+    if durable {
+        file.sync_all()?;
+    }
+    drop(file);
+    if keep_backup && path.exists() {
+        let bak_tmp = dir.join(format!(".bak.tmp.{}", std::process::id()));
+        let _ = fs::remove_file(&bak_tmp);
+        fs::hard_link(path, &bak_tmp)?;
+        fs::rename(&bak_tmp, backup_of(path))?;
+    }
+    fs::rename(&tmp, path)?;
+    if durable {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Writes the live state file on its own thread, so the event loop never
+/// waits for the disk; only the newest of several pending states is written.
+pub struct StateWriter {
+    tx: Option<std::sync::mpsc::Sender<Option<Vec<u8>>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StateWriter {
+    /// Starts the writer for `path`.
+    pub fn start(path: PathBuf) -> io::Result<StateWriter> {
+        let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
+        let thread = std::thread::Builder::new()
+            .name("sup-state-writer".into())
+            .spawn(move || {
+                while let Ok(mut next) = rx.recv() {
+                    // Skip to the newest state.
+                    while let Ok(newer) = rx.try_recv() {
+                        next = newer;
+                    }
+                    let result = match next {
+                        Some(data) => write_atomic(&path, &data, false, false),
+                        None => fs::remove_file(&path).or_else(|e| {
+                            if e.kind() == io::ErrorKind::NotFound {
+                                Ok(())
+                            } else {
+                                Err(e)
+                            }
+                        }),
+                    };
+                    if let Err(e) = result {
+                        tracing::warn!("cannot write {}: {e}", path.display());
+                    }
+                }
+            })?;
+        Ok(StateWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues a new state.
+    pub fn write(&self, data: Vec<u8>) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Some(data));
+        }
+    }
+
+    /// A clean shutdown: removes the state file (so the next daemon does not
+    /// treat this one as crashed) and waits for the writer.
+    pub fn finish_clean(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(None);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sup-persist-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn snapshot(names: &[&str]) -> Snapshot {
+        Snapshot {
+            version: FORMAT_VERSION,
+            sup: "0.1.0".into(),
+            written_at_ms: 1,
+            boot_id: String::new(),
+            apps: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| SavedApp {
+                    id: i as u32,
+                    spec: AppSpec {
+                        name: n.to_string(),
+                        ..AppSpec::default()
+                    },
+                    stopped_by_user: false,
+                    was_running: true,
+                    instance: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn save_keeps_a_backup_and_a_corrupt_dump_falls_back_loudly() {
+        let d = dir("backup");
+        let path = d.join("dump.json");
+        write_atomic(
+            &path,
+            &serde_json::to_vec(&snapshot(&["a"])).unwrap(),
+            true,
+            true,
+        )
+        .unwrap();
+        write_atomic(
+            &path,
+            &serde_json::to_vec(&snapshot(&["a", "b"])).unwrap(),
+            true,
+            true,
+        )
+        .unwrap();
+        assert_eq!(read(&backup_of(&path)).unwrap().apps.len(), 1);
+        let (snap, warning) = read_dump(&path).unwrap();
+        assert_eq!((snap.apps.len(), warning), (2, None));
+        fs::write(&path, b"{ truncated").unwrap();
+        let (snap, warning) = read_dump(&path).unwrap();
+        assert_eq!(snap.apps.len(), 1);
+        let warning = warning.unwrap();
+        assert!(
+            warning.contains("dump.json") && warning.contains("dump.json.bak"),
+            "{warning}"
+        );
+        fs::write(backup_of(&path), b"junk").unwrap();
+        assert!(matches!(read_dump(&path), Err(LoadError::Corrupt { .. })));
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn missing_and_newer_dumps_are_clear_errors() {
+        let d = dir("newer");
+        let path = d.join("dump.json");
+        assert!(matches!(read_dump(&path), Err(LoadError::Missing(_))));
+        fs::write(&path, br#"{"version": 99, "sup": "9.0.0", "apps": []}"#).unwrap();
+        let err = read_dump(&path).unwrap_err().to_string();
+        assert!(err.contains("9.0.0") && err.contains("upgrade"), "{err}");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn resurrect_rules() {
+        let app = |restart, stopped_by_user, was_running| SavedApp {
+            id: 0,
+            spec: AppSpec {
+                restart,
+                ..AppSpec::default()
+            },
+            stopped_by_user,
+            was_running,
+            instance: None,
+        };
+        assert!(should_start(&app(RestartPolicy::Always, true, false)));
+        assert!(should_start(&app(
+            RestartPolicy::UnlessStopped,
+            false,
+            false
+        )));
+        assert!(!should_start(&app(
+            RestartPolicy::UnlessStopped,
+            true,
+            false
+        )));
+        assert!(should_start(&app(RestartPolicy::OnFailure, false, true)));
+        assert!(!should_start(&app(RestartPolicy::No, false, false)));
+    }
+}

@@ -1,0 +1,351 @@
+//! save, resurrect, a daemon that dies, the systemd unit, and `sup update`.
+
+use crate::support::*;
+use std::fs;
+use std::process::Command;
+
+fn spec_of(sup: &Sup, name: &str) -> serde_json::Value {
+    let d: serde_json::Value =
+        serde_json::from_str(&sup.ok(&["describe", name, "--json"])).unwrap();
+    d[0]["spec"].clone()
+}
+
+#[test]
+fn save_kill_resurrect_brings_back_the_same_apps() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.command(&[
+        "start",
+        &app,
+        "--name",
+        "always",
+        "--env",
+        "GREETING=hello world",
+        "--kill-timeout",
+        "3s",
+    ])
+    .env("FROM_SHELL", "yes")
+    .status()
+    .unwrap();
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "unless",
+        "--restart",
+        "unless-stopped",
+    ]);
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "unless-up",
+        "--restart",
+        "unless-stopped",
+    ]);
+    sup.ok(&["start", &app, "--name", "onfail", "--restart", "on-failure"]);
+    sup.ok(&["start", &app, "--name", "always-stopped"]);
+    sup.ok(&["stop", "unless"]);
+    sup.ok(&["stop", "always-stopped"]);
+    let before: Vec<serde_json::Value> =
+        ["always", "unless", "unless-up", "onfail", "always-stopped"]
+            .iter()
+            .map(|n| spec_of(&sup, n))
+            .collect();
+    let ids: Vec<u64> = sup
+        .list()
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .collect();
+    let out = sup.ok(&["save"]);
+    assert!(out.contains("saved 5 apps"), "{out}");
+    sup.ok(&["kill"]);
+    assert!(processes_with_home(&sup.home).is_empty());
+
+    let out = sup.ok(&["resurrect"]);
+    assert!(
+        out.contains("4 started") && out.contains("1 kept stopped"),
+        "{out}"
+    );
+    let list = sup.list();
+    let status = |name: &str| {
+        list.iter().find(|a| a["name"] == name).unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(status("always"), "online");
+    assert_eq!(
+        status("unless"),
+        "stopped",
+        "unless-stopped remembers the user's stop"
+    );
+    assert_eq!(status("unless-up"), "online");
+    assert_eq!(status("onfail"), "online");
+    assert_eq!(
+        status("always-stopped"),
+        "online",
+        "always comes back, as in Docker"
+    );
+    let after: Vec<serde_json::Value> =
+        ["always", "unless", "unless-up", "onfail", "always-stopped"]
+            .iter()
+            .map(|n| spec_of(&sup, n))
+            .collect();
+    assert_eq!(
+        before, after,
+        "specs (env, cwd, limits) survive save and resurrect"
+    );
+    assert_eq!(after[0]["env"]["GREETING"], "hello world");
+    assert_eq!(after[0]["env"]["FROM_SHELL"], "yes");
+    let ids_after: Vec<u64> = sup
+        .list()
+        .iter()
+        .map(|a| a["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, ids_after, "ids are stable");
+    // Names already running are not duplicated.
+    let out = sup.ok(&["resurrect"]);
+    assert!(out.contains("5 already running"), "{out}");
+    assert_eq!(sup.list().len(), 5);
+}
+
+#[test]
+fn a_corrupt_dump_falls_back_to_the_backup_loudly() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app, "--name", "first"]);
+    sup.ok(&["save"]);
+    sup.ok(&["start", &app, "--name", "second"]);
+    sup.ok(&["save"]);
+    sup.ok(&["kill"]);
+    fs::write(
+        sup.home.join("dump.json"),
+        "{\"version\": 1, \"apps\": [trunc",
+    )
+    .unwrap();
+    let out = sup.run(&["resurrect"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("dump.json") && err.contains("dump.json.bak"),
+        "{err}"
+    );
+    let names: Vec<String> = sup
+        .list()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["first"]);
+    assert!(sup.ok(&["describe", "first"]).contains("dump warning"));
+    // Nothing was overwritten: the corrupt dump is still there for the user to look at.
+    assert!(fs::read_to_string(sup.home.join("dump.json"))
+        .unwrap()
+        .contains("trunc"));
+}
+
+#[test]
+fn dump_errors_are_clear() {
+    let sup = Sup::new();
+    let err = sup.fails(&["resurrect"], 1);
+    assert!(
+        err.contains("no saved apps") && err.contains("dump.json"),
+        "{err}"
+    );
+    let err = sup.fails(&["save"], 1);
+    assert!(err.contains("--force"), "{err}");
+    sup.ok(&["save", "--force"]);
+    fs::write(
+        sup.home.join("dump.json"),
+        r#"{"version": 9, "sup": "9.1.0", "apps": []}"#,
+    )
+    .unwrap();
+    let err = sup.fails(&["resurrect"], 1);
+    assert!(err.contains("9.1.0") && err.contains("upgrade"), "{err}");
+}
+
+#[test]
+fn a_killed_daemon_leaves_no_duplicate_and_no_orphan() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    for i in 0..10 {
+        sup.ok(&["start", &app, "--name", &format!("app{i}")]);
+    }
+    let old_pids: Vec<u32> = sup
+        .list()
+        .iter()
+        .map(|a| a["pid"].as_u64().unwrap() as u32)
+        .collect();
+    let daemon = sup.daemon_pid().unwrap();
+    // Let the state writer catch up with the last start.
+    wait_for("state file lists 10 running apps", DEADLINE, || {
+        fs::read_to_string(sup.home.join("state.json"))
+            .is_ok_and(|t| t.matches("\"start_time\"").count() == 10)
+    });
+    signal(daemon, libc::SIGKILL);
+    wait_for("daemon gone", DEADLINE, || !alive(daemon));
+    assert!(
+        old_pids.iter().all(|p| alive(*p)),
+        "the apps outlive a SIGKILLed daemon"
+    );
+    // Any command brings up a new daemon, which cleans up after the old one.
+    let list = sup.list();
+    assert_eq!(list.len(), 10, "{list:?}");
+    let names: std::collections::BTreeSet<String> = list
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 10, "no duplicate names");
+    wait_for("every app online again", DEADLINE, || {
+        sup.list().iter().all(|a| a["status"] == "online")
+    });
+    for pid in &old_pids {
+        assert!(!alive(*pid), "old instance {pid} survived");
+    }
+    let new_daemon = sup.daemon_pid().unwrap();
+    let running = processes_with_home(&sup.home);
+    assert_eq!(running.len(), 11, "10 apps and one daemon: {running:?}");
+    assert!(running.contains(&new_daemon));
+}
+
+#[test]
+fn the_printed_unit_passes_systemd_analyze() {
+    let sup = Sup::new();
+    let unit = sup.ok(&["startup", "--print"]);
+    assert!(
+        unit.contains("Type=notify") && unit.contains("ExecStart=") && unit.contains("--resurrect"),
+        "{unit}"
+    );
+    assert!(
+        unit.contains(&format!("SUP_HOME={}", sup.home.display())),
+        "{unit}"
+    );
+    let path = sup.path("sup-test.service");
+    fs::write(&path, &unit).unwrap();
+    match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+    {
+        // It exits 0 on mere warnings: none is allowed either.
+        Ok(out) => assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "systemd-analyze verify complained:\n{}\n{unit}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => {
+            skip(&format!("systemd-analyze unavailable: {e}"));
+        }
+    }
+    let err = sup.fails(&["startup", "upstart"], 1);
+    assert!(err.contains("supported: systemd"), "{err}");
+    if !std::path::Path::new("/run/systemd/system").exists() {
+        let err = sup.fails(&["startup"], 1);
+        assert!(
+            err.contains("not running as init") && err.contains("--print"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn update_keeps_every_app_running() {
+    let sup = Sup::new();
+    let fifo = sup.path("feed");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let echo = sup.script("echo.sh", &format!("exec cat {} -", fifo.display()));
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &echo, "--name", "echo"]);
+    for i in 0..3 {
+        sup.ok(&["start", &app, "--name", &format!("app{i}")]);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "held",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut feed = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    use std::io::Write;
+    writeln!(feed, "before update").unwrap();
+    let out_log = sup.home.join("logs/echo-out.log");
+    wait_for("first line", DEADLINE, || {
+        fs::read_to_string(&out_log)
+            .unwrap_or_default()
+            .contains("before update")
+    });
+    let pids: Vec<(String, u64)> = sup
+        .list()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().into(),
+                a["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // "[sup] daemon sup 0.1.0 is up (pid N, started T, home H)"
+    let ping = |sup: &Sup| -> (String, String) {
+        let out = sup.ok(&["ping"]);
+        let pid = out
+            .split("pid ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string();
+        let started = out
+            .split("started ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap()
+            .to_string();
+        (pid, started)
+    };
+    let (daemon_before, started_before) = ping(&sup);
+    let out = sup.ok(&["update"]);
+    assert!(out.contains("daemon updated"), "{out}");
+    let (daemon_after, started_after) = ping(&sup);
+    assert_eq!(daemon_before, daemon_after, "re-executed in place");
+    assert_ne!(started_before, started_after, "a new daemon answers");
+    let after: Vec<(String, u64)> = sup
+        .list()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap().into(),
+                a["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(pids, after, "every app kept its pid");
+    assert!(sup.list().iter().all(|a| a["status"] == "online"));
+    // Logs still flow, through the handed-over pipe.
+    writeln!(feed, "after update").unwrap();
+    wait_for("a line written after the update", DEADLINE, || {
+        fs::read_to_string(&out_log)
+            .unwrap_or_default()
+            .contains("after update")
+    });
+    // The held socket is still held, and crashes are still handled.
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let pid = sup.pid("app0");
+    signal(pid, libc::SIGKILL);
+    sup.wait("app0 restarted by the new daemon", || {
+        sup.app("app0")["restarts"] == 1 && sup.app("app0")["status"] == "online"
+    });
+}
