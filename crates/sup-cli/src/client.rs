@@ -6,7 +6,7 @@ use serde_json::Value;
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use sup_proto::{
 static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// How long a CLI waits for a daemon it started to answer.
-const SPAWN_TIMEOUT: Duration = Duration::from_secs(10);
+const SPAWN_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A connection to the daemon.
 pub struct Client {
@@ -160,12 +160,26 @@ fn spawn_daemon(home: &Home) -> Result<Client> {
             Ok(())
         });
     }
+    // The daemon says READY=1 on NOTIFY_SOCKET once it answers, as under
+    // systemd: no need to poll its socket.
+    let notify_path = home
+        .notify_dir()
+        .join(format!("cli-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&notify_path);
+    let notify = UnixDatagram::bind(&notify_path)
+        .with_context(|| format!("cannot bind {}", notify_path.display()))?;
+    let _cleanup = RemoveOnDrop(notify_path.clone());
+    notify.set_read_timeout(Some(Duration::from_millis(100)))?;
+    cmd.env("NOTIFY_SOCKET", &notify_path);
     let mut child = cmd.spawn().context("cannot start the daemon")?;
     let deadline = Instant::now() + SPAWN_TIMEOUT;
-    let mut pause = Duration::from_millis(1);
+    let mut buf = [0u8; 256];
     loop {
-        if let Some(client) = Client::connect(home)? {
-            return Ok(client);
+        let ready = matches!(notify.recv(&mut buf), Ok(n) if buf[..n].split(|b| *b == b'\n').any(|l| l == b"READY=1"));
+        if ready {
+            if let Some(client) = Client::connect(home)? {
+                return Ok(client);
+            }
         }
         if let Some(status) = child.try_wait()? {
             if let Some(client) = Client::connect(home)? {
@@ -183,8 +197,15 @@ fn spawn_daemon(home: &Home) -> Result<Client> {
                 log_path.display()
             );
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Removes a file when dropped.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

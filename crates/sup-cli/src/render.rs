@@ -137,7 +137,7 @@ pub fn describe(app: &AppInfo) -> String {
     out
 }
 
-/// `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.
+/// `starting`, `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.
 fn health(app: &AppInfo) -> String {
     match app.health.status.as_str() {
         "" | "unknown" => "-".into(),

@@ -60,9 +60,11 @@ impl Health {
         verdict
     }
 
-    /// The view clients get.
-    pub fn info(&self) -> HealthInfo {
+    /// The view clients get; `probed` says whether a liveness probe is set
+    /// (then the state before its first result is `starting`).
+    pub fn info(&self, probed: bool) -> HealthInfo {
         let status = match (self.known, self.failures) {
+            (false, _) if probed => "starting",
             (false, _) => "unknown",
             (true, 0) => "healthy",
             (true, _) => "unhealthy",
@@ -91,11 +93,12 @@ mod tests {
     #[test]
     fn threshold_then_recovery() {
         let mut h = Health::default();
-        assert_eq!(h.info().status, "unknown");
+        assert_eq!(h.info(false).status, "unknown");
+        assert_eq!(h.info(true).status, "starting");
         assert_eq!(h.record(ok(), 3, true), Verdict::Same);
-        assert_eq!(h.info().status, "healthy");
+        assert_eq!(h.info(true).status, "healthy");
         assert_eq!(h.record(bad(), 3, true), Verdict::Failing(1));
-        assert_eq!(h.info().status, "unhealthy");
+        assert_eq!(h.info(true).status, "unhealthy");
         assert_eq!(h.record(ok(), 3, true), Verdict::Recovered);
         h.record(bad(), 3, true);
         h.record(bad(), 3, true);
@@ -111,7 +114,10 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(h.record(bad(), 1, false), Verdict::Same);
         }
-        assert_eq!(h.info().failures, 0);
-        assert_eq!(h.info().last_result.as_deref(), Some("connection refused"));
+        assert_eq!(h.info(true).failures, 0);
+        assert_eq!(
+            h.info(true).last_result.as_deref(),
+            Some("connection refused")
+        );
     }
 }

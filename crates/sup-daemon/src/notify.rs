@@ -73,7 +73,8 @@ pub fn notify_systemd(message: &str) {
         socket.send_to(message.as_bytes(), &path)
     };
     if let Err(e) = sent {
-        tracing::warn!("cannot notify the service manager: {e}");
+        // A CLI that started this daemon may be gone by now: not worth a warning.
+        tracing::debug!("cannot notify {}: {e}", path.to_string_lossy());
     }
 }
 

@@ -178,7 +178,7 @@ impl App {
             instances,
             dump_warning: None,
             logs,
-            health: self.health.info(),
+            health: self.health.info(self.spec.health.liveness.is_some()),
             listen,
             spec: with_spec.then(|| self.spec.clone()),
         }
