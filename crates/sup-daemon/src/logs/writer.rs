@@ -11,6 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
+/// Largest output buffer kept between chunks (a long line may need more,
+/// once; quiet apps should not pay for it).
+const MAX_KEPT_BUFFER: usize = 1024 * 1024;
+
 /// How often failed writes are retried while nothing else arrives.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
@@ -79,6 +83,7 @@ pub struct Writer {
     stamper: Stamper,
     health: HealthMap,
     offset: (i64, i32),
+    out: Vec<u8>,
 }
 
 impl Writer {
@@ -90,6 +95,7 @@ impl Writer {
             stamper: Stamper::default(),
             health,
             offset: (i64::MIN, 0),
+            out: Vec::new(),
         }
     }
 
@@ -127,11 +133,16 @@ impl Writer {
             } => {
                 let style = self.style(&target, at_ms);
                 let partial = self.partials.entry(source).or_default();
-                let mut out = Vec::with_capacity(data.len() + data.len() / 2);
+                // One output buffer, reused: no fresh pages for every chunk.
+                let mut out = std::mem::take(&mut self.out);
+                out.clear();
                 cut(partial, &data, at_ms, style, &mut self.stamper, &mut out);
                 drop(data);
                 self.append(&target, &out);
                 drop(permit);
+                if out.capacity() <= MAX_KEPT_BUFFER {
+                    self.out = out;
+                }
             }
             WriterMsg::End { target, source } => {
                 if let Some(mut partial) = self.partials.remove(&source) {
