@@ -71,11 +71,16 @@ impl Supervisor {
         }
     }
 
-    /// Starts the app's next hook, unless one runs.
+    /// Starts the app's next hook, unless one runs. Once the daemon shuts
+    /// down, queued hooks are dropped (a running one may finish).
     fn run_next_hook(&mut self, id: u32) {
+        let shutting_down = self.shutdown.is_some();
         let Some(app) = self.table.get_mut(id) else {
             return;
         };
+        if shutting_down {
+            app.hook_queue.clear();
+        }
         if app.hook_pid.is_some() {
             return;
         }

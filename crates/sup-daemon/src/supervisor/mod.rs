@@ -212,7 +212,8 @@ impl Supervisor {
                 && self
                     .table
                     .iter()
-                    .all(|app| app.lc.is_down() && app.retired.is_empty())
+                    .all(|app| app.lc.is_down() && app.retired.is_empty() && app.hook_pid.is_none())
+                && self.probe_cmds.is_empty()
             {
                 break;
             }
@@ -340,6 +341,9 @@ impl Supervisor {
     fn each(&mut self, target: &Target, event: Event, until: Until) -> Result<Answer, Response> {
         let ids = self.table.resolve(target)?;
         for &id in &ids {
+            if matches!(event, Event::Stop { .. } | Event::Restart) {
+                self.cancel_reload(id, "the app was stopped or restarted during the reload");
+            }
             self.apply(id, event.clone());
         }
         Ok(Answer::When(ids, until))
@@ -351,6 +355,7 @@ impl Supervisor {
             if let Some(app) = self.table.get_mut(id) {
                 app.deleting = true;
             }
+            self.cancel_reload(id, "the app was deleted during the reload");
             self.apply(id, Event::Stop { by_user: true });
         }
         Ok(Answer::When(ids, Until::Gone))
