@@ -12,7 +12,7 @@
 # nginx runs from a temporary prefix as the current user (never as the system
 # service), with bench/nginx.conf; see bench/nginx_measure.py for what each
 # figure is. Prints a Markdown table and writes it to
-# bench/results/nginx-<date>.md. Takes about 6 minutes. Needs bash, python3,
+# bench/results/nginx-<date>.md. Takes about 6.5 minutes. Needs bash, python3,
 # node; installs nginx (apt) and PM2 (npm) when missing.
 set -euo pipefail
 

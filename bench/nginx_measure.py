@@ -12,8 +12,9 @@ of examples/app.js, four clients, side by side for
   - the bare app: `PORT=P node examples/app.js`, no supervisor (throughput reference only).
 Every supervisor has its own nginx, its own port and its own home, all up at once.
 
-1. Throughput without faults: 8 s of load per target, after 1 s of warm-up,
-   round robin over the four targets, two rounds.
+1. Throughput without faults: after 3 s of unmeasured load on each target (JIT
+   and caches warm), 4 s of load per target (after 0.5 s more), round robin over
+   the four targets, six rounds, the order reversed every other round.
 2. Per supervisor, three phases of 20 s, each under the same load:
      a) `kill -9` of the app's main pid once a second (PM2 cluster: one worker,
         alternating); a pid is killed only once it is 1.05 s old (see KILL_MIN_AGE_S);
@@ -68,9 +69,10 @@ CONF = os.path.join(ROOT, "bench", "nginx.conf")
 
 CLIENTS = 4
 PHASE_S = float(os.environ.get("PHASE_S", "20"))
-STEADY_S = float(os.environ.get("STEADY_S", "8"))
-STEADY_ROUNDS = int(os.environ.get("STEADY_ROUNDS", "2"))
-WARM_S = 1.0
+STEADY_S = float(os.environ.get("STEADY_S", "4"))
+STEADY_ROUNDS = int(os.environ.get("STEADY_ROUNDS", "6"))
+WARMUP_S = float(os.environ.get("WARMUP_S", "3"))
+WARM_S = 0.5
 LEAD_S = 0.5          # load before the first operation
 RECOVER_S = 1.5       # load after the last operation ended
 REQ_TIMEOUT_S = 10.0
@@ -142,6 +144,94 @@ def pct(vals, q):
     lo = int(k)
     hi = min(lo + 1, len(vals) - 1)
     return vals[lo] + (vals[hi] - vals[lo]) * (k - lo)
+
+
+# ---------------------------------------------------------------- other processes
+
+class Others:
+    """CPU used by processes that are not this run's (the machine is shared):
+    every process whose environment lacks our WORK directory. Sampled every
+    second by a thread; a process first seen after the start counts from 0."""
+
+    def __init__(self):
+        import threading
+        self.mark = f"WORK={WORK}".encode()
+        self.ours = {}
+        self.first = {}
+        self.last = {}
+        self.t0 = time.time()
+        self.boot = time.time() - float(open("/proc/uptime").read().split()[0])
+        self.lock = threading.Lock()
+        self.sample(initial=True)
+        threading.Thread(target=self.loop, daemon=True).start()
+
+    def is_ours(self, pid, depth=0):
+        """Ours: our WORK in its environment, or a child of ours (nginx
+        workers get a cleared environment)."""
+        if pid <= 1 or depth > 20:
+            return False
+        if pid not in self.ours:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    mine = self.mark in f.read().split(b"\0")
+                if not mine:
+                    with open(f"/proc/{pid}/stat") as f:
+                        st = f.read()
+                    mine = self.is_ours(int(st[st.rindex(")") + 2:].split()[1]), depth + 1)
+                self.ours[pid] = mine
+            except OSError:
+                self.ours[pid] = True  # gone: nothing to count
+        return self.ours[pid]
+
+    def sample(self, initial=False):
+        me = os.getpid()
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            pid = int(name)
+            if pid == me or self.is_ours(pid):
+                continue
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    st = f.read()
+            except OSError:
+                continue
+            rest = st[st.rindex(")") + 2:].split()
+            cpu = (int(rest[11]) + int(rest[12])) / HZ
+            started = self.boot + int(rest[19]) / HZ
+            key = (pid, rest[19])
+            with self.lock:
+                if key not in self.first:
+                    self.first[key] = cpu if (initial or started < self.t0) else 0.0
+                self.last[key] = cpu
+
+    def loop(self):
+        while True:
+            time.sleep(1.0)
+            try:
+                self.sample()
+            except Exception:
+                pass
+
+    def cpu_s(self):
+        self.sample()
+        with self.lock:
+            return sum(self.last[k] - self.first[k] for k in self.last)
+
+    def top(self, n=3):
+        with self.lock:
+            d = sorted(((self.last[k] - self.first[k], k[0]) for k in self.last), reverse=True)[:n]
+        out = []
+        for cpu, pid in d:
+            if cpu < 0.5:
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:60]
+            except OSError:
+                cmd = "(exited)"
+            out.append(f"{cpu:.1f} s `{cmd}`")
+        return out
 
 
 # ---------------------------------------------------------------- load generator
@@ -257,7 +347,8 @@ class Nginx:
             f.write(text)
         self.proc = subprocess.Popen([NGINX, "-p", self.prefix + "/", "-c", self.conf, "-e", "logs/error.log",
                                       "-g", "daemon off;"], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.prefix, "stderr"), "w"))
+                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.prefix, "stderr"), "w"),
+                                     start_new_session=True)  # like a service: its own scheduling group
         remember_pid(f"nginx-{name}", self.proc.pid)
         deadline = time.time() + 10
         while True:
@@ -339,8 +430,12 @@ class Bare:
     def __init__(self):
         self.up = free_port()
         out = open(os.path.join(WORK, "bare-app.log"), "w")
+        # Own session, as under a supervisor: with the scheduler's autogroups
+        # (kernel.sched_autogroup_enabled) a session is a scheduling group, and
+        # an app sharing one with the load generator gets less CPU.
         self.proc = subprocess.Popen([NODE, APP], env=dict(os.environ, PORT=str(self.up)), cwd=ROOT,
-                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         remember_pid("bare-app", self.proc.pid)
 
     def stop(self):
@@ -442,13 +537,14 @@ class Pm2:
 # ---------------------------------------------------------------- phases
 
 
-def steady(tgt, nginx):
+def steady(tgt, nginx, seconds=None):
+    seconds = seconds or STEADY_S
     if not wait_serving(nginx.port):
         log(f"warning: {tgt.label} is not serving before the throughput run")
     t0 = time.time()
-    load = Load(nginx.port, t0 + WARM_S + STEADY_S, count_from=t0 + WARM_S)
+    load = Load(nginx.port, t0 + WARM_S + seconds, count_from=t0 + WARM_S)
     res = load.join()
-    return {"rps": res["ok"] / STEADY_S, "ok": res["ok"], "fails": len(res["fails"]),
+    return {"rps": res["ok"] / seconds, "ok": res["ok"], "fails": len(res["fails"]),
             "p50_ms": pct(res["lat"], 50) * 1e3, "p99_ms": pct(res["lat"], 99) * 1e3}
 
 
@@ -590,7 +686,7 @@ def cpu_delta(a, b):
             "wall_s": wall, "threads": len(b["sched"])}
 
 
-def probe_server(port, counter, ready):
+def probe_server(port, counter, resets, ready):
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             with counter.get_lock():
@@ -604,7 +700,12 @@ def probe_server(port, counter, ready):
         def log_message(self, *a):
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+    class S(http.server.ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            with resets.get_lock():  # e.g. the prober closed before reading the body
+                resets.value += 1
+
+    srv = S(("127.0.0.1", port), H)
     srv.daemon_threads = True
     ready.set()
     srv.serve_forever()
@@ -613,8 +714,8 @@ def probe_server(port, counter, ready):
 def probe_cpu():
     ctx = mp.get_context("fork")
     hport = free_port()
-    counter, ready = ctx.Value("l", 0), ctx.Event()
-    srv = ctx.Process(target=probe_server, args=(hport, counter, ready), daemon=True)
+    counter, resets, ready = ctx.Value("l", 0), ctx.Value("l", 0), ctx.Event()
+    srv = ctx.Process(target=probe_server, args=(hport, counter, resets, ready), daemon=True)
     srv.start()
     remember_pid("probe-server", srv.pid)
     ready.wait(10)
@@ -650,6 +751,7 @@ def probe_cpu():
     c1 = counter.value
     out = {k: cpu_delta(a[k], b[k]) for k in pids}
     out["probes"] = c1 - c0
+    out["server_errors"] = resets.value
     apps = json.loads(run([SUP, "list", "--json"], env={"SUP_HOME": homes["probed"]}).stdout)
     out["healthy"] = sum(1 for x in apps if (x.get("health") or {}).get("status") == "healthy")
     out["online"] = sum(1 for x in apps if x.get("status") == "online")
@@ -706,6 +808,7 @@ def main():
     load0 = os.getloadavg()
     build = build_info()
 
+    others = Others()
     log("starting the four targets, each behind its own nginx")
     bare = Bare()
     sup = Sup()
@@ -720,11 +823,19 @@ def main():
             raise RuntimeError(f"{t.label} does not answer through nginx")
 
     # 1. throughput without faults
+    log(f"warm-up, {WARMUP_S:.0f} s per target")
+    for t in targets:
+        steady(t, nginx[t.key], seconds=WARMUP_S)
     tp = {t.key: [] for t in targets}
+    other0 = others.cpu_s()
+    t_tp0 = time.time()
     for r in range(STEADY_ROUNDS):
-        for t in targets:
+        # Alternate the order (ABCD, DCBA, ...) so that a drift of the machine
+        # does not favour whoever runs first.
+        for t in (targets if r % 2 == 0 else targets[::-1]):
             log(f"throughput, round {r + 1}: {t.label}")
             tp[t.key].append(steady(t, nginx[t.key]))
+    other_tp = (others.cpu_s() - other0) / (time.time() - t_tp0)
     bare.stop()
     rps = {k: sum(x["rps"] for x in v) / len(v) for k, v in tp.items()}
 
@@ -833,12 +944,20 @@ def main():
     out.append("Notes:")
     rounds = "; ".join(f"{names.get(k, 'bare app')}: " + ", ".join(f"{x['rps']:.0f}" for x in v)
                        for k, v in tp.items())
-    out.append(f"- Throughput: {STEADY_ROUNDS} rounds of {STEADY_S:.0f} s per target (after {WARM_S:.0f} s of "
-               f"warm-up), round robin, all four targets up at once (each with its own nginx and port); "
+    out.append(f"- Throughput: {WARMUP_S:.0f} s of unmeasured load per target first, then {STEADY_ROUNDS} rounds "
+               f"of {STEADY_S:.0f} s per target (each after {WARM_S} s of load not counted), round robin, "
+               f"the order reversed every other round, all four targets up at once (each with its own nginx and "
+               f"port; the bare app and nginx in sessions of their own, as the supervised apps are, since "
+               f"autogroup scheduling is {open('/proc/sys/kernel/sched_autogroup_enabled').read().strip()}); "
                f"req/s per round — {rounds}. Failed requests during these runs: "
                + ", ".join(f"{names.get(k, 'bare app')} {sum(x['fails'] for x in v)}" for k, v in tp.items())
                + ". p50 latency (first round): "
                + ", ".join(f"{names.get(k, 'bare app')} {v[0]['p50_ms']:.2f} ms" for k, v in tp.items()) + ".")
+    other_all = others.cpu_s() / (time.time() - others.t0)
+    top = others.top()
+    out.append(f"- The machine is shared: processes that are not this run's used {100 * other_tp:.1f} % of one core "
+               f"during the throughput rounds and {100 * other_all:.1f} % over the whole run"
+               + (f" (most: {'; '.join(top)})" if top else "") + ".")
     out.append(f"- Load: {CLIENTS} client processes, each a loop of `GET / HTTP/1.0` on a new connection to nginx, "
                f"read to EOF; a request fails on a non-2xx status, a refused/reset connection, an empty answer "
                f"or no answer within {REQ_TIMEOUT_S:.0f} s. nginx: bench/nginx.conf (one upstream, no upstream "
@@ -871,7 +990,8 @@ def main():
                f"window, {CPU_APPS} apps each (`exec sleep 100000`); one with `--health http://127.0.0.1:P/ "
                f"--health-interval 1s` on every app, all pointed at one Python ThreadingHTTPServer, which answered "
                f"{cpu['probes']} probes in the window ({cpu['probes'] / cpu['probed']['wall_s']:.1f}/s); "
-               f"{cpu['healthy']} of {cpu['online']} probed apps healthy at the end. On CPU: probed "
+               f"{cpu['healthy']} of {cpu['online']} probed apps healthy at the end; the server saw "
+               f"{cpu['server_errors']} connection errors while answering (the prober closing early). On CPU: probed "
                f"{cpu['probed']['ms']:.1f} ms ({cpu['probed']['ticks']} utime+stime ticks), plain "
                f"{cpu['plain']['ms']:.1f} ms ({cpu['plain']['ticks']} ticks), threads {cpu['probed']['threads']}/"
                f"{cpu['plain']['threads']}; per probe "

@@ -202,6 +202,9 @@ pub struct DaemonArgs {
     /// Internal: take over from a daemon that `sup update` replaced.
     #[arg(long, hide = true, value_name = "FILE")]
     pub handover: Option<String>,
+    /// Internal: print the handover format this binary reads, and exit.
+    #[arg(long, hide = true)]
+    pub handover_version: bool,
 }
 
 /// `sup save`.

@@ -45,6 +45,10 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<()> {
     let home = Home::from_env()?;
     match command {
+        Command::Daemon(args) if args.handover_version => {
+            println!("{}", sup_daemon::HANDOVER_VERSION);
+            Ok(())
+        }
         Command::Daemon(args) => {
             let options = sup_daemon::Options {
                 resurrect: args.resurrect,
@@ -306,13 +310,27 @@ fn update(home: &Home) -> Result<()> {
         }) => (version, started_at_ms),
         _ => (String::from("?"), 0),
     };
-    let request = Request::Update {
-        binary: exe.display().to_string(),
-    };
     // An answer means the daemon refused or failed; an EOF means it is
-    // re-executing, and the new one will answer below.
-    if let Ok(response) = client.request(request) {
-        expect_ok(response)?;
+    // re-executing, and the new one will answer below. A busy daemon (an
+    // app launching or stopping) is asked again for a while.
+    let busy_until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let request = Request::Update {
+            binary: exe.display().to_string(),
+        };
+        match client.request(request) {
+            Ok(Response::Error { kind, .. })
+                if kind == "busy" && std::time::Instant::now() < busy_until =>
+            {
+                std::thread::sleep(Duration::from_millis(100));
+                client = existing(home)?;
+            }
+            Ok(response) => {
+                expect_ok(response)?;
+                break;
+            }
+            Err(_) => break,
+        }
     }
     // The daemon answered, then re-executed: wait until the new one answers.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);

@@ -19,6 +19,7 @@ mod supervisor;
 
 pub use home::{Home, HomeError};
 pub use lock::{open_lock_file, LockError};
+pub use supervisor::HANDOVER_VERSION;
 
 use std::time::Duration;
 use supervisor::Supervisor;

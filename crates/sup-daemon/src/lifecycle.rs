@@ -189,6 +189,11 @@ impl Lifecycle {
         self.restart_reason.as_deref()
     }
 
+    /// The current generation (timers of other generations are stale).
+    pub fn generation(&self) -> u64 {
+        self.gen
+    }
+
     /// After a handover, timers are gone: the ones the current state needs.
     pub fn resume(&mut self, spec: &AppSpec) -> Vec<Action> {
         match self.status {

@@ -23,22 +23,56 @@ thread_local! {
     static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
 }
 
+/// How a capture ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The instance is gone: read what the pipe holds, then end (without
+    /// waiting for an EOF that a surviving grandchild could hold off).
+    Drain,
+    /// `sup update`: stop reading at once; the pipe goes to the next daemon.
+    Detach,
+}
+
+/// A running capture.
+#[derive(Debug)]
+pub struct Capture {
+    stop: Option<oneshot::Sender<Stop>>,
+    done: Option<oneshot::Receiver<()>>,
+    /// Its source id at the writer.
+    pub source: u64,
+}
+
+impl Capture {
+    /// Ends the capture; returns what fires once its last bytes are with
+    /// the writer (the next instance's capture waits for it).
+    pub fn stop(&mut self, how: Stop) -> Option<oneshot::Receiver<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(how);
+        }
+        self.done.take()
+    }
+}
+
 /// Starts reading `pipe` (the read end of an app's stdout or stderr) into
-/// `target`. Sending on (or dropping) the returned sender tells the reader
-/// that the instance is gone: it drains what the pipe holds and ends,
-/// without waiting for an EOF that a surviving grandchild could hold off.
+/// `target`, once `after` fires (the previous instance's capture of the
+/// same stream finished), so that lines keep their order across restarts.
 pub fn start(
     pipe: OwnedFd,
     target: Arc<Target>,
     source: u64,
     tx: Sender<WriterMsg>,
-) -> io::Result<oneshot::Sender<()>> {
+    after: Option<oneshot::Receiver<()>>,
+) -> io::Result<Capture> {
     set_nonblocking(&pipe)?;
     // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and the
     // same for the AsyncFd's whole life.
     let pipe = unsafe { AsyncFd::register(pipe) }?;
     let (stop_tx, stop_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(async move {
+        if let Some(after) = after {
+            let _ = after.await;
+        }
         let reader = Reader {
             pipe,
             target,
@@ -47,8 +81,13 @@ pub fn start(
             permits: Arc::new(Semaphore::new(IN_FLIGHT)),
         };
         reader.run(stop_rx).await;
+        let _ = done_tx.send(());
     });
-    Ok(stop_tx)
+    Ok(Capture {
+        stop: Some(stop_tx),
+        done: Some(done_rx),
+        source,
+    })
 }
 
 struct Reader {
@@ -60,11 +99,14 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(self, mut stop: oneshot::Receiver<()>) {
+    async fn run(self, mut stop: oneshot::Receiver<Stop>) {
         loop {
             tokio::select! {
                 biased;
-                _ = &mut stop => {
+                how = &mut stop => {
+                    if how == Ok(Stop::Detach) {
+                        return;
+                    }
                     self.drain().await;
                     break;
                 }

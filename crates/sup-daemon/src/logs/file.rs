@@ -5,6 +5,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Time between attempts to rotate after a rotation failed.
+const ROTATION_RETRY: Duration = Duration::from_secs(1);
 
 /// Output kept while writes fail; beyond it, bytes are dropped and counted.
 pub const FAILURE_BUFFER: usize = 1024 * 1024;
@@ -25,6 +29,8 @@ pub struct LogFile {
     file: Option<File>,
     /// Whether the open file is a regular file (only those rotate).
     regular: bool,
+    /// After a failed rotation, none is tried again before this.
+    rotation_paused_until: Option<Instant>,
     size: u64,
     max_size: u64,
     keep: u32,
@@ -42,6 +48,7 @@ impl LogFile {
             path,
             file: None,
             regular: false,
+            rotation_paused_until: None,
             size: 0,
             max_size,
             keep,
@@ -149,6 +156,7 @@ impl LogFile {
             self.file().map_err(|e| (done, e))?;
             let take = self.fitting(&data[done..]);
             if take == 0 {
+                // On failure rotation pauses, so the next turn writes anyway.
                 self.rotate();
                 continue;
             }
@@ -162,7 +170,10 @@ impl LogFile {
     /// How many bytes of `data` go into the current file: whole lines up
     /// to `max_size`, at least one line when the file is empty.
     fn fitting(&self, data: &[u8]) -> usize {
-        if self.max_size == 0 || !self.regular {
+        let paused = self
+            .rotation_paused_until
+            .is_some_and(|t| Instant::now() < t);
+        if self.max_size == 0 || !self.regular || paused {
             return data.len();
         }
         let room = self.max_size.saturating_sub(self.size) as usize;
@@ -227,9 +238,15 @@ impl LogFile {
             let _ = fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1));
         }
         if let Err(e) = fs::rename(&self.path, rotated(&self.path, 1)) {
-            self.fail(e);
+            // Keep writing past the limit rather than lose lines; try again later.
+            self.rotation_paused_until = Some(Instant::now() + ROTATION_RETRY);
+            self.health.error = Some(format!(
+                "cannot rotate {}: {e}; writing past --log-max-size",
+                self.path.display()
+            ));
             return;
         }
+        self.rotation_paused_until = None;
         // The next write opens a fresh file.
         self.file = None;
         self.size = 0;
@@ -248,7 +265,8 @@ fn open_append(path: &Path) -> io::Result<File> {
         .create(true)
         .append(true)
         .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
+        // Non-blocking: a FIFO nobody reads must not hang the writer.
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
 }
 
@@ -301,6 +319,31 @@ mod tests {
             "long-line-xyz\n"
         );
         assert_eq!(fs::read_to_string(&path).unwrap(), "d\n");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_failed_rotation_keeps_writing() {
+        let d = dir("norotate");
+        let path = d.join("a.log");
+        // A directory where the first rotated copy should go: rename fails.
+        fs::create_dir_all(rotated(&path, 1).join("x")).unwrap();
+        let mut log = LogFile::new(path.clone(), 10, 1);
+        for i in 0..5 {
+            log.append(format!("line-{i:04}\n").as_bytes());
+        }
+        assert_eq!(
+            fs::read_to_string(&path).unwrap().lines().count(),
+            5,
+            "no line lost"
+        );
+        assert!(log
+            .health()
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("cannot rotate"));
+        assert_eq!(log.health().dropped, 0);
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -7,10 +7,17 @@
 use sup_proto::logfmt::{format_ts, MAX_LINE, SEP_CONTINUED, SEP_WHOLE};
 
 /// An unfinished line and the arrival time of its first byte.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Partial {
     at_ms: i64,
     buf: Vec<u8>,
+}
+
+impl Partial {
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
 }
 
 /// Formats line prefixes, remembering the last one (most lines of a chunk

@@ -16,7 +16,8 @@ use sup_proto::{AppSpec, LogInfo};
 use tokio::sync::oneshot;
 use writer::{HealthMap, Writer, WriterMsg};
 
-pub use capture::pipe;
+pub use capture::{pipe, Capture, Stop};
+pub use lines::Partial;
 pub use writer::Target;
 
 /// The files of one app: stdout's and stderr's targets (the same file when combined).
@@ -72,8 +73,11 @@ pub struct Logs {
     tx: Sender<WriterMsg>,
     health: HealthMap,
     next_source: u64,
-    writer: Option<JoinHandle<()>>,
+    writer: Option<JoinHandle<Partials>>,
 }
+
+/// Unfinished lines by source, handed from one daemon to the next.
+pub type Partials = std::collections::HashMap<u64, Partial>;
 
 impl Logs {
     /// Starts the writer thread.
@@ -92,15 +96,29 @@ impl Logs {
         })
     }
 
-    /// Captures one pipe into `target`; the returned sender ends the capture
-    /// (see [`capture::start`]).
+    /// Captures one pipe into `target`, after `after` fires (see
+    /// [`capture::start`]); `seed` is an unfinished line to continue.
     pub fn capture(
         &mut self,
         pipe: OwnedFd,
         target: &Arc<Target>,
-    ) -> std::io::Result<oneshot::Sender<()>> {
+        after: Option<oneshot::Receiver<()>>,
+        seed: Option<Partial>,
+    ) -> std::io::Result<Capture> {
         self.next_source += 1;
-        capture::start(pipe, target.clone(), self.next_source, self.tx.clone())
+        if let Some(partial) = seed {
+            let _ = self.tx.send(WriterMsg::Seed {
+                source: self.next_source,
+                partial,
+            });
+        }
+        capture::start(
+            pipe,
+            target.clone(),
+            self.next_source,
+            self.tx.clone(),
+            after,
+        )
     }
 
     /// Creates an app's log files if they don't exist yet.
@@ -146,12 +164,17 @@ impl Logs {
 
     /// Waits (up to `timeout`) until every capture has ended and the writer
     /// has written everything, so shutdown loses no line.
-    pub async fn finish(mut self, timeout: Duration) {
-        let Some(writer) = self.writer.take() else {
-            return;
-        };
+    /// Returns the unfinished lines of detached sources, or None when the
+    /// writer did not finish in time.
+    pub async fn finish(mut self, timeout: Duration) -> Option<Partials> {
+        let writer = self.writer.take()?;
         drop(self);
-        let join = tokio::task::spawn_blocking(move || writer.join());
-        let _ = tokio::time::timeout(timeout, join).await;
+        // A plain thread, not spawn_blocking: a writer stuck on a dead disk
+        // must not keep the runtime (and the daemon) from exiting.
+        let (done_tx, done_rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(writer.join().unwrap_or_default());
+        });
+        tokio::time::timeout(timeout, done_rx).await.ok()?.ok()
     }
 }

@@ -47,6 +47,13 @@ pub enum WriterMsg {
         /// Released when written.
         permit: OwnedSemaphorePermit,
     },
+    /// Continue `source` with an unfinished line (handed over by `sup update`).
+    Seed {
+        /// The source.
+        source: u64,
+        /// The unfinished line.
+        partial: Partial,
+    },
     /// A source ended: write out its unfinished line.
     End {
         /// Destination.
@@ -99,19 +106,20 @@ impl Writer {
         }
     }
 
-    /// Handles messages until every sender is gone.
-    pub fn run(mut self, rx: Receiver<WriterMsg>) {
+    /// Handles messages until every sender is gone; returns the unfinished
+    /// lines of sources that never ended (detached for `sup update`).
+    pub fn run(mut self, rx: Receiver<WriterMsg>) -> HashMap<u64, Partial> {
         loop {
             let msg = if self.files.values().any(LogFile::has_pending) {
                 match rx.recv_timeout(RETRY_EVERY) {
                     Ok(msg) => Some(msg),
                     Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
+                    Err(RecvTimeoutError::Disconnected) => return self.partials,
                 }
             } else {
                 match rx.recv() {
                     Ok(msg) => Some(msg),
-                    Err(_) => return,
+                    Err(_) => return self.partials,
                 }
             };
             match msg {
@@ -143,6 +151,9 @@ impl Writer {
                 if out.capacity() <= MAX_KEPT_BUFFER {
                     self.out = out;
                 }
+            }
+            WriterMsg::Seed { source, partial } => {
+                self.partials.insert(source, partial);
             }
             WriterMsg::End { target, source } => {
                 if let Some(mut partial) = self.partials.remove(&source) {

@@ -1,11 +1,12 @@
 //! `sup update`: the daemon re-executes the new binary in place (same pid,
 //! so the apps stay its children) and hands it the process table, the apps'
-//! pipes, the held sockets and the daemon lock, as open fds and a file.
+//! pipes (with any unfinished line), the held sockets and the daemon lock,
+//! as open fds and a file.
 
 use super::table::{Instance, Role};
 use super::Supervisor;
-use crate::lifecycle::Lifecycle;
-use crate::logs::{AppLogs, Logs};
+use crate::lifecycle::{Lifecycle, TimerKind};
+use crate::logs::{AppLogs, Logs, Partial, Partials};
 use crate::sockets::Held;
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
@@ -16,25 +17,36 @@ use std::time::{Duration, Instant};
 use sup_proto::{AppSpec, EventRecord, Response, Status};
 use tracing::{error, info, warn};
 
+/// Version of the handover format. `sup update` refuses a binary that does
+/// not speak it (`sup daemon --handover-version`).
+pub const HANDOVER_VERSION: u32 = 1;
+
+/// How long the log writer may take to write what was read before the exec.
+const WRITER_DRAIN: Duration = Duration::from_secs(10);
+
 /// What one daemon hands the next.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Handover {
+    /// [`HANDOVER_VERSION`] of the writer.
+    pub version: u32,
     /// The fd holding the daemon lock.
     pub lock_fd: RawFd,
     /// The apps.
-    pub apps: Vec<HandedApp>,
+    apps: Vec<HandedApp>,
     /// Recent events, so `sup events` keeps its history.
-    pub events: Vec<EventRecord>,
+    events: Vec<EventRecord>,
 }
 
 /// One app, handed over.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct HandedApp {
+struct HandedApp {
     id: u32,
     spec: AppSpec,
     lc: Lifecycle,
     instance: Option<HandedInstance>,
     sockets: Vec<(String, RawFd)>,
+    /// Time left before a pending restart.
+    restart_in_ms: Option<u64>,
 }
 
 /// A running instance, handed over.
@@ -43,61 +55,119 @@ struct HandedInstance {
     pid: u32,
     uptime_ms: u64,
     pipes: Vec<RawFd>,
+    /// Per pipe, the line the app was in the middle of writing.
+    partials: Vec<Option<Partial>>,
     ready: bool,
 }
+
+/// Result of an update that did not happen: the reason for the client.
+type Refusal = Response;
 
 impl Supervisor {
     /// Replaces this daemon with `binary`, keeping every app running. Only
     /// returns (with the error for the client) when that could not be done;
     /// then this daemon goes on as before.
-    pub(super) async fn update(&mut self, binary: &str, lock_fd: RawFd) -> Response {
-        if let Err(why) = check_binary(binary).and_then(|_| self.check_quiet()) {
+    pub(super) async fn update(&mut self, binary: &str, lock_fd: RawFd) -> Refusal {
+        if let Err(why) = check_binary(binary) {
             return Response::error("update", why);
         }
+        if let Err(why) = self.check_quiet() {
+            return Response::error("busy", why);
+        }
         info!(binary, "update: handing over to the new binary");
-        // Stop reading the pipes: what the apps write from now on waits in
-        // the pipes for the next daemon; what was read reaches the disk.
+        // Stop reading the pipes at once: what the apps write from now on
+        // waits in the pipes for the next daemon; what was read reaches the
+        // disk, and unfinished lines are handed over.
+        let mut sources = Vec::new();
         for id in self.table.ids() {
             if let Some(inst) = self.table.get_mut(id).and_then(|a| a.instance.as_mut()) {
-                inst.end_captures();
+                sources.push((id, inst.detach_captures()));
             }
         }
         let fresh = match Logs::start() {
             Ok(logs) => logs,
-            Err(e) => return Response::error("update", format!("cannot restart logging: {e}")),
+            Err(e) => return self.update_failed(format!("cannot restart logging: {e}"), None),
         };
-        std::mem::replace(&mut self.logs, fresh)
-            .finish(Duration::from_secs(5))
-            .await;
-        let handover = self.handover(lock_fd);
+        let Some(mut partials) = std::mem::replace(&mut self.logs, fresh)
+            .finish(WRITER_DRAIN)
+            .await
+        else {
+            return self.update_failed("the log writer did not finish in time".into(), None);
+        };
+        let handover = self.handover(lock_fd, &sources, &mut partials);
         let path = self.home.dir().join("handover.json");
         let result = serde_json::to_vec(&handover)
             .map_err(std::io::Error::other)
             .and_then(|data| crate::persist::write_atomic(&path, &data, false, false))
             .and_then(|()| exec(binary, &path, &handover));
-        // Still here: the exec failed. Take the fds back and carry on.
-        let err = result.err().map(|e| e.to_string()).unwrap_or_default();
-        error!("update failed, this daemon goes on: {err}");
+        // Still here: the exec failed.
         let _ = std::fs::remove_file(&path);
-        self.resume_after_failed_update();
-        Response::error(
-            "update",
-            format!("cannot start {binary}: {err}; the old daemon goes on"),
-        )
+        let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+        self.update_failed(format!("cannot start {binary}: {err}"), Some(handover))
     }
 
-    /// Only a quiet table can be handed over: no timers or transitions in flight.
+    /// Takes the fds back and carries on as before.
+    fn update_failed(&mut self, why: String, handover: Option<Handover>) -> Refusal {
+        error!("update failed, this daemon goes on: {why}");
+        let seeds: Vec<(u32, Vec<Option<Partial>>)> = handover
+            .map(|h| {
+                h.apps
+                    .into_iter()
+                    .filter_map(|a| Some((a.id, a.instance?.partials)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in self.table.ids() {
+            let seed = seeds
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            self.resume_captures(id, seed);
+        }
+        Response::error("update", format!("{why}; the old daemon goes on"))
+    }
+
+    fn resume_captures(&mut self, id: u32, seeds: Vec<Option<Partial>>) {
+        let Some(app) = self.table.get_mut(id) else {
+            return;
+        };
+        let logs = app.logs.clone();
+        for held in &app.sockets {
+            set_cloexec(held.fd.as_raw_fd(), true);
+        }
+        let Some(inst) = app.instance.as_mut() else {
+            return;
+        };
+        let pipes: Vec<OwnedFd> = inst.pipes.drain(..).collect();
+        let [out, err]: [OwnedFd; 2] = match pipes.try_into() {
+            Ok(pair) => pair,
+            Err(_) => return,
+        };
+        for fd in [&out, &err] {
+            set_cloexec(fd.as_raw_fd(), true);
+        }
+        match self.start_captures([(out, logs.out), (err, logs.err)], Vec::new(), seeds) {
+            Ok((captures, pipes)) => {
+                if let Some(inst) = self.table.get_mut(id).and_then(|a| a.instance.as_mut()) {
+                    inst.captures = captures;
+                    inst.pipes = pipes;
+                }
+            }
+            Err(e) => warn!("cannot resume capturing: {e}"),
+        }
+    }
+
+    /// Only a table without transitions in flight can be handed over.
     fn check_quiet(&self) -> Result<(), String> {
         for app in self.table.iter() {
-            let busy = !matches!(
+            let quiet = matches!(
                 app.lc.status(),
-                Status::Online | Status::Stopped | Status::Errored
-            ) || app.reload.is_some()
-                || !app.retired.is_empty()
-                || app.hook_pid.is_some();
-            if busy {
+                Status::Online | Status::Stopped | Status::Errored | Status::WaitingRestart
+            );
+            if !quiet || app.reload.is_some() || !app.retired.is_empty() || app.hook_pid.is_some() {
                 return Err(format!(
-                    "{} is {} right now; try `sup update` again in a moment",
+                    "{} is busy ({}) right now; try again in a moment",
                     app.spec.name,
                     app.lc.status().as_str()
                 ));
@@ -106,7 +176,12 @@ impl Supervisor {
         Ok(())
     }
 
-    fn handover(&self, lock_fd: RawFd) -> Handover {
+    fn handover(
+        &self,
+        lock_fd: RawFd,
+        sources: &[(u32, Vec<u64>)],
+        partials: &mut Partials,
+    ) -> Handover {
         let apps = self
             .table
             .iter()
@@ -114,51 +189,39 @@ impl Supervisor {
                 id: app.id,
                 spec: app.spec.clone(),
                 lc: app.lc.clone(),
-                instance: app.instance.as_ref().map(|i| HandedInstance {
-                    pid: i.pid,
-                    uptime_ms: i.started.elapsed().as_millis() as u64,
-                    pipes: i.pipes.iter().map(AsRawFd::as_raw_fd).collect(),
-                    ready: i.ready,
+                instance: app.instance.as_ref().map(|i| {
+                    let own = sources
+                        .iter()
+                        .find(|(id, _)| *id == app.id)
+                        .map(|(_, s)| s.as_slice())
+                        .unwrap_or_default();
+                    HandedInstance {
+                        pid: i.pid,
+                        uptime_ms: i.started.elapsed().as_millis() as u64,
+                        pipes: i.pipes.iter().map(AsRawFd::as_raw_fd).collect(),
+                        partials: own
+                            .iter()
+                            .map(|s| partials.remove(s).filter(|p| !p.is_empty()))
+                            .collect(),
+                        ready: i.ready,
+                    }
                 }),
                 sockets: app
                     .sockets
                     .iter()
                     .map(|h| (h.addr.clone(), h.fd.as_raw_fd()))
                     .collect(),
+                restart_in_ms: app
+                    .restart_due
+                    .filter(|_| app.lc.status() == Status::WaitingRestart)
+                    .map(|due| due.saturating_duration_since(Instant::now()).as_millis() as u64),
             })
             .collect();
         Handover {
+            version: HANDOVER_VERSION,
             lock_fd,
             apps,
             events: self.events.history(None),
-        }
-    }
-
-    fn resume_after_failed_update(&mut self) {
-        for id in self.table.ids() {
-            let Some(app) = self.table.get_mut(id) else {
-                continue;
-            };
-            let logs = app.logs.clone();
-            let Some(inst) = app.instance.as_mut() else {
-                continue;
-            };
-            let targets = [&logs.out, &logs.err];
-            let mut captures = Vec::new();
-            for (pipe, target) in inst.pipes.iter().zip(targets) {
-                set_cloexec(pipe.as_raw_fd(), true);
-                match pipe
-                    .try_clone()
-                    .and_then(|fd| self.logs.capture(fd, target))
-                {
-                    Ok(capture) => captures.push(capture),
-                    Err(e) => warn!("cannot resume capturing: {e}"),
-                }
-            }
-            inst.captures = captures;
-            for held in &app.sockets {
-                set_cloexec(held.fd.as_raw_fd(), true);
-            }
         }
     }
 
@@ -171,12 +234,12 @@ impl Supervisor {
                 continue;
             };
             entry.lc = app.lc;
-            // SAFETY: the old daemon passed these fds open and owns them no more.
             entry.sockets = app
                 .sockets
                 .into_iter()
                 .map(|(addr, fd)| {
                     set_cloexec(fd, true);
+                    // SAFETY: the old daemon passed this fd open and owns it no more.
                     Held {
                         addr,
                         fd: unsafe { OwnedFd::from_raw_fd(fd) },
@@ -184,15 +247,13 @@ impl Supervisor {
                 })
                 .collect();
             if let Some(handed) = app.instance {
-                let instance = self.adopt_instance(handed, &logs);
-                self.table.index_pid(instance.pid, id, Role::Main);
-                if let Some(entry) = self.table.get_mut(id) {
-                    entry.instance = Some(instance);
-                }
+                self.adopt_instance(id, handed, &logs);
+            }
+            if let Some(ms) = app.restart_in_ms {
+                self.resume_restart(id, Duration::from_millis(ms));
             }
             if let Some(entry) = self.table.get_mut(id) {
-                let actions = entry.lc.resume(&entry.spec);
-                for action in actions {
+                for action in entry.lc.resume(&entry.spec) {
                     self.act(id, action);
                 }
             }
@@ -211,47 +272,69 @@ impl Supervisor {
         info!("took over from the previous daemon");
     }
 
-    fn adopt_instance(&mut self, handed: HandedInstance, logs: &AppLogs) -> Instance {
-        let targets = [&logs.out, &logs.err];
-        let mut captures = Vec::new();
-        let mut pipes = Vec::new();
-        for (fd, target) in handed.pipes.into_iter().zip(targets) {
+    fn resume_restart(&mut self, id: u32, after: Duration) {
+        let Some(app) = self.table.get_mut(id) else {
+            return;
+        };
+        let gen = app.lc.generation();
+        app.restart_due = Some(Instant::now() + after);
+        self.after(
+            after,
+            super::Msg::Timer {
+                app: id,
+                gen,
+                kind: TimerKind::Restart,
+            },
+        );
+    }
+
+    fn adopt_instance(&mut self, id: u32, handed: HandedInstance, logs: &AppLogs) {
+        let Some(fds): Option<[RawFd; 2]> = handed.pipes.try_into().ok() else {
+            return;
+        };
+        // SAFETY: the old daemon passed these fds open and owns them no more.
+        let [out, err] = fds.map(|fd| {
             set_cloexec(fd, true);
-            // SAFETY: the old daemon passed this fd open and owns it no more.
-            let pipe = unsafe { OwnedFd::from_raw_fd(fd) };
-            match pipe
-                .try_clone()
-                .and_then(|dup| self.logs.capture(dup, target))
-            {
-                Ok(capture) => captures.push(capture),
-                Err(e) => warn!("cannot capture a handed-over pipe: {e}"),
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        });
+        let targets = [(out, logs.out.clone()), (err, logs.err.clone())];
+        let (captures, pipes) = match self.start_captures(targets, Vec::new(), handed.partials) {
+            Ok(started) => started,
+            Err(e) => {
+                warn!("cannot capture a handed-over pipe: {e}");
+                (Vec::new(), Vec::new())
             }
-            pipes.push(pipe);
-        }
+        };
         let mut instance = Instance::new(handed.pid, captures);
         instance.started = Instant::now()
             .checked_sub(Duration::from_millis(handed.uptime_ms))
             .unwrap_or_else(Instant::now);
         instance.ready = handed.ready;
         instance.pipes = pipes;
-        instance
+        self.table.index_pid(handed.pid, id, Role::Main);
+        if let Some(entry) = self.table.get_mut(id) {
+            entry.instance = Some(instance);
+        }
     }
 }
 
-/// Runs `binary --version` and checks it is a sup.
+/// Asks `binary` which handover format it reads; it must be ours.
 fn check_binary(binary: &str) -> Result<(), String> {
     let out = std::process::Command::new(binary)
-        .arg("--version")
+        .args(["daemon", "--handover-version"])
         .output()
-        .map_err(|e| format!("cannot run {binary} --version: {e}"))?;
+        .map_err(|e| format!("cannot run {binary}: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || !text.starts_with("sup ") {
-        return Err(format!(
-            "{binary} --version did not answer like sup ({})",
-            text.trim()
-        ));
+    match text.trim().parse::<u32>() {
+        Ok(HANDOVER_VERSION) if out.status.success() => Ok(()),
+        Ok(other) => Err(format!(
+            "{binary} reads handover format {other}, this daemon writes {HANDOVER_VERSION}; \
+             stop the apps (`sup save && sup kill`), then `sup resurrect` with the new binary"
+        )),
+        Err(_) => Err(format!(
+            "{binary} does not look like a sup that can take over a running daemon"
+        )),
     }
-    Ok(())
 }
 
 /// Clears close-on-exec on every fd to hand over, then execs the new binary.
@@ -267,12 +350,13 @@ fn exec(binary: &str, path: &Path, handover: &Handover) -> std::io::Result<()> {
     for &fd in &fds {
         set_cloexec(fd, false);
     }
-    let program = CString::new(binary).map_err(std::io::Error::other)?;
+    let arg = |s: &[u8]| CString::new(s).map_err(std::io::Error::other);
+    let program = arg(binary.as_bytes())?;
     let args = [
-        CString::new("sup").map_err(std::io::Error::other)?,
-        CString::new("daemon").map_err(std::io::Error::other)?,
-        CString::new("--handover").map_err(std::io::Error::other)?,
-        CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?,
+        arg(b"sup")?,
+        arg(b"daemon")?,
+        arg(b"--handover")?,
+        arg(path.as_os_str().as_bytes())?,
     ];
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
@@ -288,9 +372,16 @@ fn set_cloexec(fd: RawFd, on: bool) {
     unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
 }
 
-/// Reads the handover file the previous daemon wrote, and removes it.
+/// Reads the handover file the previous daemon wrote; removes it once read.
 pub fn read_handover(path: &Path) -> std::io::Result<Handover> {
     let data = std::fs::read(path)?;
+    let handover: Handover = serde_json::from_slice(&data).map_err(std::io::Error::other)?;
+    if handover.version != HANDOVER_VERSION {
+        return Err(std::io::Error::other(format!(
+            "handover format {} is not {HANDOVER_VERSION}",
+            handover.version
+        )));
+    }
     let _ = std::fs::remove_file(path);
-    serde_json::from_slice(&data).map_err(std::io::Error::other)
+    Ok(handover)
 }

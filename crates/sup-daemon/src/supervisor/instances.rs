@@ -90,19 +90,55 @@ impl Supervisor {
         drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
         let (out_target, err_target) = (app.logs.out.clone(), app.logs.err.clone());
-        let pipes = vec![
-            out_read.try_clone().map_err(io)?,
-            err_read.try_clone().map_err(io)?,
-        ];
-        let captures = vec![
-            self.logs.capture(out_read, &out_target).map_err(io)?,
-            self.logs.capture(err_read, &err_target).map_err(io)?,
-        ];
+        // A new main instance writes after the last one's final lines.
+        let gates = match role {
+            Role::Main => std::mem::take(&mut app.gates),
+            _ => Vec::new(),
+        };
+        // Indexed at once: whatever happens next, its exit is ours to reap.
         self.table.index_pid(pid, id, role);
-        let mut instance = Instance::new(pid, captures);
-        instance.notify = notify;
-        instance.pipes = pipes;
-        Ok(instance)
+        let started = self.start_captures(
+            [(out_read, out_target), (err_read, err_target)],
+            gates,
+            Vec::new(),
+        );
+        match started {
+            Ok((captures, pipes)) => {
+                let mut instance = Instance::new(pid, captures);
+                instance.notify = notify;
+                instance.pipes = pipes;
+                Ok(instance)
+            }
+            Err(e) => {
+                // Nothing would read its output: it must not run unseen.
+                super::signal_group(Some(pid), nix::sys::signal::Signal::SIGKILL);
+                Err(format!("cannot capture its output: {e}"))
+            }
+        }
+    }
+
+    /// Starts capturing each pipe into its target, after its gate, continuing
+    /// its seed (an unfinished line); keeps a copy of each pipe for `update`.
+    pub(super) fn start_captures(
+        &mut self,
+        pipes: [(OwnedFd, std::sync::Arc<crate::logs::Target>); 2],
+        gates: Vec<Option<tokio::sync::oneshot::Receiver<()>>>,
+        seeds: Vec<Option<crate::logs::Partial>>,
+    ) -> std::io::Result<(Vec<crate::logs::Capture>, Vec<OwnedFd>)> {
+        let mut gates = gates.into_iter();
+        let mut seeds = seeds.into_iter();
+        let mut captures = Vec::new();
+        let mut kept = Vec::new();
+        for (pipe, target) in pipes {
+            kept.push(pipe.try_clone()?);
+            captures.push(self.logs.capture(
+                pipe,
+                &target,
+                gates.next().flatten(),
+                seeds.next().flatten(),
+            )?);
+        }
+        Ok((captures, kept))
     }
 
     /// Runs `line` under `/bin/sh -c` for app `id` (a command probe or a

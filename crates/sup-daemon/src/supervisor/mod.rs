@@ -16,7 +16,7 @@ use crate::lifecycle::{Action, Event, ExitKind, TimerKind};
 use crate::logs::{AppLogs, Logs};
 use crate::probe::Outcome;
 use crate::reaper;
-pub use handover::{read_handover, Handover};
+pub use handover::{read_handover, Handover, HANDOVER_VERSION};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::VecDeque;
@@ -83,6 +83,13 @@ pub enum Msg {
         /// App id.
         app: u32,
         /// The new instance.
+        pid: u32,
+    },
+    /// An instance retired by a reload ran out of time to stop.
+    RetiredDeadline {
+        /// App id.
+        app: u32,
+        /// Its pid (and process group).
         pid: u32,
     },
     /// A process (command probe or hook) ran out of time: kill its group.
@@ -245,6 +252,7 @@ impl Supervisor {
             } => self.probe_done(app, pid, kind, outcome),
             Msg::Ready { app, pid } => self.instance_ready(app, pid),
             Msg::ReloadTimeout { app, pid } => self.reload_timed_out(app, pid),
+            Msg::RetiredDeadline { app, pid } => self.retired_deadline(app, pid),
             Msg::Deadline { pid } => {
                 // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
                 if self.table.role_of(pid).is_some() {
@@ -437,6 +445,9 @@ impl Supervisor {
         if after == Status::Online {
             self.start_liveness(id);
         }
+        if before == Status::Online {
+            self.cancel_reload(id, "the app left `online` during the reload");
+        }
         // A restart without a wait (the first after a crash, or `sup
         // restart`); one after a wait was recorded on entering the wait.
         if after == Status::Launching
@@ -505,7 +516,7 @@ impl Supervisor {
             match role {
                 Role::Main => self.main_exited(id, pid, exit),
                 Role::Incoming => self.incoming_exited(id, pid, exit),
-                Role::Retired => self.retired_exited(id, pid),
+                Role::Retired => self.retired_exited(id, pid, exit),
                 Role::Probe(kind) => self.probe_exited(id, pid, kind, exit),
                 Role::Hook => self.hook_exited(id, exit),
             }
@@ -513,6 +524,15 @@ impl Supervisor {
         let draining = std::mem::take(&mut self.draining);
         for id in draining {
             self.finish_if_drained(id);
+        }
+        let with_retired: Vec<u32> = self
+            .table
+            .iter()
+            .filter(|a| !a.retired.is_empty())
+            .map(|a| a.id)
+            .collect();
+        for id in with_retired {
+            self.prune_retired(id);
         }
     }
 
@@ -551,14 +571,11 @@ impl Supervisor {
     fn instance_gone(&mut self, id: u32, exit: ExitKind) {
         // Its pipes are drained before a new instance can write, so the
         // last words of this one come first in the log.
-        let old = self
-            .table
-            .get_mut(id)
-            .and_then(|a| a.instance.as_mut())
-            .map(|i| {
-                i.end_captures();
-                i.pid
-            });
+        let old = self.table.get_mut(id).and_then(|a| {
+            let inst = a.instance.as_mut()?;
+            a.gates = inst.end_captures();
+            Some(inst.pid)
+        });
         self.apply(id, Event::Exited(exit));
         if let Some(app) = self.table.get_mut(id) {
             if app.instance.as_ref().map(|i| i.pid) == old {

@@ -2,7 +2,7 @@
 //! old one is stopped only once the new one is ready.
 
 use super::table::{Reload, Role};
-use super::{signal_group, Msg, Supervisor};
+use super::{group_alive, signal_group, Msg, Supervisor};
 use crate::lifecycle::{Event, ExitKind};
 use nix::sys::signal::Signal;
 use std::str::FromStr;
@@ -102,6 +102,9 @@ impl Supervisor {
         let Some(mut reload) = app.reload.take() else {
             return;
         };
+        if app.lc.status() != Status::Online {
+            return self.fail_reload(id, reload, "the app left `online` during the reload".into());
+        }
         reload.incoming.ready = true;
         let new_pid = reload.incoming.pid;
         let Some(old) = app.instance.replace(reload.incoming) else {
@@ -116,7 +119,13 @@ impl Supervisor {
         app.health.reset();
         self.table.set_role(new_pid, Role::Main);
         self.table.set_role(old_pid, Role::Retired);
-        self.after(kill_after, Msg::Deadline { pid: old_pid });
+        self.after(
+            kill_after,
+            Msg::RetiredDeadline {
+                app: id,
+                pid: old_pid,
+            },
+        );
         self.apply(id, Event::Reloaded);
         self.start_liveness(id);
         info!(app = %name, old_pid, new_pid, "reloaded");
@@ -132,7 +141,9 @@ impl Supervisor {
             return;
         };
         if app.reload.as_ref().is_some_and(|r| r.incoming.pid == pid) {
-            let reload = app.reload.take().expect("checked above");
+            let mut reload = app.reload.take().expect("checked above");
+            reload.incoming.exit = Some(exit);
+            reload.incoming.end_captures();
             self.fail_reload(
                 id,
                 reload,
@@ -169,9 +180,11 @@ impl Supervisor {
         };
         let name = app.spec.name.clone();
         let pid = reload.incoming.pid;
+        // Its whole group goes; it is forgotten once the group is empty.
         signal_group(Some(pid), Signal::SIGKILL);
         app.retired.push(reload.incoming);
         self.table.set_role(pid, Role::Retired);
+        self.prune_retired(id);
         tracing::warn!(app = %name, "reload failed: {why}");
         self.record(id, "reload-failed", why.clone());
         if let Some(reply) = reload.reply {
@@ -181,14 +194,37 @@ impl Supervisor {
         }
     }
 
-    /// An old instance (retired by a reload) is gone.
-    pub(super) fn retired_exited(&mut self, id: u32, pid: u32) {
+    /// The main process of an old instance (retired by a reload) exited;
+    /// the rest of its group may still be finishing.
+    pub(super) fn retired_exited(&mut self, id: u32, pid: u32, exit: ExitKind) {
         let Some(app) = self.table.get_mut(id) else {
             return;
         };
-        if let Some(pos) = app.retired.iter().position(|i| i.pid == pid) {
-            let mut old = app.retired.remove(pos);
+        if let Some(old) = app.retired.iter_mut().find(|i| i.pid == pid) {
+            old.exit = Some(exit);
             old.end_captures();
+        }
+        self.prune_retired(id);
+    }
+
+    /// Forgets the retired instances whose process group is empty.
+    pub(super) fn prune_retired(&mut self, id: u32) {
+        let Some(app) = self.table.get_mut(id) else {
+            return;
+        };
+        app.retired
+            .retain(|i| i.exit.is_none() || group_alive(i.pid));
+    }
+
+    /// The kill timeout of a retired instance ran out: SIGKILL its group,
+    /// main process or not (its children may hold the held socket).
+    pub(super) fn retired_deadline(&mut self, id: u32, pid: u32) {
+        let retired = self
+            .table
+            .get(id)
+            .is_some_and(|a| a.retired.iter().any(|i| i.pid == pid));
+        if retired {
+            signal_group(Some(pid), Signal::SIGKILL);
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::health::Health;
 use crate::lifecycle::{ExitKind, Lifecycle};
-use crate::logs::AppLogs;
+use crate::logs::{AppLogs, Capture, Stop};
 use crate::notify::NotifySocket;
 use crate::procstat::{tree_usage, CpuMeter};
 use crate::sockets::Held;
@@ -23,8 +23,8 @@ pub struct Instance {
     pub meter: CpuMeter,
     /// Set once the main process exited while the rest of the group drains.
     pub exit: Option<ExitKind>,
-    /// Ends the captures of its stdout and stderr.
-    pub captures: Vec<oneshot::Sender<()>>,
+    /// The captures of its stdout and stderr.
+    pub captures: Vec<Capture>,
     /// Its own sd_notify socket, when the app reports readiness that way.
     pub notify: Option<NotifySocket>,
     /// It passed its readiness check.
@@ -35,7 +35,7 @@ pub struct Instance {
 
 impl Instance {
     /// A fresh instance of `pid` whose output `captures` read.
-    pub fn new(pid: u32, captures: Vec<oneshot::Sender<()>>) -> Instance {
+    pub fn new(pid: u32, captures: Vec<Capture>) -> Instance {
         let started = Instant::now();
         Instance {
             pid,
@@ -51,11 +51,23 @@ impl Instance {
 
     /// Tells the captures the instance is gone: they drain their pipes and
     /// end; its notify socket goes too.
-    pub fn end_captures(&mut self) {
-        for capture in self.captures.drain(..) {
-            let _ = capture.send(());
-        }
+    pub fn end_captures(&mut self) -> Vec<Option<oneshot::Receiver<()>>> {
         self.notify = None;
+        self.captures
+            .iter_mut()
+            .map(|c| c.stop(Stop::Drain))
+            .collect()
+    }
+
+    /// Stops the captures at once, for `sup update`; returns their sources.
+    pub fn detach_captures(&mut self) -> Vec<u64> {
+        self.captures
+            .iter_mut()
+            .map(|c| {
+                c.stop(Stop::Detach);
+                c.source
+            })
+            .collect()
     }
 }
 
@@ -88,6 +100,9 @@ pub struct App {
     pub hook_queue: VecDeque<EventRecord>,
     /// Pid of the hook running now.
     pub hook_pid: Option<u32>,
+    /// Fire when the last instance's captures are done: the next instance's
+    /// output waits for them, so lines keep their order across a restart.
+    pub gates: Vec<Option<oneshot::Receiver<()>>>,
 }
 
 /// A reload in progress.
@@ -222,6 +237,7 @@ impl Table {
             retired: Vec::new(),
             hook_queue: VecDeque::new(),
             hook_pid: None,
+            gates: Vec::new(),
         };
         self.apps.insert(id, app);
         id
