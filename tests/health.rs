@@ -411,3 +411,71 @@ fn bad_health_input() {
     assert_eq!(sup.app("lonely")["status"], "online");
     sup.ok(&["ping"]);
 }
+
+#[test]
+fn a_failed_reload_leaves_nothing_stuck() {
+    let sup = Sup::new();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // The first instance runs; any later one exits at once.
+    let marker = sup.path("first-done");
+    let app = sup.script(
+        "once.sh",
+        &format!(
+            "if [ -e {m} ]; then exit 3; fi\ntouch {m}\nexec sleep 1000",
+            m = marker.display()
+        ),
+    );
+    sup.ok(&["start", &app, "--name", "r", "--listen", &listen]);
+    let old = sup.pid("r");
+    let err = sup.fails(&["reload", "r"], 1);
+    assert!(err.contains("exited before it was ready"), "{err}");
+    assert_eq!(sup.pid("r"), old);
+    sup.ok(&["delete", "r"]);
+    assert!(sup.list().is_empty());
+    sup.ok(&["kill"]);
+}
+
+#[test]
+fn a_reloaded_instance_and_its_stubborn_children_are_gone_after_the_kill_timeout() {
+    let sup = Sup::new();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let kids = sup.path("kids");
+    // Each instance leaves a child that ignores SIGTERM and holds fd 3.
+    let app = sup.script(
+        "stubborn.sh",
+        &format!(
+            "sh -c 'trap \"\" TERM; echo $$ >> {}; exec sleep 1000' &\nexec sleep 1000",
+            kids.display()
+        ),
+    );
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "s",
+        "--listen",
+        &listen,
+        "--min-uptime",
+        "200ms",
+        "--kill-timeout",
+        "500ms",
+    ]);
+    wait_for("the first child", DEADLINE, || {
+        fs::read_to_string(&kids).is_ok_and(|t| t.lines().count() == 1)
+    });
+    let child: u32 = fs::read_to_string(&kids).unwrap().trim().parse().unwrap();
+    sup.ok(&["reload", "s"]);
+    wait_for("the old instance's child is killed", DEADLINE, || {
+        !alive(child)
+    });
+    wait_for("only the new instance remains", DEADLINE, || {
+        sup.app("s")["instances"].as_array().unwrap().len() == 1
+    });
+    sup.ok(&["delete", "s"]);
+    // The port is free again: nothing of the app holds it.
+    wait_for("the port is free", DEADLINE, || {
+        std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    });
+}

@@ -349,3 +349,50 @@ fn update_keeps_every_app_running() {
         sup.app("app0")["restarts"] == 1 && sup.app("app0")["status"] == "online"
     });
 }
+
+#[test]
+fn update_keeps_a_half_written_line_whole_and_works_during_a_crash_loop() {
+    let sup = Sup::new();
+    let fifo = sup.path("feed");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let echo = sup.script("echo.sh", &format!("exec cat {} -", fifo.display()));
+    sup.ok(&["start", &echo, "--name", "echo"]);
+    let crash = sup.script("crash.sh", "exit 1");
+    sup.ok(&[
+        "start",
+        &crash,
+        "--name",
+        "crash",
+        "--restart-delay",
+        "300ms",
+        "--backoff-max",
+        "300ms",
+    ]);
+    let mut feed = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    use std::io::Write;
+    write!(feed, "BEGIN-").unwrap();
+    feed.flush().unwrap();
+    // Let the daemon read the unfinished line before the update.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = sup.ok(&["update"]);
+    assert!(out.contains("daemon updated"), "{out}");
+    writeln!(feed, "END").unwrap();
+    let log = sup.home.join("logs/echo-out.log");
+    wait_for("the line completed", DEADLINE, || {
+        fs::read_to_string(&log).unwrap_or_default().contains("END")
+    });
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains(" BEGIN-END\n"),
+        "the line was split by the update: {text:?}"
+    );
+    // The crash loop goes on under the new daemon.
+    let before = sup.app("crash")["restarts"].as_u64().unwrap();
+    sup.wait("more restarts", || {
+        sup.app("crash")["restarts"].as_u64().unwrap() > before + 1
+    });
+}

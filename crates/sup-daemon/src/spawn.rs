@@ -63,7 +63,7 @@ fn cstring(s: impl AsRef<OsStr>) -> io::Result<CString> {
 /// Starts `launch` in its own process group and returns its pid. Nothing
 /// waits for it here: the daemon's one reaper collects every exit status.
 pub fn spawn(launch: &Launch) -> io::Result<u32> {
-    let prepared = Prepared {
+    let mut prepared = Prepared {
         argv: launch.argv.iter().map(cstring).collect::<io::Result<_>>()?,
         envp: launch
             .env
@@ -84,10 +84,7 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
     let mut argv: Vec<*const libc::c_char> = prepared.argv.iter().map(|c| c.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = prepared.envp.iter().map(|c| c.as_ptr()).collect();
-    let pid_slot = prepared
-        .listen_pid
-        .as_ref()
-        .map(|slot| slot.as_ptr() as *mut u8);
+    let pid_slot = prepared.listen_pid.as_mut().map(|slot| slot.as_mut_ptr());
     if let Some(slot) = pid_slot {
         envp.push(slot as *const libc::c_char);
     }
@@ -115,16 +112,23 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
         pid_slot,
         err_write: err_write.as_raw_fd(),
     };
+    // Every signal blocked across the fork: the daemon's handlers must not
+    // run in the child before it resets them.
+    let saved = block_all_signals();
     // SAFETY: after fork the child only runs `Child::exec`, which makes
     // async-signal-safe system calls on memory prepared above.
     let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(io::Error::last_os_error());
-    }
     if pid == 0 {
         // SAFETY: in the child, see above; never returns.
         unsafe { child.exec() }
     }
+    let forked = if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    };
+    restore_signals(&saved);
+    forked?;
     drop(err_write);
     match read_errno(&err_read) {
         None => Ok(pid as u32),
@@ -172,11 +176,12 @@ impl Child<'_> {
             .map(|fd| fd.unwrap_or(-1))
             .chain(self.pass_fds.iter().copied());
         for (slot, fd) in sources.iter_mut().zip(wanted) {
-            *slot = if fd < 0 {
-                -1
-            } else {
-                libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, high)
-            };
+            if fd >= 0 {
+                *slot = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, high);
+                if *slot < 0 {
+                    fail(err_write);
+                }
+            }
         }
         let count = (3 + self.pass_fds.len()).min(sources.len());
         for (target, &source) in sources[..count].iter().enumerate() {
@@ -195,6 +200,23 @@ impl Child<'_> {
         libc::execve(self.argv[0], self.argv.as_ptr(), self.envp.as_ptr());
         fail(err_write)
     }
+}
+
+/// Blocks every signal in this thread; returns the mask to restore.
+fn block_all_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t values we own, filled by the libc calls.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut saved: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
+        saved
+    }
+}
+
+fn restore_signals(saved: &libc::sigset_t) {
+    // SAFETY: restoring a mask pthread_sigmask gave us.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, saved, std::ptr::null_mut()) };
 }
 
 /// Writes `pid` in decimal, NUL-terminated, at `at` (PID_DIGITS + 1 bytes).

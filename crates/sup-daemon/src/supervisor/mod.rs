@@ -145,6 +145,8 @@ pub struct Supervisor {
     probe_cmds: std::collections::HashMap<u32, (u32, Instant)>,
     /// Counter for unique per-instance names.
     seq: u64,
+    /// Apps whose next instance waits until the last one's group is gone.
+    spawn_after: Vec<(u32, u32)>,
     /// The live state file's writer, and whether the state changed.
     state: crate::persist::StateWriter,
     state_dirty: bool,
@@ -191,6 +193,7 @@ impl Supervisor {
             events: Events::default(),
             probe_cmds: std::collections::HashMap::new(),
             seq: 0,
+            spawn_after: Vec::new(),
         })
     }
 
@@ -478,11 +481,37 @@ impl Supervisor {
     fn act(&mut self, id: u32, action: Action) -> Option<Event> {
         let app = self.table.get_mut(id)?;
         match action {
-            Action::Spawn => Some(self.spawn_main(id)),
+            Action::Spawn => {
+                // What is left of the last instance's group (already sent
+                // SIGKILL) may still hold a port: start once it is gone.
+                let leftover = app
+                    .instance
+                    .as_ref()
+                    .filter(|i| i.exit.is_some())
+                    .map(|i| i.pid);
+                match leftover.filter(|&pgid| group_alive(pgid)) {
+                    Some(pgid) => {
+                        self.spawn_after.retain(|(i, _)| *i != id);
+                        self.spawn_after.push((id, pgid));
+                        None
+                    }
+                    None => Some(self.spawn_main(id)),
+                }
+            }
             Action::SignalStop => {
                 let sig = Signal::from_str(&app.spec.stop_signal).unwrap_or(Signal::SIGTERM);
-                signal_group(app.instance.as_ref().map(|i| i.pid), sig);
-                None
+                match app.instance.as_ref().filter(|i| i.exit.is_none()) {
+                    Some(inst) => {
+                        signal_group(Some(inst.pid), sig);
+                        None
+                    }
+                    // Nothing runs (its start waited for a leftover group):
+                    // the stop is done at once.
+                    None => {
+                        self.spawn_after.retain(|(i, _)| *i != id);
+                        Some(Event::Exited(ExitKind::Signal(sig as i32)))
+                    }
+                }
             }
             Action::KillGroup => {
                 signal_group(app.instance.as_ref().map(|i| i.pid), Signal::SIGKILL);
@@ -524,6 +553,23 @@ impl Supervisor {
         let draining = std::mem::take(&mut self.draining);
         for id in draining {
             self.finish_if_drained(id);
+        }
+        let ready: Vec<u32> = self
+            .spawn_after
+            .iter()
+            .filter(|(_, pgid)| !group_alive(*pgid))
+            .map(|(id, _)| *id)
+            .collect();
+        self.spawn_after.retain(|(id, _)| !ready.contains(id));
+        for id in ready {
+            if self
+                .table
+                .get(id)
+                .is_some_and(|a| a.lc.status() == Status::Launching)
+            {
+                let event = self.spawn_main(id);
+                self.apply(id, event);
+            }
         }
         let with_retired: Vec<u32> = self
             .table
