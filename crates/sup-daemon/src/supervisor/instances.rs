@@ -6,6 +6,7 @@ use crate::lifecycle::Event;
 use crate::logs::pipe;
 use crate::{notify, sockets, spawn};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use sup_proto::{AppSpec, Probe};
@@ -42,6 +43,7 @@ impl Supervisor {
     /// readiness by sd_notify.
     pub(super) fn spawn_instance(&mut self, id: u32, role: Role) -> Result<Instance, String> {
         let notify_path = self.home.notify_dir();
+        let home_dir = self.home.dir().to_path_buf();
         let tx = self.tx.clone();
         let app = self.table.get_mut(id).ok_or("no such app")?;
         if !app.spec.listen.is_empty() && app.sockets.is_empty() {
@@ -50,7 +52,7 @@ impl Supervisor {
         let io = |e: std::io::Error| e.to_string();
         let (out_read, out_write) = pipe().map_err(io)?;
         let (err_read, err_write) = pipe().map_err(io)?;
-        let mut env = app_env(&app.spec);
+        let mut env = app_env(&app.spec, &home_dir, id);
         let pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
         if !pass_fds.is_empty() {
             env.push(("LISTEN_FDS".into(), pass_fds.len().to_string()));
@@ -152,11 +154,12 @@ impl Supervisor {
         quiet: bool,
         role: Role,
     ) -> std::io::Result<u32> {
+        let home_dir = self.home.dir().to_path_buf();
         let app = self
             .table
             .get(id)
             .ok_or_else(|| std::io::Error::other("no such app"))?;
-        let mut env = app_env(&app.spec);
+        let mut env = app_env(&app.spec, &home_dir, id);
         env.extend(extra_env);
         let devnull = quiet
             .then(|| std::fs::OpenOptions::new().write(true).open("/dev/null"))
@@ -183,11 +186,22 @@ impl Supervisor {
 }
 
 /// The app's environment, without the variables that belong to the daemon's
-/// own supervisor.
-fn app_env(spec: &AppSpec) -> Vec<(String, String)> {
-    spec.env
+/// own supervisor, plus `SUP_HOME`, `SUP_APP_NAME` and `SUP_APP_ID` (as PM2
+/// sets `name` and `pm_id`). They also let a daemon that replaces a dead one
+/// find every process the dead one started.
+fn app_env(spec: &AppSpec, home: &Path, id: u32) -> Vec<(String, String)> {
+    let ours = ["SUP_HOME", "SUP_APP_NAME", "SUP_APP_ID"];
+    let mut env: Vec<(String, String)> = spec
+        .env
         .iter()
-        .filter(|(k, _)| !spawn::PRIVATE_ENV.contains(&k.as_str()))
+        .filter(|(k, _)| !spawn::PRIVATE_ENV.contains(&k.as_str()) && !ours.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+        .collect();
+    env.push(("SUP_HOME".into(), home.display().to_string()));
+    env.push(("SUP_APP_NAME".into(), spec.name.clone()));
+    env.push((TAG_VAR.into(), id.to_string()));
+    env
 }
+
+/// The variable that marks a process as started by a sup daemon for an app.
+pub const TAG_VAR: &str = "SUP_APP_ID";

@@ -6,10 +6,16 @@ use crate::lifecycle::Event;
 use crate::logs::AppLogs;
 use crate::persist::{self, is_running, should_start, LiveInstance, LoadError, SavedApp, Snapshot};
 use crate::procstat::read_stat;
+use nix::sys::signal::Signal;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
-use sup_proto::Response;
+use sup_proto::{AppSpec, Response};
 use tracing::{info, warn};
+
+/// Kill timeout for a tagged process whose app the state file does not know.
+const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest time startup waits for a dead daemon's apps to stop.
 const ORPHAN_STOP_LIMIT: Duration = Duration::from_secs(10);
@@ -187,7 +193,7 @@ impl Supervisor {
             apps = snapshot.apps.len(),
             "the previous daemon died without a clean shutdown; restoring its apps"
         );
-        stop_orphans(&snapshot.apps);
+        stop_orphans(self.home.dir(), &snapshot.apps);
         let done = self.restore(snapshot.apps);
         info!(
             started = done.started.len(),
@@ -197,37 +203,128 @@ impl Supervisor {
     }
 }
 
-/// Stops the instances a dead daemon left: each is checked by pid and start
-/// time (a reused pid is never hit) and signalled through a pidfd; its
-/// process group gets SIGTERM, then SIGKILL after its kill timeout.
-fn stop_orphans(apps: &[SavedApp]) {
-    let mut waiting = Vec::new();
-    for app in apps {
-        let Some(inst) = app.instance else { continue };
-        let Some(pidfd) = pidfd_open(inst.pid) else {
+/// A process a dead daemon left, pinned by a pidfd.
+struct Orphan {
+    pidfd: OwnedFd,
+    pid: u32,
+    signal: i32,
+    deadline: Instant,
+}
+
+/// Stops everything a dead daemon left running, so no app runs twice and
+/// no orphan keeps a port: the instances it recorded (checked by pid and
+/// start time, so a reused pid is never hit), and every other process that
+/// carries its apps' tag (`SUP_HOME` and `SUP_APP_ID` in the environment):
+/// reload instances, children, a spawn the state file had not caught up
+/// with. Each gets its app's stop signal, then SIGKILL after its kill
+/// timeout (at most 10 s), through a pidfd; group leaders with their group.
+fn stop_orphans(home: &Path, apps: &[SavedApp]) {
+    let mut orphans: Vec<Orphan> = apps
+        .iter()
+        .filter_map(|app| {
+            pin(
+                app.instance?.pid,
+                app.instance.map(|i| i.start_time),
+                Some(&app.spec),
+            )
+        })
+        .collect();
+    for (pid, app_id) in tagged_processes(home) {
+        if !orphans.iter().any(|o| o.pid == pid) {
+            let spec = apps.iter().find(|a| a.id == app_id).map(|a| &a.spec);
+            orphans.extend(pin(pid, None, spec));
+        }
+    }
+    for o in &orphans {
+        warn!(
+            pid = o.pid,
+            "stopping a process the dead daemon left running"
+        );
+        signal_orphan(o, o.signal);
+    }
+    for o in &orphans {
+        if !wait_exit(
+            &o.pidfd,
+            o.deadline.saturating_duration_since(Instant::now()),
+        ) {
+            signal_orphan(o, libc::SIGKILL);
+            wait_exit(&o.pidfd, Duration::from_secs(1));
+        }
+    }
+}
+
+/// Opens a pidfd on `pid` if it is (still) the process we mean: alive, and
+/// started at `start_time` when that is known.
+fn pin(pid: u32, start_time: Option<u64>, spec: Option<&AppSpec>) -> Option<Orphan> {
+    if pid == std::process::id() {
+        return None;
+    }
+    let pidfd = pidfd_open(pid)?;
+    // Checked after the pidfd is open: the pidfd now pins this process.
+    let now = read_stat(pid)?.start_time;
+    if start_time.is_some_and(|t| t != now) {
+        return None;
+    }
+    let signal = spec
+        .and_then(|s| Signal::from_str(&s.stop_signal).ok())
+        .unwrap_or(Signal::SIGTERM) as i32;
+    let timeout = spec.map_or(DEFAULT_KILL_TIMEOUT, |s| {
+        Duration::from_millis(s.kill_timeout_ms)
+    });
+    let deadline = Instant::now() + timeout.min(ORPHAN_STOP_LIMIT);
+    Some(Orphan {
+        pidfd,
+        pid,
+        signal,
+        deadline,
+    })
+}
+
+/// Signals an orphan, and its whole group when it leads one.
+fn signal_orphan(o: &Orphan, sig: i32) {
+    pidfd_signal(&o.pidfd, sig);
+    let leads_group = std::fs::read_to_string(format!("/proc/{}/stat", o.pid))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok())
+        })
+        == Some(o.pid);
+    if leads_group {
+        // SAFETY: kill(2) of a group whose leader the pidfd pins alive.
+        unsafe { libc::kill(-(o.pid as i32), sig) };
+    }
+}
+
+/// Processes whose environment says a sup daemon of `home` started them for
+/// an app: (pid, app id).
+fn tagged_processes(home: &Path) -> Vec<(u32, u32)> {
+    let home_var = format!("SUP_HOME={}", home.display());
+    let tag = format!("{}=", super::instances::TAG_VAR);
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
         };
-        // Checked after the pidfd is open: the pidfd now pins this process.
-        if read_stat(inst.pid).map(|s| s.start_time) != Some(inst.start_time) {
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
+        if !vars.contains(&home_var.as_bytes()) {
             continue;
         }
-        warn!(app = %app.spec.name, pid = inst.pid, "stopping an instance the dead daemon left running");
-        pidfd_signal(&pidfd, libc::SIGTERM);
-        // SAFETY: kill(2) on the group this live process leads.
-        unsafe { libc::kill(-(inst.pid as i32), libc::SIGTERM) };
-        let limit = Duration::from_millis(app.spec.kill_timeout_ms).min(ORPHAN_STOP_LIMIT);
-        waiting.push((pidfd, inst.pid, Instant::now() + limit));
-    }
-    for (pidfd, pid, deadline) in waiting {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if !wait_exit(&pidfd, left) {
-            pidfd_signal(&pidfd, libc::SIGKILL);
-            wait_exit(&pidfd, Duration::from_secs(1));
+        let app_id = vars
+            .iter()
+            .find_map(|v| v.strip_prefix(tag.as_bytes()))
+            .and_then(|id| std::str::from_utf8(id).ok()?.parse().ok());
+        if let Some(app_id) = app_id {
+            found.push((pid, app_id));
         }
-        // Whatever is left of its group goes too, so no orphan keeps a port.
-        // SAFETY: kill(2) of a group that only old members can still hold.
-        unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
     }
+    found
 }
 
 fn pidfd_open(pid: u32) -> Option<OwnedFd> {
