@@ -1,6 +1,7 @@
-// An app that crashes a moment after it starts: watch sup restart it with
-// backoff (`sup list`, `sup describe crash`).
-const delay = Number(process.env.CRASH_AFTER_MS || 2000);
+// An app that crashes half a second after it starts: sooner than sup's
+// default --min-uptime (1 s), so each restart waits longer than the last
+// (`sup list`, `sup describe crash`, `sup events crash`).
+const delay = Number(process.env.CRASH_AFTER_MS || 500);
 console.log(`up; crashing in ${delay} ms`);
 setTimeout(() => {
   console.error("something went wrong");

@@ -402,13 +402,27 @@ fn recovery_also_stops_processes_that_left_the_group() {
     let sup = Sup::new();
     let child_pid = sup.path("child.pid");
     // The child escapes the app's process group (its own session).
-    let app = sup.script("escape.sh", &format!("setsid sleep 1000 &\necho $! > {}\nexec sleep 1000", child_pid.display()));
+    let app = sup.script(
+        "escape.sh",
+        &format!(
+            "setsid sleep 1000 &\necho $! > {}\nexec sleep 1000",
+            child_pid.display()
+        ),
+    );
     sup.ok(&["start", &app, "--name", "esc"]);
     let main = sup.pid("esc");
-    wait_for("the child's pid", DEADLINE, || fs::read_to_string(&child_pid).is_ok_and(|t| t.ends_with('\n')));
-    let child: u32 = fs::read_to_string(&child_pid).unwrap().trim().parse().unwrap();
+    wait_for("the child's pid", DEADLINE, || {
+        fs::read_to_string(&child_pid).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let child: u32 = fs::read_to_string(&child_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(alive(child));
-    wait_for("state written", DEADLINE, || sup.home.join("state.json").exists());
+    wait_for("state written", DEADLINE, || {
+        sup.home.join("state.json").exists()
+    });
     let daemon = sup.daemon_pid().unwrap();
     signal(daemon, libc::SIGKILL);
     wait_for("daemon gone", DEADLINE, || !alive(daemon));

@@ -30,6 +30,7 @@ pub struct Client {
 impl Client {
     /// Connects to a running daemon; `None` when none answers.
     pub fn connect(home: &Home) -> Result<Option<Client>> {
+        home.check_socket_path()?;
         match UnixStream::connect(home.socket()) {
             Ok(stream) => Ok(Some(Client { stream })),
             // No socket, a stale one, or no home at all: no daemon runs.
@@ -63,8 +64,7 @@ impl Client {
         if let Some(client) = Client::connect(home)? {
             return Ok(client);
         }
-        home.prepare()
-            .with_context(|| "cannot prepare SUP_HOME (set SUP_HOME to a writable directory)")?;
+        home.prepare()?;
         // Racing CLIs queue here; the first starts the daemon, the others find it.
         let lock = sup_daemon::open_lock_file(&home.spawn_lock())
             .with_context(|| format!("cannot open {}", home.spawn_lock().display()))?;

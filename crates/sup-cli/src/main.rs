@@ -125,7 +125,7 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| resolve::default_name(&args.script));
     validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
-    let mut env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    let mut env = environment();
     env.extend(args.env.iter().cloned());
     let health = health_spec(&args);
     let spec = AppSpec {
@@ -142,9 +142,9 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         stop_signal: args.stop_signal,
         kill_timeout_ms: millis(args.kill_timeout),
         logs: LogSpec {
-            out_file: args.output.map(|f| absolute(&cwd, &f)),
-            err_file: args.error.map(|f| absolute(&cwd, &f)),
-            combined_file: args.log.map(|f| absolute(&cwd, &f)),
+            out_file: log_file(&cwd, args.output.as_deref())?,
+            err_file: log_file(&cwd, args.error.as_deref())?,
+            combined_file: log_file(&cwd, args.log.as_deref())?,
             timestamps: args.time && !args.no_time,
             max_size: args.log_max_size,
             keep: args.log_keep,
@@ -362,7 +362,10 @@ fn update(home: &Home) -> Result<()> {
 }
 
 fn ping(home: &Home) -> Result<()> {
-    let mut client = existing(home)?;
+    // `ping` only asks: it never starts a daemon.
+    let Some(mut client) = Client::connect(home)? else {
+        bail!("the sup daemon is not running");
+    };
     match expect_ok(client.request(Request::Ping)?)? {
         Response::Pong {
             version,
@@ -393,6 +396,24 @@ fn kill(home: &Home) -> Result<()> {
     client::wait_daemon_gone(home, KILL_WAIT)?;
     println!("[sup] daemon stopped");
     Ok(())
+}
+
+/// The CLI's environment, for the app. A variable that is not UTF-8 cannot
+/// travel in the protocol: it is left out, with a warning.
+fn environment() -> std::collections::BTreeMap<String, String> {
+    let mut env = std::collections::BTreeMap::new();
+    for (key, value) in std::env::vars_os() {
+        match (key.to_str(), value.to_str()) {
+            (Some(k), Some(v)) => {
+                env.insert(k.to_string(), v.to_string());
+            }
+            _ => eprintln!(
+                "[sup] warning: ${} is not UTF-8; the app won't get it",
+                key.to_string_lossy()
+            ),
+        }
+    }
+    env
 }
 
 /// The probes and their timings from `start`'s flags.
@@ -428,6 +449,22 @@ fn listen_addr(cwd: &std::path::Path, addr: &str) -> String {
     } else {
         addr.to_string()
     }
+}
+
+/// A log file given by flag, absolute, in a directory that exists.
+fn log_file(cwd: &std::path::Path, file: Option<&str>) -> Result<Option<String>> {
+    let Some(file) = file else { return Ok(None) };
+    let path = absolute(cwd, file);
+    let dir = std::path::Path::new(&path)
+        .parent()
+        .unwrap_or(std::path::Path::new("/"));
+    if !dir.is_dir() {
+        bail!(
+            "cannot log to {path}: the directory {} does not exist",
+            dir.display()
+        );
+    }
+    Ok(Some(path))
 }
 
 /// `file` made absolute against `cwd`: the daemon's cwd is not the user's.

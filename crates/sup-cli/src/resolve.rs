@@ -38,7 +38,7 @@ pub fn resolve(
     if let Some(interp) = interpreter {
         if !file.is_file() {
             return Err(ResolveError::Invalid(format!(
-                "script not found: {}",
+                "--interpreter needs a script file; not found: {}",
                 file.display()
             )));
         }

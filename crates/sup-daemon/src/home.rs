@@ -15,7 +15,7 @@ pub enum HomeError {
     #[error("cannot find a home directory; set SUP_HOME")]
     NoHome,
     /// The directory cannot be created or fixed.
-    #[error("cannot use {path} as SUP_HOME: {source}")]
+    #[error("cannot use {path} as SUP_HOME (set SUP_HOME to a directory of yours)")]
     Io {
         /// The directory.
         path: PathBuf,
@@ -51,6 +51,15 @@ impl Home {
     /// A home at `dir`.
     pub fn at(dir: PathBuf) -> Home {
         Home { dir }
+    }
+
+    /// Checks that the socket path fits in a Unix socket address.
+    pub fn check_socket_path(&self) -> Result<(), HomeError> {
+        let socket = self.socket();
+        if socket.as_os_str().len() > MAX_SOCKET_PATH {
+            return Err(HomeError::SocketPathTooLong(socket));
+        }
+        Ok(())
     }
 
     /// The directory itself.
@@ -101,10 +110,7 @@ impl Home {
     /// Creates the directory (0700) and `logs/`, or checks an existing one is
     /// ours and tightens it to 0700; also checks the socket path fits.
     pub fn prepare(&self) -> Result<(), HomeError> {
-        let socket = self.socket();
-        if socket.as_os_str().len() > MAX_SOCKET_PATH {
-            return Err(HomeError::SocketPathTooLong(socket));
-        }
+        self.check_socket_path()?;
         let io_err = |source| HomeError::Io {
             path: self.dir.clone(),
             source,

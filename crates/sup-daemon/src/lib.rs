@@ -39,7 +39,7 @@ pub enum DaemonError {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// The socket cannot be bound.
-    #[error("cannot listen on {path}: {source}")]
+    #[error("cannot listen on {path}")]
     Bind {
         /// The socket path.
         path: String,

@@ -13,7 +13,7 @@ pub enum LockError {
     #[error("a sup daemon is already running on this SUP_HOME (pid {0})")]
     Held(String),
     /// The lock file cannot be opened.
-    #[error("cannot open lock file {path}: {source}")]
+    #[error("cannot open lock file {path}")]
     Io {
         /// The lock file.
         path: String,

@@ -58,6 +58,12 @@ impl LogFile {
         }
     }
 
+    /// Changes the rotation limits.
+    pub fn set_limits(&mut self, max_size: u64, keep: u32) {
+        self.max_size = max_size;
+        self.keep = keep;
+    }
+
     /// Current health.
     pub fn health(&self) -> &Health {
         &self.health

@@ -138,10 +138,17 @@ impl Logs {
         rx
     }
 
-    /// Closes an app's log files (it was deleted).
-    pub fn close(&self, logs: &AppLogs) {
+    /// Closes an app's log files (it was deleted) once its last captures,
+    /// whose `gates` fire when done, have handed over their final bytes.
+    pub fn close_after(&self, logs: &AppLogs, gates: Vec<Option<oneshot::Receiver<()>>>) {
         let paths = logs.targets().iter().map(|t| t.path.clone()).collect();
-        let _ = self.tx.send(WriterMsg::Close { paths });
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            for gate in gates.into_iter().flatten() {
+                let _ = gate.await;
+            }
+            let _ = tx.send(WriterMsg::Close { paths });
+        });
     }
 
     /// Paths and health of an app's logs.

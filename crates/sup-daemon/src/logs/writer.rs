@@ -195,9 +195,13 @@ impl Writer {
     }
 
     fn file(&mut self, target: &Target) -> &mut LogFile {
-        self.files
+        let file = self
+            .files
             .entry(target.path.clone())
-            .or_insert_with(|| LogFile::new(target.path.clone(), target.max_size, target.keep))
+            .or_insert_with(|| LogFile::new(target.path.clone(), target.max_size, target.keep));
+        // An app re-added under the same name may rotate differently.
+        file.set_limits(target.max_size, target.keep);
+        file
     }
 
     fn append(&mut self, target: &Target, out: &[u8]) {

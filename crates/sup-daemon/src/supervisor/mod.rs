@@ -640,9 +640,10 @@ impl Supervisor {
             .collect();
         for id in gone {
             self.state_dirty = true;
-            if let Some(app) = self.table.get(id) {
+            if let Some(app) = self.table.get_mut(id) {
                 info!(app = %app.spec.name, "deleted");
-                self.logs.close(&app.logs);
+                let gates = std::mem::take(&mut app.gates);
+                self.logs.close_after(&app.logs, gates);
             }
             self.table.remove(id);
         }
