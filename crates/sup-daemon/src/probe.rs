@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Bytes of an HTTP answer a probe reads before it hangs up.
+const MAX_BODY: usize = 64 * 1024;
+
 /// What a probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -64,13 +67,22 @@ pub async fn http(url: &str, timeout: Duration) -> Outcome {
         stream.write_all(request.as_bytes()).await?;
         let mut head = [0u8; 64];
         let mut got = 0;
-        // The status line is all we need.
         while got < head.len() && !head[..got].contains(&b'\n') {
             let n = stream.read(&mut head[got..]).await?;
             if n == 0 {
                 break;
             }
             got += n;
+        }
+        // The status line is all we need, but reading the answer to its end
+        // (within reason) spares the app a reset connection.
+        let mut rest = [0u8; 4096];
+        let mut left = MAX_BODY;
+        while left > 0 {
+            match stream.read(&mut rest).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
         }
         Ok::<_, std::io::Error>(String::from_utf8_lossy(&head[..got]).into_owned())
     };
