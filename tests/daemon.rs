@@ -65,14 +65,15 @@ fn list_as_nobody(sup: &Sup) -> Option<std::process::Output> {
         skip("needs root to run a command as nobody");
         return None;
     }
-    // A copy in the scratch dir, so that nobody can run it whatever the
+    // As uid/gid 65534 (nobody on most distributions). A copy in the
+    // scratch dir, so that nobody can run it whatever the
     // permissions of the checkout are.
     let sup_copy = sup.path("sup-copy");
     if !sup_copy.exists() {
         std::fs::copy(SUP, &sup_copy).unwrap();
     }
     let out = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&sup_copy)
         .arg("list")
         .env("SUP_HOME", &sup.home)
