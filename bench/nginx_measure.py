@@ -159,6 +159,7 @@ class Others:
         self.ours = {}
         self.first = {}
         self.last = {}
+        self.cmd = {}
         self.t0 = time.time()
         self.boot = time.time() - float(open("/proc/uptime").read().split()[0])
         self.lock = threading.Lock()
@@ -203,6 +204,11 @@ class Others:
             with self.lock:
                 if key not in self.first:
                     self.first[key] = cpu if (initial or started < self.t0) else 0.0
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            self.cmd[key] = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:70]
+                    except OSError:
+                        self.cmd[key] = "?"
                 self.last[key] = cpu
 
     def loop(self):
@@ -220,18 +226,9 @@ class Others:
 
     def top(self, n=3):
         with self.lock:
-            d = sorted(((self.last[k] - self.first[k], k[0]) for k in self.last), reverse=True)[:n]
-        out = []
-        for cpu, pid in d:
-            if cpu < 0.5:
-                continue
-            try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:60]
-            except OSError:
-                cmd = "(exited)"
-            out.append(f"{cpu:.1f} s `{cmd}`")
-        return out
+            d = sorted(((self.last[k] - self.first[k], self.cmd.get(k, "?")) for k in self.last),
+                       reverse=True)[:n]
+        return [f"{cpu:.1f} s `{cmd}`" for cpu, cmd in d if cpu >= 0.5]
 
 
 # ---------------------------------------------------------------- load generator
@@ -624,6 +621,7 @@ def analyse(kind, ops, res, t0, t_end, before, after, notes, reasons):
     fails = res["fails"]
     starts = [o["t0"] for o in ops]
     per_op = [0] * len(ops)
+    span = [None] * len(ops)  # (first, last) failure end per op
     before_first = 0
     delays, inflight = [], 0
     for (f0, f1, _) in fails:
@@ -632,6 +630,7 @@ def analyse(kind, ops, res, t0, t_end, before, after, notes, reasons):
             before_first += 1
             continue
         per_op[i] += 1
+        span[i] = (min(span[i][0], f0), max(span[i][1], f1)) if span[i] else (f0, f1)
         delays.append((f1 - starts[i]) * 1e3)
         if f0 < starts[i]:
             inflight += 1
@@ -643,6 +642,11 @@ def analyse(kind, ops, res, t0, t_end, before, after, notes, reasons):
         "rps": res["ok"] / load_s if load_s > 0 else 0.0, "load_s": load_s,
         "per_op": (len(fails) / len(ops)) if ops else float("nan"),
         "ops_with_fail": sum(1 for n in per_op if n), "max_in_op": max(per_op) if per_op else 0,
+        # How long requests kept failing after an op: from the start of the first
+        # failed request to the end of the last one (0 when none failed).
+        "outage_med_ms": pct([(b - a) * 1e3 if (a, b) != (0, 0) else 0.0
+                              for a, b in (x or (0, 0) for x in span)], 50),
+        "outage_max_ms": max([(x[1] - x[0]) * 1e3 for x in span if x] or [0.0]),
         "before_first": before_first, "inflight": inflight,
         "delay_med_ms": pct(delays, 50), "delay_max_ms": max(delays) if delays else float("nan"),
         "delay_min_ms": min(delays) if delays else float("nan"),
@@ -705,6 +709,7 @@ def probe_server(port, counter, resets, ready):
             with resets.get_lock():  # e.g. the prober closed before reading the body
                 resets.value += 1
 
+    S.request_queue_size = 1024  # 100 probes may connect at the same instant
     srv = S(("127.0.0.1", port), H)
     srv.daemon_threads = True
     ready.set()
@@ -923,12 +928,13 @@ def main():
         out.append("| " + " | ".join(r) + " |")
     out.append("")
     out.append("Each fault phase in detail (delay = from the start of the operation to the failed request's end; "
-               "\"in flight\" = failed requests that had started before the operation):")
+               "\"in flight\" = failed requests that had started before the operation; failing span = from the start of "
+               "an operation's first failed request to the end of its last one):")
     out.append("")
     out.append("| supervisor | phase | ops | op time med / max | failed | ops with a failure | most in one op "
-               "| in flight | delay min / med / max | what failed | nginx non-2xx (access log) | why (nginx error log) "
+               "| in flight | delay min / med / max | failing span per op med / max | what failed | nginx non-2xx (access log) | why (nginx error log) "
                "| latency p50 / p99 / max |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     names = {"sup": "sup", "pm2_fork": "PM2 fork", "pm2_cluster": "PM2 cluster ×2"}
     for k in cols:
         for kind in ("kill", "restart", "reload"):
@@ -938,6 +944,7 @@ def main():
             out.append(f"| {names[k]} | {kind} | {f['ops']} | {f['op_ms_med']:.0f} / {f['op_ms_max']:.0f} ms | "
                        f"{f['failed']} | {f['ops_with_fail']} | {f['max_in_op']} | {f['inflight']} | "
                        f"{fmt(f['delay_min_ms'], 0)} / {fmt(f['delay_med_ms'], 0)} / {fmt(f['delay_max_ms'], 0)} ms | "
+                       f"{f['outage_med_ms']:.0f} / {f['outage_max_ms']:.0f} ms | "
                        f"{kinds} | {f['nginx_non2xx']} | {why} | "
                        f"{f['p50_ms']:.1f} / {f['p99_ms']:.1f} / {f['max_ms']:.0f} ms |")
     out.append("")
@@ -960,7 +967,8 @@ def main():
                + (f" (most: {'; '.join(top)})" if top else "") + ".")
     out.append(f"- Load: {CLIENTS} client processes, each a loop of `GET / HTTP/1.0` on a new connection to nginx, "
                f"read to EOF; a request fails on a non-2xx status, a refused/reset connection, an empty answer "
-               f"or no answer within {REQ_TIMEOUT_S:.0f} s. nginx: bench/nginx.conf (one upstream, no upstream "
+               f"or no answer within {REQ_TIMEOUT_S:.0f} s (such a request holds one of the {CLIENTS} clients for "
+               f"{REQ_TIMEOUT_S:.0f} s, which lowers that phase's requests served). nginx: bench/nginx.conf (one upstream, no upstream "
                f"keepalive, `proxy_next_upstream off`, `worker_processes auto`).")
     out.append(f"- Phases: {PHASE_S:.0f} s each; an operation a second (the next one at once if one took longer); "
                f"load from {LEAD_S} s before the first until {RECOVER_S} s after the last one ended. "
