@@ -301,63 +301,64 @@ fn note(home: &Home, request: Request, spawn: bool) -> Result<()> {
 /// `sup update`: the daemon re-executes this binary and keeps its apps.
 fn update(home: &Home) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the sup executable")?;
-    let mut client = existing(home)?;
-    let before = match client.request(Request::Ping) {
-        Ok(Response::Pong {
+    let (version, started_at_ms) = daemon_identity(home)?;
+    ask_update(home, &exe.display().to_string())?;
+    // It re-executed: wait until the new daemon answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match daemon_identity(home) {
+            Ok((new_version, started)) if started != started_at_ms => {
+                println!(
+                    "[sup] daemon updated: sup {version} -> sup {new_version}; apps kept running"
+                );
+                return Ok(());
+            }
+            _ if std::time::Instant::now() > deadline => bail!(
+                "the daemon did not come back after the update; see {}",
+                home.daemon_log().display()
+            ),
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// The running daemon's version and start time. Never starts a daemon:
+/// during an update the socket is briefly gone.
+fn daemon_identity(home: &Home) -> Result<(String, u64)> {
+    let Some(mut client) = Client::connect(home)? else {
+        bail!("the sup daemon is not running");
+    };
+    match client.request(Request::Ping)? {
+        Response::Pong {
             version,
             started_at_ms,
             ..
-        }) => (version, started_at_ms),
-        _ => (String::from("?"), 0),
-    };
-    // An answer means the daemon refused or failed; an EOF means it is
-    // re-executing, and the new one will answer below. A busy daemon (an
-    // app launching or stopping) is asked again for a while.
+        } => Ok((version, started_at_ms)),
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    }
+}
+
+/// Asks the daemon to re-execute `binary`. An answer means it refused or
+/// failed; an EOF means it is re-executing. A busy daemon (an app launching
+/// or stopping) is asked again for a while.
+fn ask_update(home: &Home, binary: &str) -> Result<()> {
     let busy_until = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let request = Request::Update {
-            binary: exe.display().to_string(),
+            binary: binary.to_string(),
+        };
+        let Some(mut client) = Client::connect(home)? else {
+            bail!("the sup daemon is not running");
         };
         match client.request(request) {
             Ok(Response::Error { kind, .. })
                 if kind == "busy" && std::time::Instant::now() < busy_until =>
             {
                 std::thread::sleep(Duration::from_millis(100));
-                client = existing(home)?;
             }
-            Ok(response) => {
-                expect_ok(response)?;
-                break;
-            }
-            Err(_) => break,
+            Ok(response) => return expect_ok(response).map(drop),
+            Err(_) => return Ok(()),
         }
-    }
-    // The daemon answered, then re-executed: wait until the new one answers.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(mut c) = Client::connect(home)? {
-            if let Ok(Response::Pong {
-                version,
-                started_at_ms,
-                ..
-            }) = c.request(Request::Ping)
-            {
-                if started_at_ms != before.1 {
-                    println!(
-                        "[sup] daemon updated: sup {} -> sup {version}; apps kept running",
-                        before.0
-                    );
-                    return Ok(());
-                }
-            }
-        }
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "the daemon did not come back after the update; see {}",
-                home.daemon_log().display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -46,95 +46,113 @@ pub fn table(apps: &[AppInfo]) -> String {
     out
 }
 
+/// A `key   value` page.
+#[derive(Default)]
+struct Page(String);
+
+impl Page {
+    fn field(&mut self, key: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{key:<18}{value}");
+    }
+
+    fn some(&mut self, key: &str, value: Option<impl std::fmt::Display>) {
+        if let Some(value) = value {
+            self.field(key, value);
+        }
+    }
+}
+
 /// The `describe` page of one app.
 pub fn describe(app: &AppInfo) -> String {
-    let mut out = String::new();
-    let mut field = |key: &str, value: String| {
-        let _ = writeln!(out, "{key:<18}{value}");
-    };
-    field("name", app.name.clone());
-    field("id", app.id.to_string());
-    field("status", app.status.as_str().to_string());
-    field("pid", app.pid.map_or("-".into(), |p| p.to_string()));
-    field("uptime", app.uptime_ms.map_or("-".into(), duration));
-    field(
+    let mut page = Page::default();
+    state_fields(&mut page, app);
+    log_fields(&mut page, app);
+    if let Some(spec) = &app.spec {
+        spec_fields(&mut page, spec);
+    }
+    page.0
+}
+
+fn state_fields(page: &mut Page, app: &AppInfo) {
+    page.field("name", &app.name);
+    page.field("id", app.id);
+    page.field("status", app.status.as_str());
+    page.field("pid", app.pid.map_or("-".into(), |p| p.to_string()));
+    page.field("uptime", app.uptime_ms.map_or("-".into(), duration));
+    page.field(
         "restarts",
         format!(
             "{} ({} unstable in a row)",
             app.restarts, app.unstable_restarts
         ),
     );
-    field("health", health(app));
-    if let Some(result) = &app.health.last_result {
-        let latency = app
-            .health
-            .last_latency_ms
-            .map_or(String::new(), |ms| format!(" in {ms} ms"));
-        field("last probe", format!("{result}{latency}"));
-    }
-    if !app.listen.is_empty() {
-        field("held sockets", app.listen.join(", "));
-    }
-    field("cpu", format!("{:.1}%", app.cpu));
-    field("memory", bytes(app.memory));
-    if let Some(exit) = &app.last_exit {
-        field("last exit", exit.clone());
-    }
-    if let Some(reason) = &app.restart_reason {
-        field("last restart", reason.clone());
-    }
-    if let Some(ms) = app.restart_in_ms {
-        field("next restart in", duration(ms));
-    }
-    if let Some(err) = &app.error {
-        field("error", err.clone());
-    }
-    if app.stopped_by_user {
-        field("stopped by user", "yes".into());
-    }
+    page.field("health", health(app));
+    let latency = app
+        .health
+        .last_latency_ms
+        .map_or(String::new(), |ms| format!(" in {ms} ms"));
+    page.some(
+        "last probe",
+        app.health
+            .last_result
+            .as_ref()
+            .map(|r| format!("{r}{latency}")),
+    );
+    page.some(
+        "held sockets",
+        (!app.listen.is_empty()).then(|| app.listen.join(", ")),
+    );
+    page.field("cpu", format!("{:.1}%", app.cpu));
+    page.field("memory", bytes(app.memory));
+    page.some("last exit", app.last_exit.as_ref());
+    page.some("last restart", app.restart_reason.as_ref());
+    page.some("next restart in", app.restart_in_ms.map(duration));
+    page.some("error", app.error.as_ref());
+    page.some("stopped by user", app.stopped_by_user.then_some("yes"));
+    page.some("dump warning", app.dump_warning.as_ref());
+}
+
+fn log_fields(page: &mut Page, app: &AppInfo) {
     if app.logs.out == app.logs.err {
-        field("log", app.logs.out.clone());
+        page.field("log", &app.logs.out);
     } else {
-        field("out log", app.logs.out.clone());
-        field("err log", app.logs.err.clone());
+        page.field("out log", &app.logs.out);
+        page.field("err log", &app.logs.err);
     }
-    if app.logs.dropped_bytes > 0 {
-        field("log bytes dropped", app.logs.dropped_bytes.to_string());
-    }
-    if let Some(err) = &app.logs.error {
-        field("log error", err.clone());
-    }
-    if let Some(w) = &app.dump_warning {
-        field("dump warning", w.clone());
-    }
-    if let Some(spec) = &app.spec {
-        let command = match &spec.program {
-            Program::Exec { path } => path.clone(),
-            Program::Script {
-                interpreter,
-                script,
-            } => format!("{interpreter} {script}"),
-            Program::Shell { line } => format!("/bin/sh -c {line:?}"),
-        };
-        field("command", command);
-        if !spec.args.is_empty() {
-            field("args", format!("{:?}", spec.args));
-        }
-        field("cwd", spec.cwd.clone());
-        field("restart policy", spec.restart.as_str().to_string());
-        field("restart delay", duration(spec.restart_delay_ms));
-        field("backoff max", duration(spec.backoff_max_ms));
-        field("min uptime", duration(spec.min_uptime_ms));
-        field(
-            "max restarts",
-            spec.max_restarts
-                .map_or("no limit".into(), |n| n.to_string()),
-        );
-        field("stop signal", spec.stop_signal.clone());
-        field("kill timeout", duration(spec.kill_timeout_ms));
-        field("env vars", spec.env.len().to_string());
-    }
-    out
+    page.some(
+        "log bytes dropped",
+        (app.logs.dropped_bytes > 0).then_some(app.logs.dropped_bytes),
+    );
+    page.some("log error", app.logs.error.as_ref());
+}
+
+fn spec_fields(page: &mut Page, spec: &sup_proto::AppSpec) {
+    let command = match &spec.program {
+        Program::Exec { path } => path.clone(),
+        Program::Script {
+            interpreter,
+            script,
+        } => format!("{interpreter} {script}"),
+        Program::Shell { line } => format!("/bin/sh -c {line:?}"),
+    };
+    page.field("command", command);
+    page.some(
+        "args",
+        (!spec.args.is_empty()).then(|| format!("{:?}", spec.args)),
+    );
+    page.field("cwd", &spec.cwd);
+    page.field("restart policy", spec.restart.as_str());
+    page.field("restart delay", duration(spec.restart_delay_ms));
+    page.field("backoff max", duration(spec.backoff_max_ms));
+    page.field("min uptime", duration(spec.min_uptime_ms));
+    page.field(
+        "max restarts",
+        spec.max_restarts
+            .map_or("no limit".into(), |n| n.to_string()),
+    );
+    page.field("stop signal", &spec.stop_signal);
+    page.field("kill timeout", duration(spec.kill_timeout_ms));
+    page.field("env vars", spec.env.len());
 }
 
 /// `starting`, `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.

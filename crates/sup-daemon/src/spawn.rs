@@ -89,19 +89,7 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
         envp.push(slot as *const libc::c_char);
     }
     envp.push(std::ptr::null());
-    let devnull = match launch.stdin {
-        Some(_) => None,
-        None => Some(std::fs::File::open("/dev/null")?),
-    };
-    let stdin = launch
-        .stdin
-        .map(AsRawFd::as_raw_fd)
-        .or(devnull.as_ref().map(AsRawFd::as_raw_fd));
-    let stdio = [
-        stdin,
-        launch.stdout.map(AsRawFd::as_raw_fd),
-        launch.stderr.map(AsRawFd::as_raw_fd),
-    ];
+    let (_devnull, stdio) = stdio_fds(launch)?;
     let (err_read, err_write) = cloexec_pipe()?;
     let child = Child {
         argv: &argv,
@@ -235,6 +223,25 @@ unsafe fn write_pid(at: *mut u8, mut pid: u32) {
         *at.add(i) = digits[n - 1 - i];
     }
     *at.add(n) = 0;
+}
+
+/// The fds that become 0, 1 and 2 (stdin from /dev/null unless given);
+/// the /dev/null file must stay open until the fork.
+fn stdio_fds(launch: &Launch) -> io::Result<(Option<std::fs::File>, [Option<RawFd>; 3])> {
+    let devnull = match launch.stdin {
+        Some(_) => None,
+        None => Some(std::fs::File::open("/dev/null")?),
+    };
+    let stdin = launch
+        .stdin
+        .map(AsRawFd::as_raw_fd)
+        .or(devnull.as_ref().map(AsRawFd::as_raw_fd));
+    let stdio = [
+        stdin,
+        launch.stdout.map(AsRawFd::as_raw_fd),
+        launch.stderr.map(AsRawFd::as_raw_fd),
+    ];
+    Ok((devnull, stdio))
 }
 
 fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {

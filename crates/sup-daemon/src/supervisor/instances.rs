@@ -42,41 +42,15 @@ impl Supervisor {
     /// the held sockets as fds 3.., and its own notify socket if it reports
     /// readiness by sd_notify.
     pub(super) fn spawn_instance(&mut self, id: u32, role: Role) -> Result<Instance, String> {
-        let notify_path = self.home.notify_dir();
-        let home_dir = self.home.dir().to_path_buf();
-        let tx = self.tx.clone();
-        let app = self.table.get_mut(id).ok_or("no such app")?;
-        if !app.spec.listen.is_empty() && app.sockets.is_empty() {
-            app.sockets = sockets::bind_all(&app.spec.listen)?;
-        }
         let io = |e: std::io::Error| e.to_string();
         let (out_read, out_write) = pipe().map_err(io)?;
         let (err_read, err_write) = pipe().map_err(io)?;
-        let mut env = app_env(&app.spec, &home_dir, id);
-        let pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
-        if !pass_fds.is_empty() {
-            env.push(("LISTEN_FDS".into(), pass_fds.len().to_string()));
-            let names = vec![app.spec.name.as_str(); pass_fds.len()].join(":");
-            env.push(("LISTEN_FDNAMES".into(), names));
-        }
-        // The notify task learns the pid once the spawn returned; it cannot
-        // run before that, as both share this thread.
-        let pid_cell = Arc::new(AtomicU32::new(0));
-        let notify = if app.spec.health.readiness == Some(Probe::Notify) {
-            let path = notify_path.join(format!("{id}-{}.sock", self.next_seq()));
-            let cell = pid_cell.clone();
-            let socket = notify::listen(path, move || {
-                let _ = tx.send(Msg::Ready {
-                    app: id,
-                    pid: cell.load(Ordering::SeqCst),
-                });
-            })
-            .map_err(io)?;
-            env.push(("NOTIFY_SOCKET".into(), socket.path().display().to_string()));
-            Some(socket)
-        } else {
-            None
-        };
+        let Prepared {
+            env,
+            pass_fds,
+            notify,
+            pid_cell,
+        } = self.prepare_instance(id)?;
         let app = self.table.get_mut(id).ok_or("no such app")?;
         let launch = spawn::Launch {
             argv: app.spec.program.argv(&app.spec.args),
@@ -99,12 +73,8 @@ impl Supervisor {
         };
         // Indexed at once: whatever happens next, its exit is ours to reap.
         self.table.index_pid(pid, id, role);
-        let started = self.start_captures(
-            [(out_read, out_target), (err_read, err_target)],
-            gates,
-            Vec::new(),
-        );
-        match started {
+        let pipes = [(out_read, out_target), (err_read, err_target)];
+        match self.start_captures(pipes, gates, Vec::new()) {
             Ok((captures, pipes)) => {
                 let mut instance = Instance::new(pid, captures);
                 instance.notify = notify;
@@ -117,6 +87,48 @@ impl Supervisor {
                 Err(format!("cannot capture its output: {e}"))
             }
         }
+    }
+
+    /// What an instance of app `id` gets besides its spec: the held sockets
+    /// (bound again if they were closed) with `LISTEN_*`, and its own
+    /// `NOTIFY_SOCKET` when it reports readiness by sd_notify.
+    fn prepare_instance(&mut self, id: u32) -> Result<Prepared, String> {
+        let home_dir = self.home.dir().to_path_buf();
+        let seq = self.next_seq();
+        let notify_path = self.home.notify_dir().join(format!("{id}-{seq}.sock"));
+        let tx = self.tx.clone();
+        let app = self.table.get_mut(id).ok_or("no such app")?;
+        if !app.spec.listen.is_empty() && app.sockets.is_empty() {
+            app.sockets = sockets::bind_all(&app.spec.listen)?;
+        }
+        let mut env = app_env(&app.spec, &home_dir, id);
+        let pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
+        if !pass_fds.is_empty() {
+            env.push(("LISTEN_FDS".into(), pass_fds.len().to_string()));
+            let names = vec![app.spec.name.as_str(); pass_fds.len()].join(":");
+            env.push(("LISTEN_FDNAMES".into(), names));
+        }
+        // The notify task learns the pid once the spawn returned; it cannot
+        // run before that, as both share this thread.
+        let pid_cell = Arc::new(AtomicU32::new(0));
+        let notify = if app.spec.health.readiness == Some(Probe::Notify) {
+            let cell = pid_cell.clone();
+            let on_ready = move || {
+                let pid = cell.load(Ordering::SeqCst);
+                let _ = tx.send(Msg::Ready { app: id, pid });
+            };
+            let socket = notify::listen(notify_path, on_ready).map_err(|e| e.to_string())?;
+            env.push(("NOTIFY_SOCKET".into(), socket.path().display().to_string()));
+            Some(socket)
+        } else {
+            None
+        };
+        Ok(Prepared {
+            env,
+            pass_fds,
+            notify,
+            pid_cell,
+        })
     }
 
     /// Starts capturing each pipe into its target, after its gate, continuing
@@ -183,6 +195,14 @@ impl Supervisor {
         self.seq += 1;
         self.seq
     }
+}
+
+/// An instance's environment and extra fds, ready to spawn.
+struct Prepared {
+    env: Vec<(String, String)>,
+    pass_fds: Vec<i32>,
+    notify: Option<crate::notify::NotifySocket>,
+    pid_cell: Arc<AtomicU32>,
 }
 
 /// The app's environment, without the variables that belong to the daemon's
