@@ -268,7 +268,7 @@ impl Supervisor {
         for event in handover.events {
             self.events.record(event);
         }
-        self.state_dirty = true;
+        self.state_urgent = true;
         info!("took over from the previous daemon");
     }
 

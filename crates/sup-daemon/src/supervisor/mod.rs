@@ -92,6 +92,8 @@ pub enum Msg {
         /// Its pid (and process group).
         pid: u32,
     },
+    /// Time to write the state file (changes are coalesced).
+    FlushState,
     /// A process (command probe or hook) ran out of time: kill its group.
     Deadline {
         /// Its pid.
@@ -150,6 +152,11 @@ pub struct Supervisor {
     /// The live state file's writer, and whether the state changed.
     state: crate::persist::StateWriter,
     state_dirty: bool,
+    /// The app set changed: the state file must be written this turn.
+    state_urgent: bool,
+    /// When the state file was last written, and whether a write is scheduled.
+    state_written: Instant,
+    state_flush_pending: bool,
     /// Set when the last resurrect had to use the dump's backup.
     dump_warning: Option<String>,
     /// The fd holding the daemon lock (handed to the next daemon by `update`).
@@ -181,6 +188,9 @@ impl Supervisor {
             signals: Some(signals),
             state: crate::persist::StateWriter::start(home.state())?,
             state_dirty: false,
+            state_urgent: false,
+            state_written: Instant::now(),
+            state_flush_pending: false,
             dump_warning: None,
             home,
             table: Table::default(),
@@ -256,6 +266,7 @@ impl Supervisor {
             Msg::Ready { app, pid } => self.instance_ready(app, pid),
             Msg::ReloadTimeout { app, pid } => self.reload_timed_out(app, pid),
             Msg::RetiredDeadline { app, pid } => self.retired_deadline(app, pid),
+            Msg::FlushState => self.state_flush_pending = false,
             Msg::Deadline { pid } => {
                 // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
                 if self.table.role_of(pid).is_some() {
@@ -338,6 +349,7 @@ impl Supervisor {
         let logs = AppLogs::for_spec(&spec, &self.home.logs_dir());
         self.logs.open(&logs);
         let id = self.table.insert(spec, logs);
+        self.state_urgent = true;
         if let Some(app) = self.table.get_mut(id) {
             app.sockets = sockets;
         }
@@ -639,7 +651,7 @@ impl Supervisor {
             .map(|a| a.id)
             .collect();
         for id in gone {
-            self.state_dirty = true;
+            self.state_urgent = true;
             if let Some(app) = self.table.get_mut(id) {
                 info!(app = %app.spec.name, "deleted");
                 let gates = std::mem::take(&mut app.gates);

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use sup_proto::{AppSpec, Response};
 use tracing::{info, warn};
 
+/// Least time between two writes of the state file for status changes.
+const STATE_COALESCE: Duration = Duration::from_millis(200);
+
 /// Kill timeout for a tagged process whose app the state file does not know.
 const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -155,16 +158,29 @@ impl Supervisor {
                 done.stopped.push(name);
             }
         }
-        self.state_dirty = true;
+        self.state_urgent = true;
         done
     }
 
-    /// Writes the live state file if anything changed (coalesced: at most
-    /// once per turn of the event loop, by the state writer thread).
+    /// Writes the live state file (by the state writer thread). A change of
+    /// the app set is written at once; status and pid changes are coalesced,
+    /// at most one write per [`STATE_COALESCE`]: the pids of a crash window
+    /// that short are found by their tags anyway (see `stop_orphans`).
     pub(super) fn write_state(&mut self) {
-        if !std::mem::take(&mut self.state_dirty) {
+        let urgent = std::mem::take(&mut self.state_urgent);
+        if !urgent && !self.state_dirty {
             return;
         }
+        let due = self.state_written + STATE_COALESCE;
+        if !urgent && Instant::now() < due {
+            if !self.state_flush_pending {
+                self.state_flush_pending = true;
+                self.after(due - Instant::now(), super::Msg::FlushState);
+            }
+            return;
+        }
+        self.state_dirty = false;
+        self.state_written = Instant::now();
         match serde_json::to_vec(&self.snapshot(true)) {
             Ok(data) => self.state.write(data),
             Err(e) => warn!("cannot serialize the state: {e}"),
