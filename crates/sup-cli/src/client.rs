@@ -216,16 +216,44 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
 }
 
 /// Waits until the daemon holding `home`'s lock has exited.
-pub fn wait_daemon_gone(home: &Home, timeout: Duration) -> Result<()> {
+pub fn wait_daemon_gone(home: &Home, daemon: Option<u32>, timeout: Duration) -> Result<()> {
     let lock = sup_daemon::open_lock_file(&home.daemon_lock())?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(lock.lock());
     });
     match rx.recv_timeout(timeout) {
-        Ok(result) => result.context("cannot wait for the daemon lock"),
+        Ok(result) => result.context("cannot wait for the daemon lock")?,
         Err(_) => bail!("the daemon is still running after {timeout:?}"),
     }
+    // The kernel frees the lock while the process exits; wait for the rest
+    // of its exit, so that the daemon is really gone when we return.
+    let Some(pid) = daemon else { return Ok(()) };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while process_running(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// Whether `pid` exists and is not a zombie.
+fn process_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// The pid the running daemon wrote into its lock file.
+pub fn daemon_pid(home: &Home) -> Option<u32> {
+    std::fs::read_to_string(home.daemon_lock())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Turns a daemon error into a CLI error (exit code 1).

@@ -389,12 +389,13 @@ fn kill(home: &Home) -> Result<()> {
         println!("[sup] no daemon running");
         return Ok(());
     };
+    let daemon = client::daemon_pid(home);
     // The daemon answers once every app is down, then exits; an EOF instead
     // of an answer also means it is going away.
     if let Ok(response) = client.request(Request::Kill) {
         expect_ok(response)?;
     }
-    client::wait_daemon_gone(home, KILL_WAIT)?;
+    client::wait_daemon_gone(home, daemon, KILL_WAIT)?;
     println!("[sup] daemon stopped");
     Ok(())
 }

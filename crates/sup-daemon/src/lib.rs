@@ -98,12 +98,13 @@ pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(
-        home,
-        options,
-        handover,
-        std::os::fd::AsRawFd::as_raw_fd(&lock),
-    ))
+    let lock_fd = std::os::fd::AsRawFd::as_raw_fd(&lock);
+    let result = runtime.block_on(serve(home, options, handover, lock_fd));
+    drop(runtime);
+    // Released by the kernel as the process exits, not a moment before: a
+    // CLI waiting on the lock (`sup kill`) then finds the daemon gone.
+    std::mem::forget(lock);
+    result
 }
 
 async fn serve(
