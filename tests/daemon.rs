@@ -158,7 +158,7 @@ fn garbage_on_the_socket_does_not_hurt_the_daemon() {
     // Wrong version: a clear answer.
     let mut s = connect();
     s.write_all(&frame(
-        br#"{"proto":999,"client":"9.9.9","request":{"op":"ping"}}"#,
+        br#"{"proto":999,"client":"9.9.9","request":{"op":"list"}}"#,
     ))
     .unwrap();
     let answer = read_answer(&mut s);

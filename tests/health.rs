@@ -427,6 +427,7 @@ fn a_failed_reload_leaves_nothing_stuck() {
         ),
     );
     sup.ok(&["start", &app, "--name", "r", "--listen", &listen]);
+    wait_for("the first instance ran", DEADLINE, || marker.exists());
     let old = sup.pid("r");
     let err = sup.fails(&["reload", "r"], 1);
     assert!(err.contains("exited before it was ready"), "{err}");

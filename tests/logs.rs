@@ -6,7 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// The app's text of every stored line of `path` (and its rotated copies,
 /// oldest first), timestamp prefixes removed.
@@ -248,10 +247,14 @@ fn following_survives_rotation_and_flush() {
         "3",
     ]);
     let mut feed = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-    let follower = Follower::start(&sup, &["logs", "echo", "--out", "--lines", "0"]);
     use std::io::Write;
-    // Give the follower time to start watching before the first line.
-    std::thread::sleep(Duration::from_millis(300));
+    writeln!(feed, "warm-up").unwrap();
+    wait_for("warm-up on disk", DEADLINE, || {
+        texts(&log(&sup, "echo", "out")) == ["warm-up"]
+    });
+    // Once it printed the last line, it is watching: sup logs watches first.
+    let follower = Follower::start(&sup, &["logs", "echo", "--out", "--lines", "1"]);
+    follower.wait_for_line(" warm-up");
     writeln!(feed, "first").unwrap();
     follower.wait_for_line(" first");
     // 100 lines of 100 bytes: several rotations.

@@ -405,7 +405,7 @@ fn recovery_also_stops_processes_that_left_the_group() {
     let app = sup.script(
         "escape.sh",
         &format!(
-            "setsid sleep 1000 &\necho $! > {}\nexec sleep 1000",
+            "setsid sleep 1000 &\necho $! >> {}\nexec sleep 1000",
             child_pid.display()
         ),
     );
@@ -416,7 +416,9 @@ fn recovery_also_stops_processes_that_left_the_group() {
     });
     let child: u32 = fs::read_to_string(&child_pid)
         .unwrap()
-        .trim()
+        .lines()
+        .next()
+        .unwrap()
         .parse()
         .unwrap();
     assert!(alive(child));
@@ -429,4 +431,13 @@ fn recovery_also_stops_processes_that_left_the_group() {
     sup.wait_status("esc", "online");
     assert!(!alive(main), "the old instance survived");
     assert!(!alive(child), "the escaped child survived the recovery");
+    // `sup kill` leaves nothing behind either, not even escaped children.
+    wait_for("the new instance's child", DEADLINE, || {
+        fs::read_to_string(&child_pid).is_ok_and(|t| t.lines().count() == 2)
+    });
+    sup.ok(&["kill"]);
+    for pid in fs::read_to_string(&child_pid).unwrap().lines() {
+        let pid: u32 = pid.parse().unwrap();
+        assert!(!alive(pid), "escaped child {pid} survived sup kill");
+    }
 }

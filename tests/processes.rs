@@ -2,7 +2,6 @@
 
 use crate::support::*;
 use std::fs;
-use std::time::Duration;
 
 fn read_pid(sup: &Sup, file: &str) -> u32 {
     let path = sup.path(file);
@@ -46,11 +45,14 @@ fn graceful_children_finish_before_stop_returns() {
     // The child takes 200 ms to shut down after SIGTERM; the parent exits at once.
     let app = sup.script(
         "app.sh",
-        &format!("sh -c 'trap \"sleep 0.2; echo ok > {done}; exit 0\" TERM; while :; do sleep 0.05; done' &\nexec sleep 1000"),
+        &format!("sh -c 'trap \"sleep 0.2; echo ok > {done}; exit 0\" TERM; touch {done}.armed; while :; do sleep 0.05; done' &\nexec sleep 1000"),
     );
     sup.ok(&["start", &app, "--name", "drain"]);
     sup.pid("drain");
-    std::thread::sleep(Duration::from_millis(100)); // let the child install its trap
+    let armed = format!("{done}.armed");
+    wait_for("the child's trap is set", DEADLINE, || {
+        std::path::Path::new(&armed).exists()
+    });
     sup.ok(&["stop", "drain"]);
     assert_eq!(
         fs::read_to_string(&done).unwrap_or_default().trim(),

@@ -115,7 +115,12 @@ fn decode_response(body: &[u8]) -> Result<Response> {
         .and_then(Value::as_str)
         .unwrap_or("unknown")
         .to_string();
-    if proto != Some(u64::from(PROTOCOL_VERSION)) {
+    // Answers to `ping` and `update` keep their shape across versions.
+    let stable = matches!(
+        value.pointer("/response/type").and_then(Value::as_str),
+        Some("pong" | "ok" | "error")
+    );
+    if proto != Some(u64::from(PROTOCOL_VERSION)) && !stable {
         bail!(
             "the running daemon is sup {daemon}, this CLI is sup {SUP_VERSION} (protocols differ); \
              run `sup update` to replace the daemon, or `sup kill` and retry"
@@ -270,12 +275,15 @@ mod tests {
 
     #[test]
     fn another_protocol_is_a_clear_error() {
-        let body = br#"{"proto":7,"daemon":"9.9.9","response":{"type":"ok"}}"#;
+        let body = br#"{"proto":7,"daemon":"9.9.9","response":{"type":"apps","data":[]}}"#;
         let err = decode_response(body).unwrap_err().to_string();
         assert!(
             err.contains("sup 9.9.9") && err.contains("sup update"),
             "{err}"
         );
+        // What `sup update` needs still reads, so an old daemon can be replaced.
+        let ok = br#"{"proto":7,"daemon":"9.9.9","response":{"type":"ok"}}"#;
+        assert_eq!(decode_response(ok).unwrap(), Response::Ok);
     }
 
     #[test]

@@ -38,6 +38,26 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
+/// Whether any process of group `pgid` is alive (not a zombie): one pass
+/// over /proc, only made while a stop or a restart waits for a group.
+pub fn group_has_live_member(pgid: u32) -> bool {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return true;
+    };
+    dir.flatten().any(|entry| {
+        let Ok(text) = fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        let Some((_, rest)) = text.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
+        pgrp == Some(pgid) && state != Some("Z")
+    })
+}
+
 /// Reads `/proc/PID/stat`.
 pub fn read_stat(pid: u32) -> Option<Stat> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)

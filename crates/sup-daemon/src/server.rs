@@ -163,7 +163,11 @@ pub fn parse(body: &[u8]) -> Result<Request, Response> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Response::error("bad_request", format!("malformed request: {e}")))?;
     let proto = value.get("proto").and_then(Value::as_u64);
-    if proto != Some(u64::from(PROTOCOL_VERSION)) {
+    // `ping` and `update` keep their shape across protocol versions, so that
+    // a newer CLI can always replace an older daemon.
+    let op = value.pointer("/request/op").and_then(Value::as_str);
+    let stable = matches!(op, Some("ping" | "update"));
+    if proto != Some(u64::from(PROTOCOL_VERSION)) && !stable {
         let client = value
             .get("client")
             .and_then(Value::as_str)
@@ -215,6 +219,12 @@ mod tests {
     }
 
     #[test]
+    fn ping_and_update_cross_protocol_versions() {
+        let body = br#"{"proto":99,"client":"9.0.0","request":{"op":"update","args":{"binary":"/bin/sup"}}}"#;
+        assert!(matches!(parse(body), Ok(Request::Update { .. })));
+    }
+
+    #[test]
     fn parses_a_current_request() {
         let body = serde_json::to_vec(&RequestEnvelope::new(Request::List)).unwrap();
         assert_eq!(parse(&body).unwrap(), Request::List);
@@ -229,7 +239,7 @@ mod tests {
         );
         assert_eq!(
             error_kind(parse(
-                br#"{"proto":99,"client":"9.0.0","request":{"op":"ping"}}"#
+                br#"{"proto":99,"client":"9.0.0","request":{"op":"list"}}"#
             )),
             "version"
         );

@@ -40,6 +40,16 @@ impl Followed {
         f
     }
 
+    /// The file followed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where reading goes on from.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
     /// New whole lines since the last call.
     pub fn poll(&mut self) -> Vec<Vec<u8>> {
         let mut data = Vec::new();

@@ -44,6 +44,11 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
         }
     }
     let style = Style::new(&args);
+    // Watch first, then print the tail up to where following starts: no
+    // line falls in between, none is printed twice.
+    let following = (!args.nostream)
+        .then(|| Following::start(&sources))
+        .transpose()?;
     let mut out = std::io::stdout().lock();
     let lines = match (args.lines, cutoff) {
         (Some(n), _) => Some(n),
@@ -54,16 +59,16 @@ pub fn run(home: &Home, args: LogsArgs) -> Result<()> {
     apps.dedup();
     for app in apps {
         let mine: Vec<&Source> = sources.iter().filter(|s| s.app == app).collect();
-        for (source, line) in recent(&mine, lines, cutoff)? {
+        for (source, line) in recent(&mine, lines, cutoff, following.as_ref())? {
             style.print(&mut out, source, &line)?;
         }
     }
     out.flush()?;
-    if args.nostream {
-        return Ok(());
-    }
     drop(out);
-    follow(&sources, &style)
+    match following {
+        Some(following) => following.run(&sources, &style),
+        None => Ok(()),
+    }
 }
 
 /// The files of the apps `target` names: from the daemon when it runs,
@@ -149,16 +154,19 @@ fn recent<'a>(
     sources: &[&'a Source],
     n: Option<usize>,
     cutoff: Option<i64>,
+    following: Option<&Following>,
 ) -> Result<Vec<(&'a Source, Line)>> {
     let mut merged = Vec::new();
     for source in sources {
-        let read = |path: &PathBuf| {
-            tail::last_logical(path, n).with_context(|| format!("cannot read {}", path.display()))
+        let read = |path: &PathBuf, end: Option<u64>| {
+            tail::last_logical(path, n, end)
+                .with_context(|| format!("cannot read {}", path.display()))
         };
-        let mut lines = read(&source.path)?;
+        let end = following.and_then(|f| f.start_of(&source.path));
+        let mut lines = read(&source.path, end)?;
         if n.is_some_and(|n| lines.len() < n) || cutoff.is_some() {
             // Just rotated? The rest is in <file>.1.
-            let mut older = read(&rotated(&source.path))?;
+            let mut older = read(&rotated(&source.path), None)?;
             older.append(&mut lines);
             lines = older;
         }
@@ -182,23 +190,44 @@ fn rotated(path: &std::path::Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn follow(sources: &[Source], style: &Style) -> Result<()> {
-    let watcher = follow::Watcher::new(sources.iter().map(|s| s.path.as_path()))?;
-    let mut followed: Vec<(&Source, follow::Followed)> = sources
-        .iter()
-        .map(|s| (s, follow::Followed::at_end(s.path.clone())))
-        .collect();
-    loop {
-        watcher.wait()?;
-        let mut out = std::io::stdout().lock();
-        for (source, f) in followed.iter_mut() {
-            for stored in f.poll() {
-                for line in tail::logical(vec![stored]) {
-                    style.print(&mut out, source, &line)?;
+/// The files being followed (in the order of the sources) and the watcher
+/// that says when they change.
+struct Following {
+    watcher: follow::Watcher,
+    files: Vec<follow::Followed>,
+}
+
+impl Following {
+    fn start(sources: &[Source]) -> Result<Following> {
+        let watcher = follow::Watcher::new(sources.iter().map(|s| s.path.as_path()))?;
+        let files = sources
+            .iter()
+            .map(|s| follow::Followed::at_end(s.path.clone()))
+            .collect();
+        Ok(Following { watcher, files })
+    }
+
+    /// Where following `path` starts: the tail is printed up to there.
+    fn start_of(&self, path: &std::path::Path) -> Option<u64> {
+        self.files
+            .iter()
+            .find(|f| f.path() == path)
+            .map(follow::Followed::offset)
+    }
+
+    fn run(mut self, sources: &[Source], style: &Style) -> Result<()> {
+        loop {
+            self.watcher.wait()?;
+            let mut out = std::io::stdout().lock();
+            for (source, f) in sources.iter().zip(self.files.iter_mut()) {
+                for stored in f.poll() {
+                    for line in tail::logical(vec![stored]) {
+                        style.print(&mut out, source, &line)?;
+                    }
                 }
             }
+            out.flush()?;
         }
-        out.flush()?;
     }
 }
 

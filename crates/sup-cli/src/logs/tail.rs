@@ -17,15 +17,17 @@ pub struct Line {
     pub text: Vec<u8>,
 }
 
-/// Up to the last `n` stored lines of `path` (all when `n` is None);
-/// a missing file has none.
-pub fn last_lines(path: &Path, n: Option<usize>) -> io::Result<Vec<Vec<u8>>> {
+/// Up to the last `n` stored lines of `path` (all when `n` is None) that
+/// end before byte `end` (the end of the file when None); a missing file
+/// has none.
+pub fn last_lines(path: &Path, n: Option<usize>, end: Option<u64>) -> io::Result<Vec<Vec<u8>>> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let len = file.metadata()?.len();
+    let size = file.metadata()?.len();
+    let len = end.map_or(size, |end| end.min(size));
     let mut start = len;
     let mut buf: Vec<u8> = Vec::new();
     const BLOCK: u64 = 64 * 1024;
@@ -64,13 +66,13 @@ fn memchr_count(buf: &[u8]) -> usize {
 
 /// Up to the last `n` logical lines of `path` (all when `n` is None),
 /// reading further back when a long line's pieces straddle the cut.
-pub fn last_logical(path: &Path, n: Option<usize>) -> io::Result<Vec<Line>> {
+pub fn last_logical(path: &Path, n: Option<usize>, end: Option<u64>) -> io::Result<Vec<Line>> {
     let Some(n) = n else {
-        return Ok(logical(last_lines(path, None)?));
+        return Ok(logical(last_lines(path, None, end)?));
     };
     let mut want = n + 1;
     loop {
-        let stored = last_lines(path, Some(want))?;
+        let stored = last_lines(path, Some(want), end)?;
         let whole_file = stored.len() < want;
         let cut_mid_line = stored.first().is_some_and(|l| split_line(l).1);
         if whole_file || !cut_mid_line {
@@ -120,7 +122,7 @@ mod tests {
         let path = std::env::temp_dir().join(format!("sup-tail-{}", std::process::id()));
         let text: String = (0..20_000).map(|i| format!("line {i}\n")).collect();
         std::fs::write(&path, &text).unwrap();
-        let last = last_lines(&path, Some(3)).unwrap();
+        let last = last_lines(&path, Some(3), None).unwrap();
         assert_eq!(
             last,
             vec![
@@ -129,14 +131,14 @@ mod tests {
                 b"line 19999".to_vec()
             ]
         );
-        assert_eq!(last_lines(&path, None).unwrap().len(), 20_000);
+        assert_eq!(last_lines(&path, None, None).unwrap().len(), 20_000);
         std::fs::write(&path, "no newline at end").unwrap();
         assert_eq!(
-            last_lines(&path, Some(5)).unwrap(),
+            last_lines(&path, Some(5), None).unwrap(),
             vec![b"no newline at end".to_vec()]
         );
         std::fs::remove_file(&path).unwrap();
-        assert!(last_lines(&path, Some(5)).unwrap().is_empty());
+        assert!(last_lines(&path, Some(5), None).unwrap().is_empty());
     }
 
     #[test]

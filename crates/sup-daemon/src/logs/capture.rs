@@ -130,11 +130,20 @@ impl Reader {
         });
     }
 
-    /// Reads until the pipe is empty.
+    /// Reads what the pipe holds now, and no more: a process that escaped
+    /// the group and goes on writing cannot hold the drain (and the next
+    /// instance's log, which waits for it) forever.
     async fn drain(&self) {
-        while let Ok(Some(data)) = read_chunk(self.pipe.get_ref()) {
-            if !self.send(data).await {
-                return;
+        let mut left = pending_bytes(self.pipe.get_ref());
+        while left > 0 {
+            match read_chunk(self.pipe.get_ref()) {
+                Ok(Some(data)) => {
+                    left = left.saturating_sub(data.len());
+                    if !self.send(data).await {
+                        return;
+                    }
+                }
+                _ => return,
             }
         }
     }
@@ -152,6 +161,18 @@ impl Reader {
             permit,
         };
         self.tx.send(msg).is_ok()
+    }
+}
+
+/// Bytes waiting in a pipe (FIONREAD).
+fn pending_bytes(fd: &OwnedFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc < 0 {
+        0
+    } else {
+        n as usize
     }
 }
 

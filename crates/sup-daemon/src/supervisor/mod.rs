@@ -239,6 +239,8 @@ impl Supervisor {
             }
         }
         self.reap();
+        self.stop_strays();
+        self.reap();
         self.state.finish_clean();
         self.logs.finish(LOG_FLUSH_TIMEOUT).await;
         for reply in self.shutdown.take().unwrap_or_default() {
@@ -496,14 +498,19 @@ impl Supervisor {
             Action::Spawn => {
                 // What is left of the last instance's group (already sent
                 // SIGKILL) may still hold a port: start once it is gone.
+                let waiting = self
+                    .spawn_after
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, g)| *g);
                 let leftover = app
                     .instance
                     .as_ref()
                     .filter(|i| i.exit.is_some())
                     .map(|i| i.pid);
-                match leftover.filter(|&pgid| group_alive(pgid)) {
+                self.spawn_after.retain(|(i, _)| *i != id);
+                match waiting.or(leftover).filter(|&pgid| group_alive(pgid)) {
                     Some(pgid) => {
-                        self.spawn_after.retain(|(i, _)| *i != id);
                         self.spawn_after.push((id, pgid));
                         None
                     }
@@ -517,12 +524,10 @@ impl Supervisor {
                         signal_group(Some(inst.pid), sig);
                         None
                     }
-                    // Nothing runs (its start waited for a leftover group):
-                    // the stop is done at once.
-                    None => {
-                        self.spawn_after.retain(|(i, _)| *i != id);
-                        Some(Event::Exited(ExitKind::Signal(sig as i32)))
-                    }
+                    // Nothing runs (its start waits for a leftover group):
+                    // the stop is done at once. The wait stays on record, so
+                    // a restart still waits for that group.
+                    None => Some(Event::Exited(ExitKind::Signal(sig as i32))),
                 }
             }
             Action::KillGroup => {
@@ -574,11 +579,11 @@ impl Supervisor {
             .collect();
         self.spawn_after.retain(|(id, _)| !ready.contains(id));
         for id in ready {
-            if self
-                .table
-                .get(id)
-                .is_some_and(|a| a.lc.status() == Status::Launching)
-            {
+            let waiting = self.table.get(id).is_some_and(|a| {
+                a.lc.status() == Status::Launching
+                    && a.instance.as_ref().is_none_or(|i| i.exit.is_some())
+            });
+            if waiting {
                 let event = self.spawn_main(id);
                 self.apply(id, event);
             }
@@ -710,8 +715,11 @@ fn signal_group(pgid: Option<u32>, sig: Signal) {
     }
 }
 
+/// Whether a process group still has a live member. Zombies don't count: a
+/// member whose parent left the group (and never reaps it) must not hold a
+/// stop or a restart forever.
 fn group_alive(pgid: u32) -> bool {
-    killpg(Pid::from_raw(pgid as i32), None).is_ok()
+    killpg(Pid::from_raw(pgid as i32), None).is_ok() && crate::procstat::group_has_live_member(pgid)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -219,6 +219,15 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// At the end of a shutdown: stops what the apps started and left
+    /// behind outside their process groups (children that called `setsid`),
+    /// found by their tags, so `sup kill` leaves no process behind.
+    pub(super) fn stop_strays(&self) {
+        stop_orphans(self.home.dir(), &[]);
+    }
+}
+
 /// A process a dead daemon left, pinned by a pidfd.
 struct Orphan {
     pidfd: OwnedFd,
@@ -245,10 +254,13 @@ fn stop_orphans(home: &Path, apps: &[SavedApp]) {
             )
         })
         .collect();
-    for (pid, app_id) in tagged_processes(home) {
-        if !orphans.iter().any(|o| o.pid == pid) {
+    // A shell started from inside an app carries its tags too: the CLI that
+    // started this daemon, and that shell, must be spared.
+    let ancestors = ancestors();
+    for (pid, app_id, start_time) in tagged_processes(home) {
+        if !orphans.iter().any(|o| o.pid == pid) && !ancestors.contains(&pid) {
             let spec = apps.iter().find(|a| a.id == app_id).map(|a| &a.spec);
-            orphans.extend(pin(pid, None, spec));
+            orphans.extend(pin(pid, Some(start_time), spec));
         }
     }
     for o in &orphans {
@@ -314,7 +326,30 @@ fn signal_orphan(o: &Orphan, sig: i32) {
 
 /// Processes whose environment says a sup daemon of `home` started them for
 /// an app: (pid, app id).
-fn tagged_processes(home: &Path) -> Vec<(u32, u32)> {
+/// Our own ancestors: parent, grandparent, ... up to init.
+fn ancestors() -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut pid = std::process::id();
+    while let Some(parent) = parent_of(pid).filter(|p| *p > 1 && !found.contains(p)) {
+        found.push(parent);
+        pid = parent;
+    }
+    found
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// (pid, app id, start time) of each process tagged for `home`; the start
+/// time, read in the same pass, lets the caller check the pid was not reused.
+fn tagged_processes(home: &Path) -> Vec<(u32, u32, u64)> {
     let home_var = format!("SUP_HOME={}", home.display());
     let tag = format!("{}=", super::instances::TAG_VAR);
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -336,8 +371,9 @@ fn tagged_processes(home: &Path) -> Vec<(u32, u32)> {
             .iter()
             .find_map(|v| v.strip_prefix(tag.as_bytes()))
             .and_then(|id| std::str::from_utf8(id).ok()?.parse().ok());
-        if let Some(app_id) = app_id {
-            found.push((pid, app_id));
+        let start_time = read_stat(pid).map(|s| s.start_time);
+        if let (Some(app_id), Some(start_time)) = (app_id, start_time) {
+            found.push((pid, app_id, start_time));
         }
     }
     found
