@@ -12,13 +12,14 @@ use sup_proto::{AppSpec, RestartPolicy, Status};
 /// Version of the dump and state formats this daemon writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// One app as saved.
+/// One app as saved. Written from a borrowed spec (`S = &AppSpec`, no
+/// copy of every spec for each write), read into an owned one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedApp {
+pub struct SavedApp<S = AppSpec> {
     /// Its id (kept across save and resurrect).
     pub id: u32,
     /// Its full spec.
-    pub spec: AppSpec,
+    pub spec: S,
     /// Stopped by `sup stop`.
     pub stopped_by_user: bool,
     /// It was running (or about to) when saved.
@@ -39,7 +40,7 @@ pub struct LiveInstance {
 
 /// The dump, or the state file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct Snapshot<S = AppSpec> {
     /// [`FORMAT_VERSION`] of the writer.
     pub version: u32,
     /// sup version of the writer.
@@ -50,7 +51,7 @@ pub struct Snapshot {
     #[serde(default)]
     pub boot_id: String,
     /// The apps, by id.
-    pub apps: Vec<SavedApp>,
+    pub apps: Vec<SavedApp<S>>,
 }
 
 /// Whether a saved app starts on `resurrect` (and after a daemon crash):
@@ -265,6 +266,11 @@ impl StateWriter {
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
 pub fn boot_id() -> String {
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT_ID.get_or_init(read_boot_id).clone()
+}
+
+fn read_boot_id() -> String {
     fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()

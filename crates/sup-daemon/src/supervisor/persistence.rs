@@ -33,23 +33,23 @@ struct Restored {
 
 impl Supervisor {
     /// The apps as a snapshot; `live` adds each running instance's identity.
-    fn snapshot(&self, live: bool) -> Snapshot {
+    fn snapshot(&self, live: bool) -> Snapshot<&AppSpec> {
         let apps = self
             .table
             .iter()
             .filter(|app| !app.deleting)
             .map(|app| SavedApp {
                 id: app.id,
-                spec: app.spec.clone(),
+                spec: &app.spec,
                 stopped_by_user: app.lc.user_stopped(),
                 was_running: is_running(app.lc.status()),
                 instance: live
                     .then(|| app.instance.as_ref().filter(|i| i.exit.is_none()))
                     .flatten()
                     .and_then(|i| {
-                        read_stat(i.pid).map(|s| LiveInstance {
+                        Some(LiveInstance {
                             pid: i.pid,
-                            start_time: s.start_time,
+                            start_time: i.start_time?,
                         })
                     }),
             })
@@ -66,7 +66,8 @@ impl Supervisor {
     /// `sup save`: writes the dump (fsynced, previous one kept as backup).
     pub(super) fn save(&mut self, force: bool) -> Response {
         let snapshot = self.snapshot(false);
-        if snapshot.apps.is_empty() && !force {
+        let count = snapshot.apps.len();
+        if count == 0 && !force {
             return Response::error(
                 "bad_request",
                 "there are no apps to save; `sup save --force` saves the empty list over the current dump",
@@ -80,12 +81,8 @@ impl Supervisor {
         match persist::write_atomic(&path, &data, true, true) {
             Ok(()) => {
                 self.dump_warning = None;
-                info!(apps = snapshot.apps.len(), "saved {}", path.display());
-                Response::Note(format!(
-                    "saved {} apps to {}",
-                    snapshot.apps.len(),
-                    path.display()
-                ))
+                info!(apps = count, "saved {}", path.display());
+                Response::Note(format!("saved {count} apps to {}", path.display()))
             }
             Err(e) => Response::error("internal", format!("cannot write {}: {e}", path.display())),
         }

@@ -31,6 +31,9 @@ pub struct Instance {
     pub ready: bool,
     /// Copies of its stdout and stderr read ends, kept for `sup update`.
     pub pipes: Vec<OwnedFd>,
+    /// Its start time after boot (clock ticks), read once at spawn: with
+    /// the pid, it identifies the process in the state file.
+    pub start_time: Option<u64>,
 }
 
 impl Instance {
@@ -46,6 +49,7 @@ impl Instance {
             notify: None,
             ready: false,
             pipes: Vec::new(),
+            start_time: crate::procstat::read_stat(pid).map(|s| s.start_time),
         }
     }
 
