@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from procfs import cpu_delta, cpu_sample
+
 SUP = os.environ["SUP_BIN"]
 SUP_HOME = os.environ["SUP_HOME"]
 PM2_HOME = os.environ["PM2_HOME"]
@@ -180,44 +182,6 @@ def mem_kib(pid):
     except OSError:
         pass
     return {"rss_kib": rss, "pss_kib": pss}
-
-
-def threads(pid):
-    try:
-        return os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return []
-
-
-def cpu_sample(pid):
-    """schedstat ns per thread, plus utime+stime ticks of the whole process."""
-    sched = {}
-    for tid in threads(pid):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                sched[tid] = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    with open(f"/proc/{pid}/stat") as f:
-        s = f.read()
-    rest = s[s.rindex(")") + 2:].split()
-    ticks = int(rest[11]) + int(rest[12])  # fields 14 (utime) and 15 (stime)
-    return {"t": time.perf_counter(), "sched": sched, "ticks": ticks}
-
-
-def cpu_delta(a, b):
-    wall = b["t"] - a["t"]
-    ns = sum(v - a["sched"].get(tid, 0) for tid, v in b["sched"].items())
-    ticks = b["ticks"] - a["ticks"]
-    hz = os.sysconf("SC_CLK_TCK")
-    return {
-        "sched_pct": 100.0 * ns / 1e9 / wall,
-        "stat_pct": 100.0 * ticks / hz / wall,
-        "sched_ms": ns / 1e6,
-        "ticks": ticks,
-        "wall_s": wall,
-        "threads": len(b["sched"]),
-    }
 
 
 # ---------------------------------------------------------------- list latency

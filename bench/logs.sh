@@ -11,9 +11,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-SUP_BIN="${SUP_BIN:-target/release/sup}"
-if [[ ! -x "$SUP_BIN" ]]; then cargo build --release; SUP_BIN=target/release/sup; fi
-SUP_BIN="$(realpath "$SUP_BIN")"
+source bench/lib.sh
+resolve_sup_bin
 command -v pm2 >/dev/null || npm install -g pm2 >&2
 ROUNDS="${ROUNDS:-3}"
 

@@ -19,13 +19,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-SUP_BIN="${SUP_BIN:-target/release/sup}"
-if [[ ! -x "$SUP_BIN" ]]; then
-    echo "[bench] $SUP_BIN not found, building it" >&2
-    cargo build --release
-    SUP_BIN=target/release/sup
-fi
-SUP_BIN="$(realpath "$SUP_BIN")"
+source bench/lib.sh
+resolve_sup_bin
 
 if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
     echo "[bench] installing nginx" >&2

@@ -53,6 +53,8 @@ import socket
 import subprocess
 import sys
 import time
+
+from procfs import cpu_delta, cpu_sample
 from array import array
 
 ROOT = os.environ["ROOT"]
@@ -663,31 +665,6 @@ def analyse(kind, ops, res, t0, t_end, before, after, notes, reasons):
 
 
 # ---------------------------------------------------------------- daemon CPU with probes
-
-
-def cpu_sample(pid):
-    sched = {}
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        tids = []
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                sched[tid] = int(f.read().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    with open(f"/proc/{pid}/stat") as f:
-        s = f.read()
-    rest = s[s.rindex(")") + 2:].split()
-    return {"t": time.perf_counter(), "sched": sched, "ticks": int(rest[11]) + int(rest[12])}
-
-
-def cpu_delta(a, b):
-    wall = b["t"] - a["t"]
-    ns = sum(v - a["sched"].get(tid, 0) for tid, v in b["sched"].items())
-    return {"pct": 100.0 * ns / 1e9 / wall, "ms": ns / 1e6, "ticks": b["ticks"] - a["ticks"],
-            "wall_s": wall, "threads": len(b["sched"])}
 
 
 def probe_server(port, counter, resets, ready):

@@ -228,14 +228,8 @@ impl Drop for Follower {
 #[test]
 fn following_survives_rotation_and_flush() {
     let sup = Sup::new();
-    let fifo = sup.path("feed");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
     // The app echoes whatever the test writes into the FIFO.
-    let app = sup.script("echo.sh", &format!("exec cat {} -", fifo.display()));
+    let (app, fifo) = sup.echo_app();
     sup.ok(&[
         "start",
         &app,
@@ -370,13 +364,8 @@ fn a_full_disk_never_stops_the_app() {
 #[test]
 fn a_log_deleted_by_hand_is_recreated() {
     let sup = Sup::new();
-    let fifo = sup.path("feed");
-    assert!(std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    let app = sup.script("echo.sh", &format!("exec cat {} -", fifo.display()));
+    // The app echoes whatever the test writes into the FIFO.
+    let (app, fifo) = sup.echo_app();
     sup.ok(&["start", &app, "--name", "echo"]);
     let mut feed = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
     use std::io::Write;

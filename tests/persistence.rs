@@ -251,13 +251,7 @@ fn the_printed_unit_passes_systemd_analyze() {
 #[test]
 fn update_keeps_every_app_running() {
     let sup = Sup::new();
-    let fifo = sup.path("feed");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    let echo = sup.script("echo.sh", &format!("exec cat {} -", fifo.display()));
+    let (echo, fifo) = sup.echo_app();
     let app = sup.script("app.sh", "exec sleep 1000");
     sup.ok(&["start", &echo, "--name", "echo"]);
     for i in 0..3 {
@@ -353,13 +347,7 @@ fn update_keeps_every_app_running() {
 #[test]
 fn update_keeps_a_half_written_line_whole_and_works_during_a_crash_loop() {
     let sup = Sup::new();
-    let fifo = sup.path("feed");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
-    let echo = sup.script("echo.sh", &format!("exec cat {} -", fifo.display()));
+    let (echo, fifo) = sup.echo_app();
     sup.ok(&["start", &echo, "--name", "echo"]);
     let crash = sup.script("crash.sh", "exit 1");
     sup.ok(&[

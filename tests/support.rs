@@ -131,6 +131,20 @@ impl Sup {
         path.display().to_string()
     }
 
+    /// An app script that echoes whatever the test writes into a FIFO in
+    /// the scratch dir: (script, FIFO). Open the FIFO for writing once the
+    /// app runs (the open waits for the app to open its end).
+    pub fn echo_app(&self) -> (String, PathBuf) {
+        let fifo = self.path("feed");
+        let made = Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success(), "mkfifo failed");
+        let app = self.script("echo.sh", &format!("exec cat {} -", fifo.display()));
+        (app, fifo)
+    }
+
     /// A path in the scratch dir.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)

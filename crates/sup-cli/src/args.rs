@@ -320,16 +320,23 @@ pub struct FlushArgs {
     pub target: Option<String>,
 }
 
-/// Parses `10M`, `512K`, `1G` or a number of bytes.
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// Splits `250ms` into 250 and `ms`; `what` names the expected value in
+/// the error.
+fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(u64, &'a str), String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
+    let value = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not a size (try 10M, 512K)"))?;
+        .map_err(|_| format!("{text:?} is not {what}"))?;
+    Ok((value, unit))
+}
+
+/// Parses `10M`, `512K`, `1G` or a number of bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (value, unit) = number_and_unit(text, "a size (try 10M, 512K)")?;
     let factor: u64 = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
         "" => 1,
         "K" => 1 << 10,
@@ -344,14 +351,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Parses `100ms`, `5s`, `2m`, `1h`; a bare number is milliseconds (PM2's unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 5s, 2m)"))?;
+    let (value, unit) = number_and_unit(text, "a duration (try 500ms, 5s, 2m)")?;
     let ms = match unit {
         "" | "ms" => Some(value),
         "s" => value.checked_mul(1_000),
