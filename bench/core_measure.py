@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 
-from procfs import cpu_delta, cpu_sample
+from benchlib import build_info as sup_build_info, cpu_delta, cpu_sample
 
 SUP = os.environ["SUP_BIN"]
 SUP_HOME = os.environ["SUP_HOME"]
@@ -423,22 +423,6 @@ def version(argv):
         return "?"
 
 
-def build_info():
-    """What the measured binary was built from, as far as git and its mtime tell."""
-    git = ["git", "-C", os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-    src = ["--", "crates", "Cargo.toml", "Cargo.lock"]
-    head = run(git + ["rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "?"
-    last = run(git + ["log", "-1", "--format=%h %ct", *src], check=False).stdout.split()
-    dirty = run(git + ["status", "--porcelain", *src], check=False).stdout.strip()
-    mtime = os.path.getmtime(SUP)
-    info = f"built {datetime.datetime.fromtimestamp(mtime):%Y-%m-%d %H:%M}, git HEAD {head} at the start of the run"
-    if len(last) == 2 and int(last[1]) > mtime:
-        info += f"; **the binary is older than the last source commit {last[0]}**"
-    if dirty:
-        info += "; uncommitted source changes in the tree"
-    return info
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -448,7 +432,7 @@ def main():
 
     started = datetime.datetime.now()
     load0 = os.getloadavg()
-    build = build_info()
+    build = sup_build_info(SUP)
     for h in (SUP_HOME, PM2_HOME):
         write_script(os.path.join(h, "x.sh"))
     if os.path.exists(os.path.join(SUP_HOME, "sup.sock")):

@@ -54,7 +54,7 @@ import subprocess
 import sys
 import time
 
-from procfs import cpu_delta, cpu_sample
+from benchlib import build_info as sup_build_info, cpu_delta, cpu_sample
 from array import array
 
 ROOT = os.environ["ROOT"]
@@ -748,22 +748,6 @@ def probe_cpu():
 # ---------------------------------------------------------------- report
 
 
-def build_info():
-    git = ["git", "-C", ROOT]
-    head = run(git + ["rev-parse", "--short", "HEAD"], check=False).stdout.strip() or "?"
-    last = run(git + ["log", "-1", "--format=%h %ct", "--", "crates", "Cargo.toml", "Cargo.lock"],
-               check=False).stdout.split()
-    dirty = run(git + ["status", "--porcelain", "--", "crates", "Cargo.toml", "Cargo.lock"],
-                check=False).stdout.strip()
-    mtime = os.path.getmtime(SUP)
-    info = f"built {datetime.datetime.fromtimestamp(mtime):%Y-%m-%d %H:%M}, git HEAD {head} at the start of the run"
-    if len(last) == 2 and int(last[1]) > mtime:
-        info += f"; **the binary is older than the last source commit {last[0]}**"
-    if dirty:
-        info += "; uncommitted source changes in the tree"
-    return info
-
-
 def fmt(x, nd=2):
     return "n/a" if x != x else f"{x:.{nd}f}"
 
@@ -788,7 +772,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.datetime.now()
     load0 = os.getloadavg()
-    build = build_info()
+    build = sup_build_info(SUP)
 
     others = Others()
     log("starting the four targets, each behind its own nginx")

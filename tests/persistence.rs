@@ -279,16 +279,18 @@ fn update_keeps_every_app_running() {
             .unwrap_or_default()
             .contains("before update")
     });
-    let pids: Vec<(String, u64)> = sup
-        .list()
-        .iter()
-        .map(|a| {
-            (
-                a["name"].as_str().unwrap().into(),
-                a["pid"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let pids_by_name = |sup: &Sup| -> Vec<(String, u64)> {
+        sup.list()
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().into(),
+                    a["pid"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let pids = pids_by_name(&sup);
     // "[sup] daemon sup 0.1.0 is up (pid N, started T, home H)"
     let ping = |sup: &Sup| -> (String, String) {
         let out = sup.ok(&["ping"]);
@@ -316,16 +318,7 @@ fn update_keeps_every_app_running() {
     let (daemon_after, started_after) = ping(&sup);
     assert_eq!(daemon_before, daemon_after, "re-executed in place");
     assert_ne!(started_before, started_after, "a new daemon answers");
-    let after: Vec<(String, u64)> = sup
-        .list()
-        .iter()
-        .map(|a| {
-            (
-                a["name"].as_str().unwrap().into(),
-                a["pid"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let after = pids_by_name(&sup);
     assert_eq!(pids, after, "every app kept its pid");
     assert!(sup.list().iter().all(|a| a["status"] == "online"));
     // Logs still flow, through the handed-over pipe.

@@ -1,6 +1,11 @@
-"""CPU time of a process from /proc, shared by the benchmark harnesses."""
+"""Shared by the benchmark harnesses: CPU time from /proc, and what the
+measured binary was built from."""
+import datetime
 import os
+import subprocess
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def cpu_sample(pid):
@@ -40,3 +45,22 @@ def cpu_delta(a, b):
         "wall_s": wall,
         "threads": len(b["sched"]),
     }
+
+
+def build_info(sup):
+    """What the binary `sup` was built from, as far as git and its mtime tell."""
+    def git(*args):
+        out = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    src = ["--", "crates", "Cargo.toml", "Cargo.lock"]
+    head = git("rev-parse", "--short", "HEAD") or "?"
+    last = git("log", "-1", "--format=%h %ct", *src).split()
+    dirty = git("status", "--porcelain", *src)
+    mtime = os.path.getmtime(sup)
+    info = f"built {datetime.datetime.fromtimestamp(mtime):%Y-%m-%d %H:%M}, git HEAD {head} at the start of the run"
+    if len(last) == 2 and int(last[1]) > mtime:
+        info += f"; **the binary is older than the last source commit {last[0]}**"
+    if dirty:
+        info += "; uncommitted source changes in the tree"
+    return info
