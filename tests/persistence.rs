@@ -294,23 +294,16 @@ fn update_keeps_every_app_running() {
     // "[sup] daemon sup 0.1.0 is up (pid N, started T, home H)"
     let ping = |sup: &Sup| -> (String, String) {
         let out = sup.ok(&["ping"]);
-        let pid = out
-            .split("pid ")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .to_string();
-        let started = out
-            .split("started ")
-            .nth(1)
-            .unwrap()
-            .split(',')
-            .next()
-            .unwrap()
-            .to_string();
-        (pid, started)
+        let after = |key: &str| {
+            out.split(key)
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        (after("pid "), after("started "))
     };
     let (daemon_before, started_before) = ping(&sup);
     let out = sup.ok(&["update"]);
