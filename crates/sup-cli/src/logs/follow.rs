@@ -18,7 +18,12 @@ pub struct Followed {
     ino: u64,
     offset: u64,
     partial: Vec<u8>,
+    /// The file's first bytes, to notice it was emptied and refilled.
+    head: Vec<u8>,
 }
+
+/// Bytes of a file's start remembered to notice a flush.
+const HEAD_LEN: usize = 64;
 
 impl Followed {
     /// Starts following `path` from its current end.
@@ -29,12 +34,14 @@ impl Followed {
             ino: 0,
             offset: 0,
             partial: Vec::new(),
+            head: Vec::new(),
         };
         if let Ok(file) = File::open(&f.path) {
             if let Ok(meta) = file.metadata() {
                 f.ino = meta.ino();
                 f.offset = meta.len();
                 f.file = Some(file);
+                f.remember_head();
             }
         }
         f
@@ -53,32 +60,20 @@ impl Followed {
     /// New whole lines since the last call.
     pub fn poll(&mut self) -> Vec<Vec<u8>> {
         let mut data = Vec::new();
+        if self.truncated() {
+            // Flushed: start again from the top.
+            self.offset = 0;
+            self.partial.clear();
+        }
         // What the old file got before it was renamed away comes first.
         self.read_rest(&mut data);
-        match std::fs::metadata(&self.path) {
-            Ok(meta) if self.file.is_none() || meta.ino() != self.ino => {
-                if self.file.is_some() {
-                    // Rotated, maybe more than once since we last looked:
-                    // files newer than ours come first.
-                    for path in newer_rotated(&self.path, self.ino) {
-                        let _ = File::open(path).and_then(|mut f| f.read_to_end(&mut data));
-                    }
-                }
-                if let Ok(file) = File::open(&self.path) {
-                    self.ino = meta.ino();
-                    self.offset = 0;
-                    self.file = Some(file);
-                    self.read_rest(&mut data);
-                }
+        if let Ok(current) = File::open(&self.path) {
+            let ino = current.metadata().map(|m| m.ino()).unwrap_or(0);
+            if self.file.is_none() || ino != self.ino {
+                self.switch_to(current, ino, &mut data);
             }
-            Ok(meta) if meta.len() < self.offset => {
-                // Flushed: start again from the top.
-                self.offset = 0;
-                self.partial.clear();
-                self.read_rest(&mut data);
-            }
-            _ => {}
         }
+        self.remember_head();
         self.partial.extend_from_slice(&data);
         let Some(last_nl) = self.partial.iter().rposition(|b| *b == b'\n') else {
             return Vec::new();
@@ -89,6 +84,46 @@ impl Followed {
             .split(|b| *b == b'\n')
             .map(<[u8]>::to_vec)
             .collect()
+    }
+
+    /// The file at our path is a new one (rotation, or it appeared): read
+    /// the rotated copies newer than ours, then the new file from the top.
+    fn switch_to(&mut self, current: File, ino: u64, data: &mut Vec<u8>) {
+        if self.file.is_some() {
+            for mut older in newer_rotated(&self.path, self.ino, ino) {
+                let _ = older.read_to_end(data);
+            }
+        }
+        self.ino = ino;
+        self.offset = 0;
+        self.head.clear();
+        self.file = Some(current);
+        self.read_rest(data);
+    }
+
+    /// Whether the file was emptied since we last read it: shorter than
+    /// where we are, or its first bytes changed (emptied and written again
+    /// past our offset before we looked; timestamps make lines differ).
+    fn truncated(&mut self) -> bool {
+        let Some(file) = self.file.as_mut() else {
+            return false;
+        };
+        if file
+            .metadata()
+            .map(|m| m.len() < self.offset)
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        !self.head.is_empty() && read_head(file, self.head.len()) != self.head
+    }
+
+    fn remember_head(&mut self) {
+        if let Some(file) = self.file.as_mut() {
+            if self.head.len() < HEAD_LEN {
+                self.head = read_head(file, HEAD_LEN);
+            }
+        }
     }
 
     fn read_rest(&mut self, out: &mut Vec<u8>) {
@@ -103,18 +138,37 @@ impl Followed {
     }
 }
 
-/// Rotated copies of `path` (`path.1`, `path.2`, ...) newer than the file
-/// with inode `ino`, oldest first; all of them when that file is gone.
-fn newer_rotated(path: &Path, ino: u64) -> Vec<PathBuf> {
+/// Up to `len` bytes from the start of `file`.
+fn read_head(file: &mut File, len: usize) -> Vec<u8> {
+    let mut head = vec![0u8; len];
+    let n = std::os::unix::fs::FileExt::read_at(file, &mut head, 0).unwrap_or(0);
+    head.truncate(n);
+    head
+}
+
+/// The rotated copies of `path` (`path.1`, `path.2`, ...) newer than the
+/// file with inode `ours`, opened, oldest first (all of them when ours is
+/// gone). Opened before reading and told apart by inode, so a rotation
+/// while we look cannot make us read a file twice; `current` (the new file
+/// at `path`) is left out.
+fn newer_rotated(path: &Path, ours: u64, current: u64) -> Vec<File> {
+    let mut seen = vec![current];
     let mut newer = Vec::new();
     for n in 1..1000 {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".{n}"));
-        let rotated = PathBuf::from(name);
-        match std::fs::metadata(&rotated) {
-            Ok(meta) if meta.ino() == ino => break,
-            Ok(_) => newer.push(rotated),
-            Err(_) => break,
+        let Ok(file) = File::open(PathBuf::from(name)) else {
+            break;
+        };
+        let Ok(ino) = file.metadata().map(|m| m.ino()) else {
+            break;
+        };
+        if ino == ours {
+            break;
+        }
+        if !seen.contains(&ino) {
+            seen.push(ino);
+            newer.push(file);
         }
     }
     newer.reverse();
@@ -219,6 +273,17 @@ mod tests {
         assert_eq!(
             f.poll(),
             vec![b"five".to_vec(), b"six".to_vec(), b"seven".to_vec()]
+        );
+        // Flushed and written again past the old end before we look.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        append("a line longer than all the file held before\n");
+        assert_eq!(
+            f.poll(),
+            vec![b"a line longer than all the file held before".to_vec()]
         );
         // Flush.
         std::fs::OpenOptions::new()
