@@ -169,3 +169,23 @@ fn apps_start_with_a_clean_signal_state_and_own_group() {
         .collect();
     assert_eq!(fds.len(), 3, "{fds:?}");
 }
+
+#[test]
+fn stop_also_stops_children_that_left_the_group() {
+    let sup = Sup::new();
+    let child_pid = sup.path("child.pid");
+    // The child starts its own session, out of the app's process group.
+    let app = sup.script(
+        "escape.sh",
+        &format!(
+            "setsid sleep 1000 &\necho $! > {}\nexec sleep 1000",
+            child_pid.display()
+        ),
+    );
+    sup.ok(&["start", &app, "--name", "esc"]);
+    let child = read_pid(&sup, "child.pid");
+    assert!(alive(child));
+    sup.ok(&["stop", "esc"]);
+    wait_for("the escaped child is stopped", DEADLINE, || !alive(child));
+    assert_eq!(sup.app("esc")["status"], "stopped");
+}

@@ -94,6 +94,13 @@ pub enum Msg {
     },
     /// Time to write the state file (changes are coalesced).
     FlushState,
+    /// The kill timeout of a process an app left outside its group ran out.
+    StrayDeadline {
+        /// Its pid.
+        pid: u32,
+        /// Its start time, so that a reused pid is never hit.
+        start_time: u64,
+    },
     /// A process (command probe or hook) ran out of time: kill its group.
     Deadline {
         /// Its pid.
@@ -149,6 +156,8 @@ pub struct Supervisor {
     seq: u64,
     /// Apps whose next instance waits until the last one's group is gone.
     spawn_after: Vec<(u32, u32)>,
+    /// Apps stopped by the user in this turn: their escaped processes go too.
+    escaped_of: Vec<u32>,
     /// The live state file's writer, and whether the state changed.
     state: crate::persist::StateWriter,
     state_dirty: bool,
@@ -204,6 +213,7 @@ impl Supervisor {
             probe_cmds: std::collections::HashMap::new(),
             seq: 0,
             spawn_after: Vec::new(),
+            escaped_of: Vec::new(),
         })
     }
 
@@ -269,6 +279,7 @@ impl Supervisor {
             Msg::ReloadTimeout { app, pid } => self.reload_timed_out(app, pid),
             Msg::RetiredDeadline { app, pid } => self.retired_deadline(app, pid),
             Msg::FlushState => self.state_flush_pending = false,
+            Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::Deadline { pid } => {
                 // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
                 if self.table.role_of(pid).is_some() {
@@ -479,7 +490,12 @@ impl Supervisor {
             Status::Online => self.record(id, "online", String::new()),
             Status::WaitingRestart => self.record(id, "restarting", detail),
             Status::Errored => self.record(id, "errored", detail),
-            Status::Stopped => self.record(id, "stopped", String::new()),
+            Status::Stopped => {
+                if self.table.get(id).is_some_and(|a| a.lc.user_stopped()) {
+                    self.escaped_of.push(id);
+                }
+                self.record(id, "stopped", String::new())
+            }
             _ => {}
         }
         // Nobody will serve the held sockets: close them so that a proxy
@@ -649,6 +665,7 @@ impl Supervisor {
 
     /// Answers the waiters whose condition holds and forgets deleted apps.
     fn settle(&mut self) {
+        self.stop_escaped();
         let gone: Vec<u32> = self
             .table
             .iter()

@@ -217,6 +217,40 @@ impl Supervisor {
 }
 
 impl Supervisor {
+    /// After `sup stop` or `delete`: the processes an app started outside
+    /// its process group (children that called `setsid`) get its stop
+    /// signal, then SIGKILL after its kill timeout. One /proc pass for all
+    /// the apps stopped in this turn of the loop.
+    pub(super) fn stop_escaped(&mut self) {
+        let ids = std::mem::take(&mut self.escaped_of);
+        if ids.is_empty() {
+            return;
+        }
+        let ancestors = ancestors();
+        for (pid, app_id, start_time) in tagged_processes(self.home.dir()) {
+            let Some(app) = self.table.get(app_id).filter(|_| ids.contains(&app_id)) else {
+                continue;
+            };
+            if ancestors.contains(&pid) || app.instance.as_ref().is_some_and(|i| i.pid == pid) {
+                continue;
+            }
+            let sig = Signal::from_str(&app.spec.stop_signal).unwrap_or(Signal::SIGTERM);
+            let after = Duration::from_millis(app.spec.kill_timeout_ms);
+            warn!(app = %app.spec.name, pid, "stopping a process the app left outside its group");
+            // SAFETY: kill(2); the pid was read with its start time just now.
+            unsafe { libc::kill(pid as i32, sig as i32) };
+            self.after(after, super::Msg::StrayDeadline { pid, start_time });
+        }
+    }
+
+    /// The kill timeout of an escaped process ran out.
+    pub(super) fn stray_deadline(&self, pid: u32, start_time: u64) {
+        if read_stat(pid).map(|s| s.start_time) == Some(start_time) {
+            // SAFETY: kill(2) of the very process we signalled (same start time).
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+
     /// At the end of a shutdown: stops what the apps started and left
     /// behind outside their process groups (children that called `setsid`),
     /// found by their tags, so `sup kill` leaves no process behind.
