@@ -189,3 +189,35 @@ fn stop_also_stops_children_that_left_the_group() {
     wait_for("the escaped child is stopped", DEADLINE, || !alive(child));
     assert_eq!(sup.app("esc")["status"], "stopped");
 }
+
+#[test]
+fn an_app_that_daemonizes_itself_is_errored_not_restarted_in_a_loop() {
+    let sup = Sup::new();
+    let pids = sup.path("daemon.pids");
+    // The classic daemon: fork the real work out of the session, exit 0.
+    let app = sup.script(
+        "daemonize.sh",
+        &format!("setsid sleep 1000 &\necho $! >> {}\nexit 0", pids.display()),
+    );
+    sup.ok(&["start", &app, "--name", "d"]);
+    let app = sup.wait_status("d", "errored");
+    // The shell may exit before its child has left the group; by the next
+    // run at the latest, the escaped child gives it away.
+    assert!(app["restarts"].as_u64().unwrap() <= 1, "{app}");
+    let error = app["error"].as_str().unwrap();
+    assert!(error.contains("daemonize"), "{error}");
+    let children: Vec<u32> = fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(
+        children.iter().any(|c| error.contains(&c.to_string())),
+        "{error}"
+    );
+    // Deleting the app stops what it left behind.
+    sup.ok(&["delete", "d"]);
+    wait_for("the daemonized processes are stopped", DEADLINE, || {
+        children.iter().all(|c| !alive(*c))
+    });
+}

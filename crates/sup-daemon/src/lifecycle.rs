@@ -74,6 +74,9 @@ pub enum Event {
     Unhealthy(String),
     /// A reload swapped in a new, ready instance.
     Reloaded,
+    /// The instance exited 0 at once, leaving a process outside its group:
+    /// it daemonized itself. Restarting would start another copy.
+    Daemonized(String),
     /// The instance is gone: its main process exited (and, while stopping,
     /// the rest of its process group too).
     Exited(ExitKind),
@@ -267,6 +270,11 @@ impl Lifecycle {
                 self.recover(spec, why)
             }
             (Online, Event::Unhealthy(why)) => self.recover(spec, why),
+            (Launching | Online, Event::Daemonized(why)) => {
+                self.last_exit = Some(ExitKind::Code(0));
+                self.error = Some(why);
+                self.enter(Errored)
+            }
             (Online, Event::Reloaded) => {
                 self.restarts += 1;
                 self.enter(Online);

@@ -22,6 +22,8 @@ pub struct Stat {
     pub rss_pages: u64,
     /// Start time after boot, clock ticks (with the pid, identifies a process).
     pub start_time: u64,
+    /// Process group id.
+    pub pgrp: u32,
 }
 
 /// Parses the text of `/proc/PID/stat`. The command name may hold spaces and
@@ -34,6 +36,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat {
         ticks: num(14)? + num(15)?,
         start_time: num(22)?,
+        pgrp: u32::try_from(num(5)?).ok()?,
         rss_pages: num(24)?,
     })
 }

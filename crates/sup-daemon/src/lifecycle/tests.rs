@@ -261,6 +261,17 @@ fn never_ready_and_unhealthy_restart_like_a_crash() {
 }
 
 #[test]
+fn a_daemonized_app_is_errored_without_a_restart() {
+    let s = spec(RestartPolicy::Always);
+    let mut lc = online(&s);
+    let actions = lc.handle(&s, Event::Daemonized("left pid 7 running".into()));
+    assert!(actions.is_empty(), "no restart and no kill: {actions:?}");
+    assert_eq!(lc.status(), Status::Errored);
+    assert_eq!(lc.restarts(), 0);
+    assert!(lc.error().unwrap().contains("pid 7"));
+}
+
+#[test]
 fn exit_display() {
     assert_eq!(ExitKind::Code(3).to_string(), "exit code 3");
     assert_eq!(ExitKind::Signal(9).to_string(), "signal SIGKILL");

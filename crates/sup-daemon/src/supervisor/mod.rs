@@ -26,7 +26,7 @@ use sup_proto::{validate_name, AppSpec, EventRecord, Request, Response, Status, 
 use table::{ProbeKind, Role, Table};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
-use tracing::info;
+use tracing::{info, warn};
 
 /// A message for the supervisor.
 #[derive(Debug)]
@@ -630,9 +630,31 @@ impl Supervisor {
         if stopping {
             // A graceful stop waits for the rest of the group to finish too.
             self.finish_if_drained(id);
+        } else if let Some(why) = self.daemonized(id, exit) {
+            warn!(app = %self.table.get(id).map_or("", |a| &a.spec.name), "{why}");
+            self.instance_gone(id, Event::Daemonized(why));
         } else {
-            self.instance_gone(id, exit);
+            self.instance_gone(id, Event::Exited(exit));
         }
+    }
+
+    /// An app whose main process exits 0 at once but leaves processes
+    /// running has daemonized itself: restarting it would only start more
+    /// copies. It turns errored, and what it left keeps running.
+    fn daemonized(&self, id: u32, exit: ExitKind) -> Option<String> {
+        let app = self.table.get(id)?;
+        let inst = app.instance.as_ref()?;
+        let quick =
+            inst.started.elapsed() < std::time::Duration::from_millis(app.spec.min_uptime_ms);
+        if !exit.success() || !quick {
+            return None;
+        }
+        let left = self.leftover_pids(id);
+        let pid = left.first()?;
+        Some(format!(
+            "exited 0 at once and left pid {pid} running: it seems to daemonize itself; \
+             run it in the foreground so that sup supervises the real process"
+        ))
     }
 
     fn finish_if_drained(&mut self, id: u32) {
@@ -643,11 +665,12 @@ impl Supervisor {
         if group_alive(inst.pid) {
             self.draining.push(id);
         } else {
-            self.instance_gone(id, exit);
+            self.instance_gone(id, Event::Exited(exit));
         }
     }
 
-    fn instance_gone(&mut self, id: u32, exit: ExitKind) {
+    /// The instance is gone: `event` says how (an exit, or daemonized).
+    fn instance_gone(&mut self, id: u32, event: Event) {
         // Its pipes are drained before a new instance can write, so the
         // last words of this one come first in the log.
         let old = self.table.get_mut(id).and_then(|a| {
@@ -655,7 +678,7 @@ impl Supervisor {
             a.gates = inst.end_captures();
             Some(inst.pid)
         });
-        self.apply(id, Event::Exited(exit));
+        self.apply(id, event);
         if let Some(app) = self.table.get_mut(id) {
             if app.instance.as_ref().map(|i| i.pid) == old {
                 app.instance = None;

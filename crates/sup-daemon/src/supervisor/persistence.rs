@@ -243,6 +243,19 @@ impl Supervisor {
         }
     }
 
+    /// Live processes app `id` started, other than its instances, probes
+    /// and hooks: children its main process left behind.
+    pub(super) fn leftover_pids(&self, id: u32) -> Vec<u32> {
+        let ancestors = ancestors();
+        tagged_processes(self.home.dir())
+            .into_iter()
+            .filter(|&(pid, app_id, _)| {
+                app_id == id && !ancestors.contains(&pid) && self.table.role_of(pid).is_none()
+            })
+            .map(|(pid, _, _)| pid)
+            .collect()
+    }
+
     /// The kill timeout of an escaped process ran out.
     pub(super) fn stray_deadline(&self, pid: u32, start_time: u64) {
         if read_stat(pid).map(|s| s.start_time) == Some(start_time) {
