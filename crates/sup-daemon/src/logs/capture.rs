@@ -2,7 +2,6 @@
 //! handing the bytes to the writer, never faster than it writes them.
 
 use super::writer::{now_ms, Target, WriterMsg};
-use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::Sender;
@@ -10,18 +9,19 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{oneshot, Semaphore};
 
-/// Bytes read from a pipe at a time.
+/// After a read smaller than this, the reader waits [`COALESCE`] before
+/// the next one.
+const COALESCE_BELOW: usize = 64 * 1024;
+
+/// How long output may gather in the pipe after a small read.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Most bytes read from a pipe at a time.
 const READ_SIZE: usize = 256 * 1024;
 
 /// Chunks of one source that may wait for the writer; when they are all
 /// taken, the reader stops reading and the app blocks on its next write.
 const IN_FLIGHT: usize = 16;
-
-thread_local! {
-    // One read buffer for the whole event loop: readers copy out what they
-    // read, so a hundred quiet apps don't each hold a big buffer.
-    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_SIZE]);
-}
 
 /// How a capture ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,9 @@ struct Reader {
 
 impl Reader {
     async fn run(self, mut stop: oneshot::Receiver<Stop>) {
+        // Set while output gathers in the pipe: when the reader last found
+        // it empty, the arrival time of what it reads next (at the latest).
+        let mut gathering_since: Option<i64> = None;
         loop {
             tokio::select! {
                 biased;
@@ -114,9 +117,23 @@ impl Reader {
                     let Ok(mut guard) = ready else { break };
                     match guard.try_io(|fd| read_chunk(fd.get_ref())) {
                         Ok(Ok(Some(data))) => {
-                            if !self.send(data).await {
+                            let small = data.len() < COALESCE_BELOW;
+                            let at_ms = gathering_since.take().unwrap_or_else(now_ms);
+                            if !self.send(data, at_ms).await {
                                 return;
                             }
+                            if small {
+                                // Let a chatty app's writes gather in the pipe:
+                                // one wake-up and one write per millisecond
+                                // instead of one per 4 KiB. What gathers is
+                                // stamped with the start of the wait, so that
+                                // stdout and stderr keep their order.
+                                gathering_since = Some(now_ms());
+                                tokio::time::sleep(COALESCE).await;
+                            }
+                        }
+                        Err(_would_block) if gathering_since.is_some() => {
+                            gathering_since = None;
                         }
                         Ok(Ok(None)) | Ok(Err(_)) => break, // EOF or a broken pipe
                         Err(_would_block) => {}
@@ -139,7 +156,7 @@ impl Reader {
             match read_chunk(self.pipe.get_ref()) {
                 Ok(Some(data)) => {
                     left = left.saturating_sub(data.len());
-                    if !self.send(data).await {
+                    if !self.send(data, now_ms()).await {
                         return;
                     }
                 }
@@ -149,14 +166,14 @@ impl Reader {
     }
 
     /// Hands a chunk to the writer once a permit is free; false if the writer is gone.
-    async fn send(&self, data: Vec<u8>) -> bool {
+    async fn send(&self, data: Vec<u8>, at_ms: i64) -> bool {
         let Ok(permit) = self.permits.clone().acquire_owned().await else {
             return false;
         };
         let msg = WriterMsg::Chunk {
             target: self.target.clone(),
             source: self.source,
-            at_ms: now_ms(),
+            at_ms,
             data,
             permit,
         };
@@ -177,25 +194,30 @@ fn pending_bytes(fd: &OwnedFd) -> usize {
 }
 
 /// One non-blocking read: `Some(bytes)`, `None` at EOF, or an error
-/// (`WouldBlock` when the pipe is empty).
+/// (`WouldBlock` when the pipe is empty). Reads straight into a buffer of
+/// the size the pipe holds (FIONREAD), so nothing is copied twice and no
+/// large buffer stays allocated for quiet apps.
 fn read_chunk(fd: &OwnedFd) -> io::Result<Option<Vec<u8>>> {
-    READ_BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        loop {
-            // SAFETY: reading into our own buffer of buf.len() bytes.
-            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            match n {
-                0 => return Ok(None),
-                n if n > 0 => return Ok(Some(buf[..n as usize].to_vec())),
-                _ => {
-                    let err = io::Error::last_os_error();
-                    if err.kind() != io::ErrorKind::Interrupted {
-                        return Err(err);
-                    }
+    let want = pending_bytes(fd).clamp(1, READ_SIZE);
+    let mut buf: Vec<u8> = Vec::with_capacity(want);
+    loop {
+        // SAFETY: reading into the spare capacity of our own buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
+        match n {
+            0 => return Ok(None),
+            n if n > 0 => {
+                // SAFETY: the kernel initialised the first n bytes.
+                unsafe { buf.set_len(n as usize) };
+                return Ok(Some(buf));
+            }
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
                 }
             }
         }
-    })
+    }
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
