@@ -83,28 +83,12 @@ impl Supervisor {
         let timeout = Duration::from_millis(app.spec.health.timeout_ms);
         let tx = self.tx.clone();
         match probe {
-            Some(Probe::Http { url }) => {
-                tokio::spawn(async move {
-                    let outcome = probe::http(&url, timeout).await;
-                    let _ = tx.send(Msg::ProbeDone {
-                        app: id,
-                        pid,
-                        kind,
-                        outcome,
-                    });
-                });
-            }
-            Some(Probe::Tcp { addr }) => {
-                tokio::spawn(async move {
-                    let outcome = probe::tcp(&addr, timeout).await;
-                    let _ = tx.send(Msg::ProbeDone {
-                        app: id,
-                        pid,
-                        kind,
-                        outcome,
-                    });
-                });
-            }
+            Some(Probe::Http { url }) => report(tx, id, pid, kind, async move {
+                probe::http(&url, timeout).await
+            }),
+            Some(Probe::Tcp { addr }) => report(tx, id, pid, kind, async move {
+                probe::tcp(&addr, timeout).await
+            }),
             Some(Probe::Cmd { line }) => {
                 match self.spawn_helper(id, &line, Vec::new(), None, true, Role::Probe(kind)) {
                     Ok(probe_pid) => {
@@ -207,4 +191,23 @@ impl Supervisor {
             self.apply(id, Event::Ready);
         }
     }
+}
+
+/// Runs a probe as a task on the event loop and posts its outcome back.
+fn report(
+    tx: tokio::sync::mpsc::UnboundedSender<Msg>,
+    app: u32,
+    pid: u32,
+    kind: ProbeKind,
+    probe: impl std::future::Future<Output = Outcome> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        let outcome = probe.await;
+        let _ = tx.send(Msg::ProbeDone {
+            app,
+            pid,
+            kind,
+            outcome,
+        });
+    });
 }
