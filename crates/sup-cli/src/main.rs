@@ -418,21 +418,21 @@ fn environment() -> std::collections::BTreeMap<String, String> {
     env
 }
 
+/// The probe one of the flag triples (HTTP URL, TCP address, command) asks for.
+fn probe(http: &Option<String>, tcp: &Option<String>, cmd: &Option<String>) -> Option<Probe> {
+    match (http, tcp, cmd) {
+        (Some(url), _, _) => Some(Probe::Http { url: url.clone() }),
+        (_, Some(addr), _) => Some(Probe::Tcp { addr: addr.clone() }),
+        (_, _, Some(line)) => Some(Probe::Cmd { line: line.clone() }),
+        _ => None,
+    }
+}
+
 /// The probes and their timings from `start`'s flags.
 fn health_spec(args: &StartArgs) -> HealthSpec {
-    let liveness = match (&args.health, &args.health_tcp, &args.health_cmd) {
-        (Some(url), _, _) => Some(Probe::Http { url: url.clone() }),
-        (_, Some(addr), _) => Some(Probe::Tcp { addr: addr.clone() }),
-        (_, _, Some(line)) => Some(Probe::Cmd { line: line.clone() }),
-        _ => None,
-    };
-    let readiness = match (&args.ready_http, &args.ready_tcp, &args.ready_cmd) {
-        (Some(url), _, _) => Some(Probe::Http { url: url.clone() }),
-        (_, Some(addr), _) => Some(Probe::Tcp { addr: addr.clone() }),
-        (_, _, Some(line)) => Some(Probe::Cmd { line: line.clone() }),
-        _ if args.ready_notify => Some(Probe::Notify),
-        _ => None,
-    };
+    let liveness = probe(&args.health, &args.health_tcp, &args.health_cmd);
+    let readiness = probe(&args.ready_http, &args.ready_tcp, &args.ready_cmd)
+        .or(args.ready_notify.then_some(Probe::Notify));
     HealthSpec {
         liveness,
         readiness,
