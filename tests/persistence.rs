@@ -152,6 +152,12 @@ fn dump_errors_are_clear() {
         err.contains("no saved apps") && err.contains("dump.json"),
         "{err}"
     );
+    // resurrect without a dump starts no daemon.
+    assert!(sup.daemon_pid().is_none());
+    // A daemon with no apps.
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app]);
+    sup.ok(&["delete", "all"]);
     let err = sup.fails(&["save"], 1);
     assert!(err.contains("--force"), "{err}");
     sup.ok(&["save", "--force"]);

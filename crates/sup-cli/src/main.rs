@@ -57,7 +57,17 @@ fn run(command: Command) -> Result<()> {
             sup_daemon::run(home, options).map_err(Into::into)
         }
         Command::Save(args) => note(&home, Request::Save { force: args.force }, false),
-        Command::Resurrect => note(&home, Request::Resurrect, true),
+        Command::Resurrect => {
+            // No dump, no daemon to start just to say so.
+            let dump = home.dump();
+            if !dump.exists() && !dump.with_extension("json.bak").exists() {
+                bail!(
+                    "no saved apps: {} does not exist (run `sup save` first)",
+                    dump.display()
+                );
+            }
+            note(&home, Request::Resurrect, true)
+        }
         Command::Startup(args) => startup::startup(&args, &home),
         Command::Unstartup(args) => startup::unstartup(&args, &home),
         Command::Update => update(&home),
