@@ -7,6 +7,7 @@ mod home;
 mod lifecycle;
 mod lock;
 mod logs;
+mod machine;
 mod notify;
 mod persist;
 mod probe;

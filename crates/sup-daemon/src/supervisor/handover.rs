@@ -5,8 +5,9 @@
 
 use super::table::{Instance, Role};
 use super::Supervisor;
-use crate::lifecycle::{Lifecycle, TimerKind};
+use crate::lifecycle::Lifecycle;
 use crate::logs::{AppLogs, Logs, Partial, Partials};
+use crate::machine::{AppMachine, Proc};
 use crate::sockets::Held;
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
@@ -79,9 +80,11 @@ impl Supervisor {
         // waits in the pipes for the next daemon; what was read reaches the
         // disk, and unfinished lines are handed over.
         let mut sources = Vec::new();
-        for id in self.table.ids() {
-            if let Some(inst) = self.table.get_mut(id).and_then(|a| a.instance.as_mut()) {
-                sources.push((id, inst.detach_captures()));
+        for app in self.table.iter_mut() {
+            if let Some(p) = app.machine.first().running() {
+                if let Some(inst) = app.procs.get_mut(&p.pid) {
+                    sources.push((app.id, inst.detach_captures()));
+                }
             }
         }
         let fresh = match Logs::start() {
@@ -136,7 +139,10 @@ impl Supervisor {
         for held in &app.sockets {
             set_cloexec(held.fd.as_raw_fd(), true);
         }
-        let Some(inst) = app.instance.as_mut() else {
+        let Some(pid) = app.machine.first().running().map(|p| p.pid) else {
+            return;
+        };
+        let Some(inst) = app.procs.get_mut(&pid) else {
             return;
         };
         let pipes: Vec<OwnedFd> = inst.pipes.drain(..).collect();
@@ -149,7 +155,7 @@ impl Supervisor {
         }
         match self.start_captures([(out, logs.out), (err, logs.err)], Vec::new(), seeds) {
             Ok((captures, pipes)) => {
-                if let Some(inst) = self.table.get_mut(id).and_then(|a| a.instance.as_mut()) {
+                if let Some(inst) = self.table.get_mut(id).and_then(|a| a.procs.get_mut(&pid)) {
                     inst.captures = captures;
                     inst.pipes = pipes;
                 }
@@ -161,15 +167,24 @@ impl Supervisor {
     /// Only a table without transitions in flight can be handed over.
     fn check_quiet(&self) -> Result<(), String> {
         for app in self.table.iter() {
+            let status = app.machine.status();
             let quiet = matches!(
-                app.lc.status(),
+                status,
                 Status::Online | Status::Stopped | Status::Errored | Status::WaitingRestart
             );
-            if !quiet || app.reload.is_some() || !app.retired.is_empty() || app.hook_pid.is_some() {
+            // A process whose group still drains is not handed over.
+            let draining = app
+                .machine
+                .slots()
+                .iter()
+                .any(|s| s.process() != s.running());
+            let moving =
+                app.machine.incoming().is_some() || app.machine.retired_pids().next().is_some();
+            if !quiet || draining || moving || app.hook_pid.is_some() {
                 return Err(format!(
                     "{} is busy ({}) right now; try again in a moment",
                     app.spec.name,
-                    app.lc.status().as_str()
+                    status.as_str()
                 ));
             }
         }
@@ -188,14 +203,15 @@ impl Supervisor {
             .map(|app| HandedApp {
                 id: app.id,
                 spec: app.spec.clone(),
-                lc: app.lc.clone(),
-                instance: app.instance.as_ref().map(|i| {
+                lc: app.machine.first().lc().clone(),
+                instance: app.machine.first().running().and_then(|p| {
+                    let i = app.procs.get(&p.pid)?;
                     let own = sources
                         .iter()
                         .find(|(id, _)| *id == app.id)
                         .map(|(_, s)| s.as_slice())
                         .unwrap_or_default();
-                    HandedInstance {
+                    Some(HandedInstance {
                         pid: i.pid,
                         uptime_ms: i.started.elapsed().as_millis() as u64,
                         pipes: i.pipes.iter().map(AsRawFd::as_raw_fd).collect(),
@@ -203,8 +219,8 @@ impl Supervisor {
                             .iter()
                             .map(|s| partials.remove(s).filter(|p| !p.is_empty()))
                             .collect(),
-                        ready: i.ready,
-                    }
+                        ready: p.ready,
+                    })
                 }),
                 sockets: app
                     .sockets
@@ -212,9 +228,10 @@ impl Supervisor {
                     .map(|h| (h.addr.clone(), h.fd.as_raw_fd()))
                     .collect(),
                 restart_in_ms: app
-                    .restart_due
-                    .filter(|_| app.lc.status() == Status::WaitingRestart)
-                    .map(|due| due.saturating_duration_since(Instant::now()).as_millis() as u64),
+                    .machine
+                    .first()
+                    .restart_in(Instant::now())
+                    .map(|d| d.as_millis() as u64),
             })
             .collect();
         Handover {
@@ -230,10 +247,12 @@ impl Supervisor {
         for app in handover.apps {
             let logs = AppLogs::for_spec(&app.spec, &self.home.logs_dir());
             let id = self.table.insert_with_id(app.id, app.spec, logs.clone());
+            let main = app
+                .instance
+                .map(|handed| self.adopt_instance(id, handed, &logs));
             let Some(entry) = self.table.get_mut(id) else {
                 continue;
             };
-            entry.lc = app.lc;
             entry.sockets = app
                 .sockets
                 .into_iter()
@@ -246,23 +265,14 @@ impl Supervisor {
                     }
                 })
                 .collect();
-            if let Some(handed) = app.instance {
-                self.adopt_instance(id, handed, &logs);
-            }
-            if let Some(ms) = app.restart_in_ms {
-                self.resume_restart(id, Duration::from_millis(ms));
-            }
-            if let Some(entry) = self.table.get_mut(id) {
-                for action in entry.lc.resume(&entry.spec) {
-                    self.act(id, action);
+            let restart_in = app.restart_in_ms.map(Duration::from_millis);
+            let (machine, effects) =
+                AppMachine::adopt(&entry.spec, app.lc, main, restart_in, Instant::now());
+            entry.machine = machine;
+            for effect in effects {
+                if let Some(input) = self.execute(id, effect) {
+                    self.apply(id, input);
                 }
-            }
-            if self
-                .table
-                .get(id)
-                .is_some_and(|a| a.lc.status() == Status::Online)
-            {
-                self.start_liveness(id);
             }
         }
         for event in handover.events {
@@ -272,49 +282,40 @@ impl Supervisor {
         info!("took over from the previous daemon");
     }
 
-    fn resume_restart(&mut self, id: u32, after: Duration) {
-        let Some(app) = self.table.get_mut(id) else {
-            return;
-        };
-        let gen = app.lc.generation();
-        app.restart_due = Some(Instant::now() + after);
-        self.after(
-            after,
-            super::Msg::Timer {
-                app: id,
-                gen,
-                kind: TimerKind::Restart,
-            },
-        );
-    }
-
-    fn adopt_instance(&mut self, id: u32, handed: HandedInstance, logs: &AppLogs) {
-        let Some(fds): Option<[RawFd; 2]> = handed.pipes.try_into().ok() else {
-            return;
-        };
-        // SAFETY: the old daemon passed these fds open and owns them no more.
-        let [out, err] = fds.map(|fd| {
-            set_cloexec(fd, true);
-            unsafe { OwnedFd::from_raw_fd(fd) }
+    /// Resumes capturing a handed-over instance's pipes; what the machine
+    /// will know of it.
+    fn adopt_instance(&mut self, id: u32, handed: HandedInstance, logs: &AppLogs) -> Proc {
+        let since = Instant::now()
+            .checked_sub(Duration::from_millis(handed.uptime_ms))
+            .unwrap_or_else(Instant::now);
+        let mut proc = Proc::new(handed.pid, since);
+        proc.ready = handed.ready;
+        self.table.index_pid(handed.pid, id, Role::Instance);
+        let fds: Option<[RawFd; 2]> = handed.pipes.try_into().ok();
+        let started = fds.map(|fds| {
+            // SAFETY: the old daemon passed these fds open and owns them no more.
+            let [out, err] = fds.map(|fd| {
+                set_cloexec(fd, true);
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            });
+            let targets = [(out, logs.out.clone()), (err, logs.err.clone())];
+            self.start_captures(targets, Vec::new(), handed.partials)
         });
-        let targets = [(out, logs.out.clone()), (err, logs.err.clone())];
-        let (captures, pipes) = match self.start_captures(targets, Vec::new(), handed.partials) {
-            Ok(started) => started,
-            Err(e) => {
+        let (captures, pipes) = match started {
+            Some(Ok(started)) => started,
+            Some(Err(e)) => {
                 warn!("cannot capture a handed-over pipe: {e}");
                 (Vec::new(), Vec::new())
             }
+            None => (Vec::new(), Vec::new()),
         };
         let mut instance = Instance::new(handed.pid, captures);
-        instance.started = Instant::now()
-            .checked_sub(Duration::from_millis(handed.uptime_ms))
-            .unwrap_or_else(Instant::now);
-        instance.ready = handed.ready;
+        instance.started = since;
         instance.pipes = pipes;
-        self.table.index_pid(handed.pid, id, Role::Main);
         if let Some(entry) = self.table.get_mut(id) {
-            entry.instance = Some(instance);
+            entry.procs.insert(handed.pid, instance);
         }
+        proc
     }
 }
 

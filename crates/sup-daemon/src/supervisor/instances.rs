@@ -2,46 +2,26 @@
 
 use super::table::{Instance, Role};
 use super::{Msg, Supervisor};
-use crate::lifecycle::Event;
 use crate::logs::pipe;
+use crate::machine::Role as MRole;
 use crate::{notify, sockets, spawn};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use sup_proto::{AppSpec, Probe};
-use tracing::warn;
 
 impl Supervisor {
-    /// Spawns the app's main instance; the outcome as a lifecycle event.
-    pub(super) fn spawn_main(&mut self, id: u32) -> Event {
-        match self.spawn_instance(id, Role::Main) {
-            Ok(instance) => {
-                let pid = instance.pid;
-                if let Some(app) = self.table.get_mut(id) {
-                    app.instance = Some(instance);
-                    app.health.reset();
-                }
-                self.record(id, "started", format!("pid {pid}"));
-                self.start_readiness(id, pid);
-                Event::Spawned
-            }
-            Err(err) => {
-                let name = self
-                    .table
-                    .get(id)
-                    .map(|a| a.spec.name.clone())
-                    .unwrap_or_default();
-                warn!(app = %name, "spawn failed: {err}");
-                Event::SpawnFailed(err)
-            }
-        }
-    }
-
-    /// Starts an instance of app `id` playing `role`: its output captured,
-    /// the held sockets as fds 3.., and its own notify socket if it reports
-    /// readiness by sd_notify.
-    pub(super) fn spawn_instance(&mut self, id: u32, role: Role) -> Result<Instance, String> {
+    /// Starts a process for slot `slot` of app `id` (its instance, or a
+    /// reload's new one): its output captured, the held sockets as fds 3..,
+    /// and its own notify socket if it reports readiness by sd_notify.
+    /// Returns its pid.
+    pub(super) fn spawn_instance(
+        &mut self,
+        id: u32,
+        slot: usize,
+        role: MRole,
+    ) -> Result<u32, String> {
         let io = |e: std::io::Error| e.to_string();
         let (out_read, out_write) = pipe().map_err(io)?;
         let (err_read, err_write) = pipe().map_err(io)?;
@@ -66,20 +46,23 @@ impl Supervisor {
         drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
         let (out_target, err_target) = (app.logs.out.clone(), app.logs.err.clone());
-        // A new main instance writes after the last one's final lines.
-        let gates = match role {
-            Role::Main => std::mem::take(&mut app.gates),
+        // A slot's new instance writes after the last one's final lines.
+        let gates = match (role, app.gates.get_mut(slot)) {
+            (MRole::Main, Some(gates)) => std::mem::take(gates),
             _ => Vec::new(),
         };
         // Indexed at once: whatever happens next, its exit is ours to reap.
-        self.table.index_pid(pid, id, role);
+        self.table.index_pid(pid, id, Role::Instance);
         let pipes = [(out_read, out_target), (err_read, err_target)];
         match self.start_captures(pipes, gates, Vec::new()) {
             Ok((captures, pipes)) => {
                 let mut instance = Instance::new(pid, captures);
                 instance.notify = notify;
                 instance.pipes = pipes;
-                Ok(instance)
+                if let Some(app) = self.table.get_mut(id) {
+                    app.procs.insert(pid, instance);
+                }
+                Ok(pid)
             }
             Err(e) => {
                 // Nothing would read its output: it must not run unseen.
@@ -191,7 +174,7 @@ impl Supervisor {
         Ok(pid)
     }
 
-    fn next_seq(&mut self) -> u64 {
+    pub(super) fn next_seq(&mut self) -> u64 {
         self.seq += 1;
         self.seq
     }

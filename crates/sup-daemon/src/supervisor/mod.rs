@@ -2,6 +2,7 @@
 //! requests, child exits, probe results and timers, and drives each app's
 //! lifecycle.
 
+mod effects;
 mod events;
 mod handover;
 mod instances;
@@ -12,21 +13,20 @@ mod table;
 
 use crate::events::Events;
 use crate::home::Home;
-use crate::lifecycle::{Action, Event, ExitKind, TimerKind};
 use crate::logs::{AppLogs, Logs};
+use crate::machine::{Input, ProbeKind, Timer};
 use crate::probe::Outcome;
-use crate::reaper;
 pub use handover::{read_handover, Handover, HANDOVER_VERSION};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
-use sup_proto::{validate_name, AppSpec, EventRecord, Request, Response, Status, Target};
-use table::{ProbeKind, Role, Table};
+use sup_proto::{validate_name, AppSpec, EventRecord, Request, Response, Target};
+use table::Table;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
+use tracing::info;
 
 /// A message for the supervisor.
 #[derive(Debug)]
@@ -42,14 +42,12 @@ pub enum Msg {
         /// The past events (or an error).
         reply: oneshot::Sender<Response>,
     },
-    /// A timer set by a lifecycle fired.
+    /// A timer armed by an app's machine fired.
     Timer {
         /// App id.
         app: u32,
-        /// Lifecycle generation it was set in.
-        gen: u64,
-        /// What it was for.
-        kind: TimerKind,
+        /// Which timer.
+        timer: Timer,
     },
     /// Time to probe instance `pid` of `app`.
     ProbeDue {
@@ -71,25 +69,11 @@ pub enum Msg {
         /// What it found.
         outcome: Outcome,
     },
-    /// Instance `pid` of `app` said READY=1, or stayed up long enough to count as ready.
+    /// Instance `pid` of `app` said READY=1.
     Ready {
         /// App id.
         app: u32,
         /// The instance.
-        pid: u32,
-    },
-    /// A reload's new instance ran out of time to get ready.
-    ReloadTimeout {
-        /// App id.
-        app: u32,
-        /// The new instance.
-        pid: u32,
-    },
-    /// An instance retired by a reload ran out of time to stop.
-    RetiredDeadline {
-        /// App id.
-        app: u32,
-        /// Its pid (and process group).
         pid: u32,
     },
     /// Time to write the state file (changes are coalesced).
@@ -142,9 +126,10 @@ pub struct Supervisor {
     table: Table,
     tx: mpsc::UnboundedSender<Msg>,
     waiters: Vec<Waiter>,
-    /// Instances whose main process exited while stopping, and whose
-    /// process group still has members.
-    draining: Vec<u32>,
+    /// Process groups an app's machine waits to see empty: (app, group).
+    watched: Vec<(u32, u32)>,
+    /// Reload requests waiting for their outcome, by token.
+    reloads: HashMap<u64, oneshot::Sender<Result<String, String>>>,
     /// Some while shutting down: the `kill` requests to answer once all is down.
     shutdown: Option<Vec<oneshot::Sender<Response>>>,
     started_at_ms: u64,
@@ -152,10 +137,8 @@ pub struct Supervisor {
     events: Events,
     /// Running command probes: probe pid -> (instance probed, start).
     probe_cmds: std::collections::HashMap<u32, (u32, Instant)>,
-    /// Counter for unique per-instance names.
+    /// Counter for unique per-instance names and reload tokens.
     seq: u64,
-    /// Apps whose next instance waits until the last one's group is gone.
-    spawn_after: Vec<(u32, u32)>,
     /// Apps stopped by the user in this turn: their escaped processes go too.
     escaped_of: Vec<u32>,
     /// The live state file's writer, and whether the state changed.
@@ -205,14 +188,14 @@ impl Supervisor {
             table: Table::default(),
             tx,
             waiters: Vec::new(),
-            draining: Vec::new(),
+            watched: Vec::new(),
+            reloads: HashMap::new(),
             shutdown: None,
             started_at_ms: epoch_ms(SystemTime::now()) as u64,
             logs,
             events: Events::default(),
             probe_cmds: std::collections::HashMap::new(),
             seq: 0,
-            spawn_after: Vec::new(),
             escaped_of: Vec::new(),
         })
     }
@@ -242,7 +225,7 @@ impl Supervisor {
                 && self
                     .table
                     .iter()
-                    .all(|app| app.lc.is_down() && app.retired.is_empty() && app.hook_pid.is_none())
+                    .all(|app| app.machine.is_quiet() && app.hook_pid.is_none())
                 && self.probe_cmds.is_empty()
             {
                 break;
@@ -267,17 +250,15 @@ impl Supervisor {
                 let response = self.follow(target, tx);
                 let _ = reply.send(response);
             }
-            Msg::Timer { app, gen, kind } => self.apply(app, Event::Timer { kind, gen }),
+            Msg::Timer { app, timer } => self.apply(app, Input::Timer(timer)),
             Msg::ProbeDue { app, pid, kind } => self.probe_due(app, pid, kind),
             Msg::ProbeDone {
                 app,
                 pid,
                 kind,
                 outcome,
-            } => self.probe_done(app, pid, kind, outcome),
-            Msg::Ready { app, pid } => self.instance_ready(app, pid),
-            Msg::ReloadTimeout { app, pid } => self.reload_timed_out(app, pid),
-            Msg::RetiredDeadline { app, pid } => self.retired_deadline(app, pid),
+            } => self.apply(app, Input::Probed { pid, kind, outcome }),
+            Msg::Ready { app, pid } => self.apply(app, Input::Ready { pid }),
             Msg::FlushState => self.state_flush_pending = false,
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::Deadline { pid } => {
@@ -307,12 +288,12 @@ impl Supervisor {
                 "the daemon is shutting down",
             )),
             Request::Add { spec, wait } => self.add(*spec, wait),
-            Request::Start(target) => self.each(&target, Event::Start, Until::Settled),
+            Request::Start(target) => self.each(&target, Input::Start, Until::Settled),
             Request::Stop(target) => {
-                self.each(&target, Event::Stop { by_user: true }, Until::Settled)
+                self.each(&target, Input::Stop { by_user: true }, Until::Settled)
             }
-            Request::Restart(target) => self.each(&target, Event::Restart, Until::Settled),
-            Request::Delete(target) => self.delete(&target),
+            Request::Restart(target) => self.each(&target, Input::Restart, Until::Settled),
+            Request::Delete(target) => self.each(&target, Input::Delete, Until::Gone),
             Request::Flush(target) => return self.flush(&target, reply),
             Request::Reload(target) => return self.reload(&target, reply),
             Request::Save { force } => Ok(Answer::Now(self.save(force))),
@@ -366,35 +347,20 @@ impl Supervisor {
         if let Some(app) = self.table.get_mut(id) {
             app.sockets = sockets;
         }
-        self.apply(id, Event::Start);
+        self.apply(id, Input::Start);
         Ok(Answer::When(
             vec![id],
             if wait { Until::Settled } else { Until::Spawned },
         ))
     }
 
-    /// Applies `event` to every app `target` names.
-    fn each(&mut self, target: &Target, event: Event, until: Until) -> Result<Answer, Response> {
+    /// Applies `input` to every app `target` names.
+    fn each(&mut self, target: &Target, input: Input, until: Until) -> Result<Answer, Response> {
         let ids = self.table.resolve(target)?;
         for &id in &ids {
-            if matches!(event, Event::Stop { .. } | Event::Restart) {
-                self.cancel_reload(id, "the app was stopped or restarted during the reload");
-            }
-            self.apply(id, event.clone());
+            self.apply(id, input.clone());
         }
         Ok(Answer::When(ids, until))
-    }
-
-    fn delete(&mut self, target: &Target) -> Result<Answer, Response> {
-        let ids = self.table.resolve(target)?;
-        for &id in &ids {
-            if let Some(app) = self.table.get_mut(id) {
-                app.deleting = true;
-            }
-            self.cancel_reload(id, "the app was deleted during the reload");
-            self.apply(id, Event::Stop { by_user: true });
-        }
-        Ok(Answer::When(ids, Until::Gone))
     }
 
     /// Empties the logs of the apps `target` names; answers once done.
@@ -425,264 +391,7 @@ impl Supervisor {
         }
         self.shutdown.get_or_insert_with(Vec::new).extend(reply);
         for id in self.table.ids() {
-            self.cancel_reload(id, "the daemon is shutting down");
-            self.apply(id, Event::Stop { by_user: false });
-        }
-    }
-
-    /// Feeds `event` to app `id` and carries out the actions, which may
-    /// themselves produce events (a spawn reports its outcome).
-    fn apply(&mut self, id: u32, event: Event) {
-        let mut events = VecDeque::from([event]);
-        while let Some(event) = events.pop_front() {
-            let Some(app) = self.table.get_mut(id) else {
-                return;
-            };
-            let before = app.lc.status();
-            let actions = app.lc.handle(&app.spec, event);
-            let after = app.lc.status();
-            if before != after {
-                self.state_dirty = true;
-                info!(app = %app.spec.name, from = before.as_str(), to = after.as_str());
-                self.status_changed(id, before, after);
-            }
-            for action in actions {
-                events.extend(self.act(id, action));
-            }
-        }
-    }
-
-    /// Side effects of a status change: events, probes, held sockets.
-    fn status_changed(&mut self, id: u32, before: Status, after: Status) {
-        let Some(app) = self.table.get_mut(id) else {
-            return;
-        };
-        let detail = match after {
-            Status::WaitingRestart => app
-                .restart_due
-                .map(|due| {
-                    format!(
-                        "restart in {} ms",
-                        due.saturating_duration_since(Instant::now()).as_millis()
-                    )
-                })
-                .unwrap_or_default(),
-            Status::Errored => app.lc.error().unwrap_or_default().to_string(),
-            _ => String::new(),
-        };
-        if after == Status::Online {
-            self.start_liveness(id);
-        }
-        if before == Status::Online {
-            self.cancel_reload(id, "the app left `online` during the reload");
-        }
-        // A restart without a wait (the first after a crash, or `sup
-        // restart`); one after a wait was recorded on entering the wait.
-        if after == Status::Launching
-            && matches!(
-                before,
-                Status::Online | Status::Launching | Status::Stopping
-            )
-        {
-            self.record(id, "restarting", "now".into());
-        }
-        match after {
-            Status::Online => self.record(id, "online", String::new()),
-            Status::WaitingRestart => self.record(id, "restarting", detail),
-            Status::Errored => self.record(id, "errored", detail),
-            Status::Stopped => {
-                if self.table.get(id).is_some_and(|a| a.lc.user_stopped()) {
-                    self.escaped_of.push(id);
-                }
-                self.record(id, "stopped", String::new())
-            }
-            _ => {}
-        }
-        // Nobody will serve the held sockets: close them so that a proxy
-        // fails fast instead of waiting for its timeout.
-        if let Some(app) = self.table.get_mut(id) {
-            if app.lc.is_down() && !app.sockets.is_empty() {
-                info!(app = %app.spec.name, "closing held sockets");
-                app.sockets.clear();
-            }
-        }
-    }
-
-    fn act(&mut self, id: u32, action: Action) -> Option<Event> {
-        let app = self.table.get_mut(id)?;
-        match action {
-            Action::Spawn => {
-                // What is left of the last instance's group (already sent
-                // SIGKILL) may still hold a port: start once it is gone.
-                let waiting = self
-                    .spawn_after
-                    .iter()
-                    .find(|(i, _)| *i == id)
-                    .map(|(_, g)| *g);
-                let leftover = app
-                    .instance
-                    .as_ref()
-                    .filter(|i| i.exit.is_some())
-                    .map(|i| i.pid);
-                self.spawn_after.retain(|(i, _)| *i != id);
-                match waiting.or(leftover).filter(|&pgid| group_alive(pgid)) {
-                    Some(pgid) => {
-                        self.spawn_after.push((id, pgid));
-                        None
-                    }
-                    None => Some(self.spawn_main(id)),
-                }
-            }
-            Action::SignalStop => {
-                let sig = Signal::from_str(&app.spec.stop_signal).unwrap_or(Signal::SIGTERM);
-                match app.instance.as_ref().filter(|i| i.exit.is_none()) {
-                    Some(inst) => {
-                        signal_group(Some(inst.pid), sig);
-                        None
-                    }
-                    // Nothing runs (its start waits for a leftover group):
-                    // the stop is done at once. The wait stays on record, so
-                    // a restart still waits for that group.
-                    None => Some(Event::Exited(ExitKind::Signal(sig as i32))),
-                }
-            }
-            Action::KillGroup => {
-                signal_group(app.instance.as_ref().map(|i| i.pid), Signal::SIGKILL);
-                None
-            }
-            Action::Schedule { kind, after, gen } => {
-                if kind == TimerKind::Restart {
-                    app.restart_due = Some(Instant::now() + after);
-                }
-                self.after(after, Msg::Timer { app: id, gen, kind });
-                None
-            }
-        }
-    }
-
-    /// Posts `msg` to ourselves after `delay`.
-    fn after(&self, delay: std::time::Duration, msg: Msg) {
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = tx.send(msg);
-        });
-    }
-
-    /// Collects every exited child and routes each to its owner.
-    fn reap(&mut self) {
-        for (pid, exit) in reaper::reap_all() {
-            let Some((id, role)) = self.table.unindex_pid(pid) else {
-                continue;
-            };
-            match role {
-                Role::Main => self.main_exited(id, pid, exit),
-                Role::Incoming => self.incoming_exited(id, pid, exit),
-                Role::Retired => self.retired_exited(id, pid, exit),
-                Role::Probe(kind) => self.probe_exited(id, pid, kind, exit),
-                Role::Hook => self.hook_exited(id, exit),
-            }
-        }
-        let draining = std::mem::take(&mut self.draining);
-        for id in draining {
-            self.finish_if_drained(id);
-        }
-        let ready: Vec<u32> = self
-            .spawn_after
-            .iter()
-            .filter(|(_, pgid)| !group_alive(*pgid))
-            .map(|(id, _)| *id)
-            .collect();
-        self.spawn_after.retain(|(id, _)| !ready.contains(id));
-        for id in ready {
-            let waiting = self.table.get(id).is_some_and(|a| {
-                a.lc.status() == Status::Launching
-                    && a.instance.as_ref().is_none_or(|i| i.exit.is_some())
-            });
-            if waiting {
-                let event = self.spawn_main(id);
-                self.apply(id, event);
-            }
-        }
-        let with_retired: Vec<u32> = self
-            .table
-            .iter()
-            .filter(|a| !a.retired.is_empty())
-            .map(|a| a.id)
-            .collect();
-        for id in with_retired {
-            self.prune_retired(id);
-        }
-    }
-
-    fn main_exited(&mut self, id: u32, pid: u32, exit: ExitKind) {
-        let Some(app) = self.table.get_mut(id) else {
-            return;
-        };
-        info!(app = %app.spec.name, pid, "exited: {exit}");
-        let Some(inst) = app.instance.as_mut().filter(|i| i.pid == pid) else {
-            return;
-        };
-        inst.exit = Some(exit);
-        let stopping = app.lc.status() == Status::Stopping;
-        self.record(id, "exited", format!("pid {pid}, {exit}"));
-        self.cancel_reload(id, "the old instance exited during the reload");
-        if stopping {
-            // A graceful stop waits for the rest of the group to finish too.
-            self.finish_if_drained(id);
-        } else if let Some(why) = self.daemonized(id, exit) {
-            warn!(app = %self.table.get(id).map_or("", |a| &a.spec.name), "{why}");
-            self.instance_gone(id, Event::Daemonized(why));
-        } else {
-            self.instance_gone(id, Event::Exited(exit));
-        }
-    }
-
-    /// An app whose main process exits 0 at once but leaves processes
-    /// running has daemonized itself: restarting it would only start more
-    /// copies. It turns errored, and what it left keeps running.
-    fn daemonized(&self, id: u32, exit: ExitKind) -> Option<String> {
-        let app = self.table.get(id)?;
-        let inst = app.instance.as_ref()?;
-        let quick =
-            inst.started.elapsed() < std::time::Duration::from_millis(app.spec.min_uptime_ms);
-        if !exit.success() || !quick {
-            return None;
-        }
-        let left = self.leftover_pids(id);
-        let pid = left.first()?;
-        Some(format!(
-            "exited 0 at once and left pid {pid} running: it seems to daemonize itself; \
-             run it in the foreground so that sup supervises the real process"
-        ))
-    }
-
-    fn finish_if_drained(&mut self, id: u32) {
-        let Some(inst) = self.table.get(id).and_then(|a| a.instance.as_ref()) else {
-            return;
-        };
-        let Some(exit) = inst.exit else { return };
-        if group_alive(inst.pid) {
-            self.draining.push(id);
-        } else {
-            self.instance_gone(id, Event::Exited(exit));
-        }
-    }
-
-    /// The instance is gone: `event` says how (an exit, or daemonized).
-    fn instance_gone(&mut self, id: u32, event: Event) {
-        // Its pipes are drained before a new instance can write, so the
-        // last words of this one come first in the log.
-        let old = self.table.get_mut(id).and_then(|a| {
-            let inst = a.instance.as_mut()?;
-            a.gates = inst.end_captures();
-            Some(inst.pid)
-        });
-        self.apply(id, event);
-        if let Some(app) = self.table.get_mut(id) {
-            if app.instance.as_ref().map(|i| i.pid) == old {
-                app.instance = None;
-            }
+            self.apply(id, Input::Stop { by_user: false });
         }
     }
 
@@ -692,14 +401,14 @@ impl Supervisor {
         let gone: Vec<u32> = self
             .table
             .iter()
-            .filter(|a| a.deleting && a.lc.is_down() && a.retired.is_empty())
+            .filter(|a| a.machine.is_gone())
             .map(|a| a.id)
             .collect();
         for id in gone {
             self.state_urgent = true;
             if let Some(app) = self.table.get_mut(id) {
                 info!(app = %app.spec.name, "deleted");
-                let gates = std::mem::take(&mut app.gates);
+                let gates = app.gates.drain(..).flatten().collect();
                 self.logs.close_after(&app.logs, gates);
             }
             self.table.remove(id);
@@ -723,11 +432,8 @@ impl Supervisor {
         ids.iter().all(|&id| match (self.table.get(id), until) {
             (None, _) => true,
             (Some(_), Until::Gone) => false,
-            (Some(app), Until::Settled) => app.lc.is_settled(),
-            (Some(app), Until::Spawned) => {
-                app.lc.is_settled()
-                    || (app.lc.status() == Status::Launching && app.instance.is_some())
-            }
+            (Some(app), Until::Settled) => app.machine.is_settled(),
+            (Some(app), Until::Spawned) => app.machine.is_spawned(),
         })
     }
 

@@ -2,8 +2,8 @@
 //! that died without a clean shutdown.
 
 use super::Supervisor;
-use crate::lifecycle::Event;
 use crate::logs::AppLogs;
+use crate::machine::{stop_signal, Input};
 use crate::persist::{self, is_running, should_start, LiveInstance, LoadError, SavedApp, Snapshot};
 use crate::procstat::read_stat;
 use nix::sys::signal::Signal;
@@ -37,15 +37,16 @@ impl Supervisor {
         let apps = self
             .table
             .iter()
-            .filter(|app| !app.deleting)
+            .filter(|app| !app.machine.deleting())
             .map(|app| SavedApp {
                 id: app.id,
                 spec: &app.spec,
-                stopped_by_user: app.lc.user_stopped(),
-                was_running: is_running(app.lc.status()),
+                stopped_by_user: app.machine.first().lc().user_stopped(),
+                was_running: is_running(app.machine.status()),
                 instance: live
-                    .then(|| app.instance.as_ref().filter(|i| i.exit.is_none()))
+                    .then(|| app.machine.first().running())
                     .flatten()
+                    .and_then(|p| app.procs.get(&p.pid))
                     .and_then(|i| {
                         Some(LiveInstance {
                             pid: i.pid,
@@ -146,10 +147,10 @@ impl Supervisor {
             self.logs.open(&logs);
             let id = self.table.insert_with_id(saved.id, saved.spec, logs);
             if let Some(app) = self.table.get_mut(id) {
-                app.lc.set_user_stopped(saved.stopped_by_user);
+                app.machine.set_user_stopped(saved.stopped_by_user);
             }
             if start {
-                self.apply(id, Event::Start);
+                self.apply(id, Input::Start);
                 done.started.push(name);
             } else {
                 done.stopped.push(name);
@@ -231,10 +232,10 @@ impl Supervisor {
             let Some(app) = self.table.get(app_id).filter(|_| ids.contains(&app_id)) else {
                 continue;
             };
-            if ancestors.contains(&pid) || app.instance.as_ref().is_some_and(|i| i.pid == pid) {
+            if ancestors.contains(&pid) || app.procs.contains_key(&pid) {
                 continue;
             }
-            let sig = Signal::from_str(&app.spec.stop_signal).unwrap_or(Signal::SIGTERM);
+            let sig = stop_signal(&app.spec);
             let after = Duration::from_millis(app.spec.kill_timeout_ms);
             warn!(app = %app.spec.name, pid, "stopping a process the app left outside its group");
             // SAFETY: kill(2); the pid was read with its start time just now.

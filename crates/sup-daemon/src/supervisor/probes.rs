@@ -1,79 +1,21 @@
-//! Liveness and readiness probes, scheduled on the event loop's timers.
+//! Running the liveness and readiness checks an app's machine asks for.
 
-use super::table::{ProbeKind, Role};
+use super::table::Role;
 use super::{Msg, Supervisor};
-use crate::health::Verdict;
-use crate::lifecycle::{Event, ExitKind};
+use crate::lifecycle::ExitKind;
+use crate::machine::{Input, ProbeKind};
 use crate::probe::{self, Outcome};
 use std::time::{Duration, Instant};
-use sup_proto::{Probe, Status};
-use tracing::warn;
-
-/// How often a readiness check runs until it passes.
-const READY_EVERY: Duration = Duration::from_millis(100);
+use sup_proto::Probe;
 
 impl Supervisor {
-    /// Starts liveness probing of the app's main instance (it just turned online).
-    pub(super) fn start_liveness(&mut self, id: u32) {
-        let Some(app) = self.table.get(id) else {
-            return;
-        };
-        let (Some(_), Some(inst)) = (&app.spec.health.liveness, &app.instance) else {
-            return;
-        };
-        let every = Duration::from_millis(app.spec.health.interval_ms);
-        self.after(
-            every,
-            Msg::ProbeDue {
-                app: id,
-                pid: inst.pid,
-                kind: ProbeKind::Liveness,
-            },
-        );
-    }
-
-    /// Starts checking whether instance `pid` is ready (sd_notify needs no
-    /// polling: its socket reports READY=1).
-    pub(super) fn start_readiness(&mut self, id: u32, pid: u32) {
-        let Some(app) = self.table.get(id) else {
-            return;
-        };
-        match &app.spec.health.readiness {
-            None | Some(Probe::Notify) => {}
-            Some(_) => self.after(
-                READY_EVERY,
-                Msg::ProbeDue {
-                    app: id,
-                    pid,
-                    kind: ProbeKind::Readiness,
-                },
-            ),
-        }
-    }
-
-    /// Whether instance `pid` still needs this kind of check.
-    fn wants_probe(&self, id: u32, pid: u32, kind: ProbeKind) -> bool {
-        let Some(app) = self.table.get(id) else {
-            return false;
-        };
-        let main = app
-            .instance
-            .as_ref()
-            .filter(|i| i.pid == pid && i.exit.is_none());
-        match kind {
-            ProbeKind::Liveness => main.is_some() && app.lc.status() == Status::Online,
-            ProbeKind::Readiness => {
-                main.is_some_and(|i| !i.ready) && app.lc.status() == Status::Launching
-                    || app.reload.as_ref().is_some_and(|r| r.incoming.pid == pid)
-            }
-        }
-    }
-
+    /// Runs a check of instance `pid`, unless its machine no longer wants it.
     pub(super) fn probe_due(&mut self, id: u32, pid: u32, kind: ProbeKind) {
-        if !self.wants_probe(id, pid, kind) {
-            return;
-        }
-        let Some(app) = self.table.get(id) else {
+        let Some(app) = self
+            .table
+            .get(id)
+            .filter(|a| a.machine.wants_probe(pid, kind))
+        else {
             return;
         };
         let probe = match kind {
@@ -95,12 +37,11 @@ impl Supervisor {
                         self.probe_cmds.insert(probe_pid, (pid, Instant::now()));
                         self.after(timeout, Msg::Deadline { pid: probe_pid });
                     }
-                    Err(e) => self.probe_done(
-                        id,
-                        pid,
-                        kind,
-                        Outcome::new(false, format!("cannot run probe: {e}"), Instant::now()),
-                    ),
+                    Err(e) => {
+                        let outcome =
+                            Outcome::new(false, format!("cannot run probe: {e}"), Instant::now());
+                        self.apply(id, Input::Probed { pid, kind, outcome });
+                    }
                 }
             }
             Some(Probe::Notify) | None => {}
@@ -123,73 +64,8 @@ impl Supervisor {
             ExitKind::Signal(9) => "timed out".to_string(),
             other => other.to_string(),
         };
-        self.probe_done(id, pid, kind, Outcome::new(exit.success(), detail, started));
-    }
-
-    pub(super) fn probe_done(&mut self, id: u32, pid: u32, kind: ProbeKind, outcome: Outcome) {
-        if !self.wants_probe(id, pid, kind) {
-            return;
-        }
-        match kind {
-            ProbeKind::Readiness if outcome.ok => self.instance_ready(id, pid),
-            ProbeKind::Readiness => self.after(READY_EVERY, Msg::ProbeDue { app: id, pid, kind }),
-            ProbeKind::Liveness => self.liveness_result(id, pid, outcome),
-        }
-    }
-
-    fn liveness_result(&mut self, id: u32, pid: u32, outcome: Outcome) {
-        let Some(app) = self.table.get_mut(id) else {
-            return;
-        };
-        let h = &app.spec.health;
-        let counts = app
-            .instance
-            .as_ref()
-            .is_some_and(|i| i.started.elapsed() >= Duration::from_millis(h.start_period_ms));
-        let (retries, every) = (h.retries, Duration::from_millis(h.interval_ms));
-        let detail = outcome.detail.clone();
-        match app.health.record(outcome, retries, counts) {
-            Verdict::Same => {}
-            Verdict::Recovered => self.record(id, "healthy", detail),
-            Verdict::Failing(n) => self.record(
-                id,
-                "unhealthy",
-                format!("{n} of {retries} failures: {detail}"),
-            ),
-            Verdict::Unhealthy(why) => {
-                warn!(app = %self.table.get(id).map_or("", |a| &a.spec.name), "{why}; restarting");
-                self.record(id, "unhealthy", format!("{why}; restarting"));
-                self.apply(id, Event::Unhealthy(why));
-                return;
-            }
-        }
-        self.after(
-            every,
-            Msg::ProbeDue {
-                app: id,
-                pid,
-                kind: ProbeKind::Liveness,
-            },
-        );
-    }
-
-    /// Instance `pid` is ready: the main one turns online, a reload's new
-    /// one takes over.
-    pub(super) fn instance_ready(&mut self, id: u32, pid: u32) {
-        let Some(app) = self.table.get_mut(id) else {
-            return;
-        };
-        if app.reload.as_ref().is_some_and(|r| r.incoming.pid == pid) {
-            return self.promote(id);
-        }
-        let Some(inst) = app.instance.as_mut().filter(|i| i.pid == pid && !i.ready) else {
-            return;
-        };
-        inst.ready = true;
-        if app.lc.status() == Status::Launching {
-            self.record(id, "ready", format!("pid {pid}"));
-            self.apply(id, Event::Ready);
-        }
+        let outcome = Outcome::new(exit.success(), detail, started);
+        self.apply(id, Input::Probed { pid, kind, outcome });
     }
 }
 

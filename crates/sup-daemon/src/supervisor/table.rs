@@ -1,18 +1,18 @@
 //! The process table: apps by id, and the pid index that routes exits.
 
-use crate::health::Health;
-use crate::lifecycle::{ExitKind, Lifecycle};
 use crate::logs::{AppLogs, Capture, Stop};
+use crate::machine::{AppMachine, ProbeKind};
 use crate::notify::NotifySocket;
 use crate::procstat::{tree_usage, CpuMeter};
 use crate::sockets::Held;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
-use sup_proto::{AppInfo, AppSpec, EventRecord, InstanceInfo, LogInfo, Response, Target};
+use sup_proto::{AppInfo, AppSpec, EventRecord, InstanceInfo, LogInfo, Response, Status, Target};
 use tokio::sync::oneshot;
 
-/// A running (or draining) copy of an app.
+/// The resources of a running process of an app (an instance, a reload's
+/// new one, or a retired one): what the pure machine does not hold.
 #[derive(Debug)]
 pub struct Instance {
     /// Pid of the main process; also its process group id.
@@ -21,14 +21,10 @@ pub struct Instance {
     pub started: Instant,
     /// CPU rate between queries.
     pub meter: CpuMeter,
-    /// Set once the main process exited while the rest of the group drains.
-    pub exit: Option<ExitKind>,
     /// The captures of its stdout and stderr.
     pub captures: Vec<Capture>,
     /// Its own sd_notify socket, when the app reports readiness that way.
     pub notify: Option<NotifySocket>,
-    /// It passed its readiness check.
-    pub ready: bool,
     /// Copies of its stdout and stderr read ends, kept for `sup update`.
     pub pipes: Vec<OwnedFd>,
     /// Its start time after boot (clock ticks), read once at spawn: with
@@ -44,10 +40,8 @@ impl Instance {
             pid,
             started,
             meter: CpuMeter::new(started),
-            exit: None,
             captures,
             notify: None,
-            ready: false,
             pipes: Vec::new(),
             start_time: crate::procstat::read_stat(pid).map(|s| s.start_time),
         }
@@ -73,73 +67,55 @@ impl Instance {
             })
             .collect()
     }
+
+    /// What `list` shows of it.
+    fn info(&mut self, status: Status, now: Instant) -> InstanceInfo {
+        let u = tree_usage(self.pid);
+        InstanceInfo {
+            pid: Some(self.pid),
+            status,
+            uptime_ms: Some(now.duration_since(self.started).as_millis() as u64),
+            cpu: self.meter.percent(u.ticks, now),
+            memory: u.rss_bytes,
+        }
+    }
 }
 
-/// One app in the table.
+/// One app in the table: its spec, its machine, and the resources the
+/// machine's effects act on.
 #[derive(Debug)]
 pub struct App {
     /// Stable numeric id.
     pub id: u32,
     /// Its spec.
     pub spec: AppSpec,
-    /// Its lifecycle.
-    pub lc: Lifecycle,
+    /// Its state: every instance, pure.
+    pub machine: AppMachine,
     /// Its log files.
     pub logs: AppLogs,
-    /// The current instance, if one runs.
-    pub instance: Option<Instance>,
-    /// When the scheduled restart is due, while waiting.
-    pub restart_due: Option<Instant>,
-    /// Being deleted: removed once down.
-    pub deleting: bool,
+    /// Resources of its running processes, by pid.
+    pub procs: HashMap<u32, Instance>,
     /// Listening sockets held for the app while it may run.
     pub sockets: Vec<Held>,
-    /// Liveness health of the current instance.
-    pub health: Health,
-    /// A reload in progress: the new instance, and who waits for the outcome.
-    pub reload: Option<Reload>,
-    /// Old instances stopping after a reload.
-    pub retired: Vec<Instance>,
     /// Events waiting for the app's `on_event` hook, oldest first.
     pub hook_queue: VecDeque<EventRecord>,
     /// Pid of the hook running now.
     pub hook_pid: Option<u32>,
-    /// Fire when the last instance's captures are done: the next instance's
-    /// output waits for them, so lines keep their order across a restart.
-    pub gates: Vec<Option<oneshot::Receiver<()>>>,
-}
-
-/// A reload in progress.
-#[derive(Debug)]
-pub struct Reload {
-    /// The new instance, not yet ready.
-    pub incoming: Instance,
-    /// Told whether the reload succeeded (a note) or failed (why).
-    pub reply: Option<oneshot::Sender<Result<String, String>>>,
+    /// Per slot: fire when the last instance's captures are done; the next
+    /// instance's output waits for them, so lines keep their order across a
+    /// restart.
+    pub gates: Vec<Vec<Option<oneshot::Receiver<()>>>>,
 }
 
 /// What a pid is to the daemon, so that its exit goes to the right owner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// The main process of the app's current instance.
-    Main,
-    /// The new instance of a reload.
-    Incoming,
-    /// An old instance stopping after a reload.
-    Retired,
+    /// A process of one of the app's instances (its machine knows which).
+    Instance,
     /// A command probe.
     Probe(ProbeKind),
     /// The `on_event` hook.
     Hook,
-}
-
-/// Which check a probe serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeKind {
-    /// Restart when it keeps failing.
-    Liveness,
-    /// Hold `launching` until it passes.
-    Readiness,
 }
 
 impl App {
@@ -147,57 +123,50 @@ impl App {
     pub fn info(&mut self, logs: LogInfo, with_spec: bool) -> AppInfo {
         let listen = self.sockets.iter().map(|h| h.addr.clone()).collect();
         let now = Instant::now();
-        let status = self.lc.status();
-        let live = self.instance.as_mut().filter(|i| i.exit.is_none());
-        let (pid, uptime_ms, cpu, memory) = match live {
-            Some(inst) => {
-                let u = tree_usage(inst.pid);
-                let (cpu, memory) = (inst.meter.percent(u.ticks, now), u.rss_bytes);
-                let uptime = now.duration_since(inst.started).as_millis() as u64;
-                (Some(inst.pid), Some(uptime), cpu, memory)
-            }
-            None => (None, None, 0.0, 0),
-        };
-        let mut instances = vec![InstanceInfo {
-            pid,
-            status,
-            uptime_ms,
-            cpu,
-            memory,
-        }];
-        if let Some(reload) = &self.reload {
-            let inst = &reload.incoming;
-            let u = tree_usage(inst.pid);
-            instances.push(InstanceInfo {
-                pid: Some(inst.pid),
-                status: sup_proto::Status::Launching,
-                uptime_ms: Some(now.duration_since(inst.started).as_millis() as u64),
-                cpu: 0.0,
-                memory: u.rss_bytes,
+        let mut instances = Vec::new();
+        for slot in self.machine.slots() {
+            let status = slot.lc().status();
+            let running = slot.running().and_then(|p| self.procs.get_mut(&p.pid));
+            instances.push(match running {
+                Some(inst) => inst.info(status, now),
+                None => InstanceInfo {
+                    pid: None,
+                    status,
+                    uptime_ms: None,
+                    cpu: 0.0,
+                    memory: 0,
+                },
             });
         }
+        if let Some(inst) = self
+            .machine
+            .incoming()
+            .and_then(|p| self.procs.get_mut(&p.pid))
+        {
+            instances.push(inst.info(Status::Launching, now));
+        }
+        let first = self.machine.first();
+        let lc = first.lc();
+        let main = &instances[0];
         AppInfo {
             id: self.id,
             name: self.spec.name.clone(),
-            pid,
-            status,
-            restarts: self.lc.restarts(),
-            unstable_restarts: self.lc.unstable_restarts(),
-            stopped_by_user: self.lc.user_stopped(),
-            uptime_ms,
-            cpu,
-            memory,
-            last_exit: self.lc.last_exit().map(|e| e.to_string()),
-            error: self.lc.error().map(str::to_string),
-            restart_reason: self.lc.restart_reason().map(str::to_string),
-            restart_in_ms: self
-                .restart_due
-                .filter(|_| status == sup_proto::Status::WaitingRestart)
-                .map(|due| due.saturating_duration_since(now).as_millis() as u64),
+            pid: main.pid,
+            status: self.machine.status(),
+            restarts: self.machine.restarts(),
+            unstable_restarts: lc.unstable_restarts(),
+            stopped_by_user: lc.user_stopped(),
+            uptime_ms: main.uptime_ms,
+            cpu: main.cpu,
+            memory: main.memory,
+            last_exit: lc.last_exit().map(|e| e.to_string()),
+            error: lc.error().map(str::to_string),
+            restart_reason: lc.restart_reason().map(str::to_string),
+            restart_in_ms: first.restart_in(now).map(|d| d.as_millis() as u64),
             instances,
             dump_warning: None,
             logs,
-            health: self.health.info(self.spec.health.liveness.is_some()),
+            health: self.machine.health(&self.spec, 0),
             listen,
             spec: with_spec.then(|| self.spec.clone()),
         }
@@ -230,18 +199,13 @@ impl Table {
         let app = App {
             id,
             spec,
-            lc: Lifecycle::default(),
+            machine: AppMachine::new(1),
             logs,
-            instance: None,
-            restart_due: None,
-            deleting: false,
+            procs: HashMap::new(),
             sockets: Vec::new(),
-            health: Health::default(),
-            reload: None,
-            retired: Vec::new(),
             hook_queue: VecDeque::new(),
             hook_pid: None,
-            gates: Vec::new(),
+            gates: vec![Vec::new()],
         };
         self.apps.insert(id, app);
         id
@@ -272,6 +236,11 @@ impl Table {
         self.apps.values()
     }
 
+    /// Every app, by id.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut App> {
+        self.apps.values_mut()
+    }
+
     /// The id of the app named `name`.
     pub fn find_name(&self, name: &str) -> Option<u32> {
         self.apps
@@ -295,13 +264,6 @@ impl Table {
     /// Records that `pid` plays `role` for app `id`.
     pub fn index_pid(&mut self, pid: u32, id: u32, role: Role) {
         self.by_pid.insert(pid, (id, role));
-    }
-
-    /// Changes what `pid` is (an incoming instance promoted, a main retired).
-    pub fn set_role(&mut self, pid: u32, role: Role) {
-        if let Some(entry) = self.by_pid.get_mut(&pid) {
-            entry.1 = role;
-        }
     }
 
     /// What `pid` is, while it has not been reaped.

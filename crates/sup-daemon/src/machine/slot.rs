@@ -1,0 +1,272 @@
+//! One instance slot of an app: its lifecycle, its process, the group that
+//! process leaves behind, and how lifecycle actions become effects.
+
+use super::{stop_signal, AppMachine, Effect, Proc, Role, Timer};
+use crate::health::Health;
+use crate::lifecycle::{Action, Event, ExitKind, Lifecycle, TimerKind};
+use nix::sys::signal::Signal;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use sup_proto::{AppSpec, Status};
+
+/// One instance of an app, over its restarts.
+#[derive(Debug, Clone, Default)]
+pub struct Slot {
+    pub(super) lc: Lifecycle,
+    /// The current process; after its main process exited, kept while its
+    /// group still has members (a stop drains it, a restart waits for it).
+    pub(super) inst: Option<Proc>,
+    /// Stopping, the main process exited, the group drains: the exit is
+    /// told to the lifecycle once the group is empty.
+    pub(super) draining: bool,
+    /// A spawn waits for the last process's group to be gone (it may still
+    /// hold a port).
+    pub(super) spawn_waits: bool,
+    pub(super) health: Health,
+    pub(super) restart_due: Option<Instant>,
+}
+
+impl Slot {
+    /// Its lifecycle (status, restarts, last exit).
+    pub fn lc(&self) -> &Lifecycle {
+        &self.lc
+    }
+
+    /// Its running process, if the main process has not exited.
+    pub fn running(&self) -> Option<Proc> {
+        self.inst.filter(|p| p.alive())
+    }
+
+    /// Its current process, exited or not (a group may still drain).
+    pub fn process(&self) -> Option<Proc> {
+        self.inst
+    }
+
+    /// Time left before a scheduled restart, while waiting for it.
+    pub fn restart_in(&self, now: Instant) -> Option<Duration> {
+        self.restart_due
+            .filter(|_| self.lc.status() == Status::WaitingRestart)
+            .map(|due| due.saturating_duration_since(now))
+    }
+}
+
+impl AppMachine {
+    /// Feeds `event` to the lifecycle of slot `i` and turns its actions
+    /// into effects; an action may answer at once (a stop with nothing to
+    /// signal is done).
+    pub(super) fn feed(&mut self, spec: &AppSpec, i: usize, event: Event, now: Instant) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let slot = &mut self.slots[i];
+            let before = slot.lc.status();
+            let actions = slot.lc.handle(spec, event);
+            let after = slot.lc.status();
+            for action in &actions {
+                if let Action::Schedule {
+                    kind: TimerKind::Restart,
+                    after,
+                    ..
+                } = action
+                {
+                    slot.restart_due = Some(now + *after);
+                }
+            }
+            if before != after {
+                self.status_changed(spec, i, before, after, now);
+            }
+            for action in actions {
+                queue.extend(self.act(spec, i, action));
+            }
+        }
+    }
+
+    /// Effects of a lifecycle's actions (for a handover, its timers).
+    pub(super) fn lc_actions(
+        &mut self,
+        spec: &AppSpec,
+        i: usize,
+        actions: Vec<Action>,
+        now: Instant,
+    ) {
+        for action in actions {
+            if let Some(event) = self.act(spec, i, action) {
+                self.feed(spec, i, event, now);
+            }
+        }
+    }
+
+    fn act(&mut self, spec: &AppSpec, i: usize, action: Action) -> Option<Event> {
+        let slot = &mut self.slots[i];
+        match action {
+            // What is left of the last process's group (already sent
+            // SIGKILL) may still hold a port: spawn once it is gone.
+            Action::Spawn if slot.inst.is_some() => slot.spawn_waits = true,
+            Action::Spawn => self.emit(Effect::Spawn {
+                slot: i,
+                role: Role::Main,
+            }),
+            Action::SignalStop => match slot.running() {
+                Some(p) => self.emit(Effect::Signal {
+                    pid: p.pid,
+                    signal: stop_signal(spec),
+                }),
+                // Nothing runs (a spawn waits for a leftover group): the
+                // stop is done at once.
+                None => return Some(Event::Exited(ExitKind::Signal(stop_signal(spec) as i32))),
+            },
+            Action::KillGroup => {
+                if let Some(p) = slot.inst {
+                    self.emit(Effect::Signal {
+                        pid: p.pid,
+                        signal: Signal::SIGKILL,
+                    });
+                }
+            }
+            Action::Schedule { kind, after, gen } => self.emit(Effect::Arm {
+                after,
+                timer: Timer::Slot { slot: i, gen, kind },
+            }),
+        }
+        None
+    }
+
+    fn status_changed(
+        &mut self,
+        spec: &AppSpec,
+        i: usize,
+        before: Status,
+        after: Status,
+        now: Instant,
+    ) {
+        self.emit(Effect::Status {
+            slot: i,
+            from: before,
+            to: after,
+        });
+        if before == Status::Online {
+            self.cancel_reload("the app left `online` during the reload");
+        }
+        let slot = &self.slots[i];
+        match after {
+            Status::Online => {
+                self.start_liveness(spec, i);
+                self.record("online", "");
+            }
+            // A restart without a wait (the first after a crash, or `sup
+            // restart`); one after a wait was recorded on entering the wait.
+            Status::Launching
+                if matches!(
+                    before,
+                    Status::Online | Status::Launching | Status::Stopping
+                ) =>
+            {
+                let detail = if slot.inst.is_some() {
+                    "once the last process group is gone"
+                } else {
+                    "now"
+                };
+                self.record("restarting", detail);
+            }
+            Status::WaitingRestart => {
+                let ms = slot.restart_in(now).unwrap_or_default().as_millis();
+                self.record("restarting", format!("restart in {ms} ms"));
+            }
+            Status::Errored => {
+                let why = slot.lc.error().unwrap_or_default().to_string();
+                self.record("errored", why);
+            }
+            Status::Stopped => {
+                if slot.lc.user_stopped() {
+                    self.emit(Effect::StopEscaped);
+                }
+                self.record("stopped", "");
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn spawned_main(&mut self, spec: &AppSpec, i: usize, pid: u32, now: Instant) {
+        let slot = &mut self.slots[i];
+        slot.inst = Some(Proc::new(pid, now));
+        slot.health.reset();
+        self.record("started", format!("pid {pid}"));
+        self.start_readiness(spec, pid);
+        self.feed(spec, i, Event::Spawned, now);
+    }
+
+    /// The main process of slot `i` exited.
+    pub(super) fn main_exited(
+        &mut self,
+        spec: &AppSpec,
+        i: usize,
+        exit: ExitKind,
+        group_alive: bool,
+        escaped: Option<u32>,
+        now: Instant,
+    ) {
+        let slot = &mut self.slots[i];
+        let Some(p) = slot.inst.as_mut().filter(|p| p.alive()) else {
+            return;
+        };
+        p.exit = Some(exit);
+        let pid = p.pid;
+        let stopping = slot.lc.status() == Status::Stopping;
+        self.record("exited", format!("pid {pid}, {exit}"));
+        self.cancel_reload("the old instance exited during the reload");
+        if group_alive {
+            self.emit(Effect::WatchGroup { pid });
+        }
+        if stopping && group_alive {
+            // A graceful stop waits for the rest of the group to finish too.
+            self.slots[i].draining = true;
+            return;
+        }
+        let event = match escaped {
+            Some(left) => Event::Daemonized(format!(
+                "exited 0 at once and left pid {left} running: it seems to daemonize itself; \
+                 run it in the foreground so that sup supervises the real process"
+            )),
+            None => Event::Exited(exit),
+        };
+        self.gone(spec, i, event, group_alive, now);
+    }
+
+    /// The instance of slot `i` is gone (`event` says how): its output is
+    /// released before a new instance can write, so its last words come
+    /// first in the log.
+    fn gone(&mut self, spec: &AppSpec, i: usize, event: Event, group_alive: bool, now: Instant) {
+        let Some(p) = self.slots[i].inst else { return };
+        self.emit(Effect::Release {
+            pid: p.pid,
+            slot: Some(i),
+        });
+        if !group_alive {
+            self.slots[i].inst = None;
+        }
+        self.feed(spec, i, event, now);
+    }
+
+    /// A watched group is empty: a drained stop ends, a waiting spawn goes.
+    pub(super) fn group_gone(&mut self, spec: &AppSpec, pid: u32, now: Instant) {
+        self.retired.retain(|r| !(r.pid == pid && r.exited));
+        let Some(i) = self
+            .slots
+            .iter()
+            .position(|s| s.inst.is_some_and(|p| p.pid == pid && !p.alive()))
+        else {
+            return;
+        };
+        let slot = &mut self.slots[i];
+        if std::mem::take(&mut slot.draining) {
+            let exit = slot.inst.and_then(|p| p.exit).unwrap_or(ExitKind::Code(0));
+            return self.gone(spec, i, Event::Exited(exit), false, now);
+        }
+        slot.inst = None;
+        if std::mem::take(&mut slot.spawn_waits) && slot.lc.status() == Status::Launching {
+            self.emit(Effect::Spawn {
+                slot: i,
+                role: Role::Main,
+            });
+        }
+    }
+}

@@ -1,0 +1,565 @@
+//! The app machine, driven through its inputs without a single process.
+
+use super::*;
+use crate::probe::Outcome;
+use sup_proto::{Probe, RestartPolicy};
+
+/// A machine under test, its spec and a clock the test moves.
+struct Harness {
+    m: AppMachine,
+    spec: AppSpec,
+    now: Instant,
+    next_pid: u32,
+}
+
+impl Harness {
+    fn new(spec: AppSpec) -> Harness {
+        Harness {
+            m: AppMachine::new(1),
+            spec,
+            now: Instant::now(),
+            next_pid: 100,
+        }
+    }
+
+    fn with_sockets() -> Harness {
+        Harness::new(AppSpec {
+            name: "web".into(),
+            listen: vec!["127.0.0.1:0".into()],
+            ..AppSpec::default()
+        })
+    }
+
+    fn send(&mut self, input: Input) -> Vec<Effect> {
+        self.m.handle(&self.spec, input, self.now)
+    }
+
+    /// Answers every spawn in `effects` with a new pid (as the supervisor
+    /// does at once); returns all effects, spawned pids in order.
+    fn run(&mut self, input: Input) -> (Vec<Effect>, Vec<u32>) {
+        let mut all = Vec::new();
+        let mut pids = Vec::new();
+        let mut queue = std::collections::VecDeque::from(self.send(input));
+        while let Some(effect) = queue.pop_front() {
+            if let Effect::Spawn { slot, role } = effect {
+                self.next_pid += 1;
+                pids.push(self.next_pid);
+                let more = self.send(Input::Spawned {
+                    slot,
+                    role,
+                    pid: self.next_pid,
+                });
+                queue.extend(more);
+            }
+            all.push(effect);
+        }
+        (all, pids)
+    }
+
+    /// Starts the app; returns the pid of its instance.
+    fn start(&mut self) -> u32 {
+        let (_, pids) = self.run(Input::Start);
+        assert_eq!(self.m.status(), Status::Online);
+        pids[0]
+    }
+
+    fn exit(&mut self, pid: u32, exit: ExitKind, group_alive: bool) -> (Vec<Effect>, Vec<u32>) {
+        self.run(Input::Exited {
+            pid,
+            exit,
+            group_alive,
+            escaped: None,
+        })
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += Duration::from_millis(ms);
+    }
+}
+
+fn signalled(effects: &[Effect], pid: u32) -> Vec<Signal> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Signal { pid: p, signal } if *p == pid => Some(*signal),
+            _ => None,
+        })
+        .collect()
+}
+
+fn timer(effects: &[Effect], pred: impl Fn(&Timer) -> bool) -> Option<Timer> {
+    effects.iter().find_map(|e| match e {
+        Effect::Arm { timer, .. } if pred(timer) => Some(*timer),
+        _ => None,
+    })
+}
+
+fn kill_timer(effects: &[Effect]) -> Timer {
+    timer(effects, |t| {
+        matches!(
+            t,
+            Timer::Slot {
+                kind: TimerKind::Kill,
+                ..
+            }
+        )
+    })
+    .expect("a kill timer")
+}
+
+fn recorded(effects: &[Effect], kind: &str) -> Option<String> {
+    effects.iter().find_map(|e| match e {
+        Effect::Record { kind: k, detail } if *k == kind => Some(detail.clone()),
+        _ => None,
+    })
+}
+
+fn reload_result(effects: &[Effect]) -> Option<Result<String, String>> {
+    effects.iter().find_map(|e| match e {
+        Effect::ReloadDone { result, .. } => Some(result.clone()),
+        _ => None,
+    })
+}
+
+fn spawns(effects: &[Effect]) -> usize {
+    effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Spawn { .. }))
+        .count()
+}
+
+#[test]
+fn start_spawns_and_goes_online() {
+    let mut h = Harness::new(AppSpec::default());
+    let (effects, pids) = h.run(Input::Start);
+    assert_eq!(pids.len(), 1);
+    assert_eq!(
+        recorded(&effects, "started"),
+        Some(format!("pid {}", pids[0]))
+    );
+    assert!(recorded(&effects, "online").is_some());
+    assert_eq!(h.m.first().running().map(|p| p.pid), Some(pids[0]));
+}
+
+#[test]
+fn stop_during_launch_signals_then_settles_stopped() {
+    let mut h = Harness::new(AppSpec {
+        health: sup_proto::HealthSpec {
+            readiness: Some(Probe::Notify),
+            ..Default::default()
+        },
+        ..AppSpec::default()
+    });
+    let (_, pids) = h.run(Input::Start);
+    assert_eq!(h.m.status(), Status::Launching);
+    let effects = h.send(Input::Stop { by_user: true });
+    assert_eq!(signalled(&effects, pids[0]), vec![Signal::SIGTERM]);
+    assert_eq!(h.m.status(), Status::Stopping);
+    let (effects, _) = h.exit(pids[0], ExitKind::Signal(15), false);
+    assert_eq!(h.m.status(), Status::Stopped);
+    assert!(effects.contains(&Effect::StopEscaped));
+    assert!(h.m.is_quiet());
+}
+
+#[test]
+fn kill_timeout_sends_sigkill_to_the_group() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    let effects = h.send(Input::Stop { by_user: false });
+    let kill = kill_timer(&effects);
+    let effects = h.send(Input::Timer(kill));
+    assert_eq!(signalled(&effects, pid), vec![Signal::SIGKILL]);
+    // A kill timer of an earlier stop is stale once the app is back.
+    h.exit(pid, ExitKind::Signal(9), false);
+    h.run(Input::Start);
+    assert!(signalled(&h.send(Input::Timer(kill)), pid).is_empty());
+}
+
+#[test]
+fn a_stop_waits_for_the_whole_group_to_drain() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.send(Input::Stop { by_user: true });
+    let (effects, _) = h.exit(pid, ExitKind::Code(0), true);
+    assert!(effects.contains(&Effect::WatchGroup { pid }));
+    assert_eq!(h.m.status(), Status::Stopping, "still draining");
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Release { .. })));
+    let effects = h.send(Input::GroupGone { pid });
+    assert!(effects.contains(&Effect::Release { pid, slot: Some(0) }));
+    assert_eq!(h.m.status(), Status::Stopped);
+}
+
+#[test]
+fn a_crash_while_draining_a_restart_still_restarts_once_drained() {
+    // `sup restart` signals the instance; it exits but its group lingers.
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.send(Input::Restart);
+    let (effects, pids) = h.exit(pid, ExitKind::Signal(15), true);
+    assert!(pids.is_empty(), "no spawn while the group drains");
+    assert_eq!(spawns(&effects), 0);
+    let (effects, pids) = h.run(Input::GroupGone { pid });
+    assert_eq!(pids.len(), 1, "{effects:?}");
+    assert_eq!(h.m.status(), Status::Online);
+}
+
+#[test]
+fn a_restart_after_a_crash_waits_for_the_leftover_group() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    let (effects, pids) = h.exit(pid, ExitKind::Signal(9), true);
+    assert!(pids.is_empty(), "the leftover group may hold the port");
+    assert_eq!(signalled(&effects, pid), vec![Signal::SIGKILL]);
+    assert_eq!(
+        recorded(&effects, "restarting").as_deref(),
+        Some("once the last process group is gone")
+    );
+    assert!(effects.contains(&Effect::Release { pid, slot: Some(0) }));
+    assert_eq!(h.m.status(), Status::Launching);
+    let (_, pids) = h.run(Input::GroupGone { pid });
+    assert_eq!(pids.len(), 1);
+    assert_eq!(h.m.status(), Status::Online);
+}
+
+#[test]
+fn a_user_stop_while_the_spawn_waits_is_done_at_once() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.exit(pid, ExitKind::Signal(9), true);
+    h.send(Input::Stop { by_user: true });
+    assert_eq!(h.m.status(), Status::Stopped);
+    let (_, pids) = h.run(Input::GroupGone { pid });
+    assert!(
+        pids.is_empty(),
+        "a stopped app does not start when the group goes"
+    );
+}
+
+#[test]
+fn waiting_restart_records_the_real_delay() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    let (_, pids) = h.exit(pid, ExitKind::Code(1), false);
+    let (effects, _) = h.exit(pids[0], ExitKind::Code(1), false);
+    assert_eq!(h.m.status(), Status::WaitingRestart);
+    assert_eq!(
+        recorded(&effects, "restarting").as_deref(),
+        Some("restart in 100 ms")
+    );
+    assert_eq!(
+        h.m.first().restart_in(h.now),
+        Some(Duration::from_millis(100))
+    );
+}
+
+#[test]
+fn a_daemonizing_app_turns_errored() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    assert!(h
+        .m
+        .wants_escape_check(&h.spec, pid, ExitKind::Code(0), h.now));
+    h.advance(5_000);
+    assert!(!h
+        .m
+        .wants_escape_check(&h.spec, pid, ExitKind::Code(0), h.now));
+    let (effects, pids) = h.run(Input::Exited {
+        pid,
+        exit: ExitKind::Code(0),
+        group_alive: false,
+        escaped: Some(4242),
+    });
+    assert!(pids.is_empty());
+    assert_eq!(h.m.status(), Status::Errored);
+    assert!(recorded(&effects, "errored").unwrap().contains("4242"));
+}
+
+#[test]
+fn spawn_failure_is_errored() {
+    let mut h = Harness::new(AppSpec::default());
+    let effects = h.send(Input::Start);
+    assert_eq!(spawns(&effects), 1);
+    h.send(Input::SpawnFailed {
+        slot: 0,
+        role: Role::Main,
+        error: "No such file".into(),
+    });
+    assert_eq!(h.m.status(), Status::Errored);
+}
+
+#[test]
+fn held_sockets_close_when_the_app_goes_down() {
+    let mut h = Harness::with_sockets();
+    let pid = h.start();
+    let effects = h.send(Input::Stop { by_user: true });
+    assert!(!effects.contains(&Effect::CloseSockets));
+    let (effects, _) = h.exit(pid, ExitKind::Signal(15), false);
+    assert!(effects.contains(&Effect::CloseSockets));
+}
+
+/// Starts a reload of a started app; returns the new instance's pid.
+fn begin_reload(h: &mut Harness) -> (Vec<Effect>, u32) {
+    let (effects, pids) = h.run(Input::Reload { token: 7 });
+    assert_eq!(pids.len(), 1, "{effects:?}");
+    assert_eq!(h.m.incoming().map(|p| p.pid), Some(pids[0]));
+    (effects, pids[0])
+}
+
+#[test]
+fn reload_promotes_the_new_instance_once_ready() {
+    let mut h = Harness::with_sockets();
+    let old = h.start();
+    let (effects, new) = begin_reload(&mut h);
+    let up = timer(&effects, |t| matches!(t, Timer::UpLongEnough { .. })).unwrap();
+    assert!(
+        signalled(&effects, old).is_empty(),
+        "old serves until new is ready"
+    );
+    let effects = h.send(Input::Timer(up));
+    assert_eq!(signalled(&effects, old), vec![Signal::SIGTERM]);
+    assert_eq!(h.m.first().running().map(|p| p.pid), Some(new));
+    assert_eq!(
+        reload_result(&effects),
+        Some(Ok(format!("reloaded, pid {old} -> {new}")))
+    );
+    assert_eq!(h.m.retired_pids().collect::<Vec<_>>(), vec![old]);
+    // The retired one is SIGKILLed after its kill timeout, then forgotten.
+    let deadline = timer(&effects, |t| matches!(t, Timer::RetiredDeadline { .. })).unwrap();
+    assert_eq!(
+        signalled(&h.send(Input::Timer(deadline)), old),
+        vec![Signal::SIGKILL]
+    );
+    let effects = h.send(Input::Exited {
+        pid: old,
+        exit: ExitKind::Signal(9),
+        group_alive: false,
+        escaped: None,
+    });
+    assert!(effects.contains(&Effect::Release {
+        pid: old,
+        slot: None
+    }));
+    assert!(h.m.retired_pids().next().is_none());
+    assert_eq!(h.m.status(), Status::Online);
+}
+
+#[test]
+fn reload_timeout_keeps_the_old_instance() {
+    let mut h = Harness::with_sockets();
+    let old = h.start();
+    let (effects, new) = begin_reload(&mut h);
+    let timeout = timer(&effects, |t| matches!(t, Timer::ReloadTimeout { .. })).unwrap();
+    let effects = h.send(Input::Timer(timeout));
+    assert_eq!(signalled(&effects, new), vec![Signal::SIGKILL]);
+    assert!(signalled(&effects, old).is_empty());
+    assert!(matches!(reload_result(&effects), Some(Err(why)) if why.contains("not ready")));
+    assert_eq!(h.m.first().running().map(|p| p.pid), Some(old));
+    assert!(!h.m.is_quiet() || h.m.retired_pids().count() == 1);
+}
+
+#[test]
+fn reload_whose_new_instance_crashes_keeps_the_old_one() {
+    let mut h = Harness::with_sockets();
+    let old = h.start();
+    let (_, new) = begin_reload(&mut h);
+    let (effects, pids) = h.exit(new, ExitKind::Code(1), false);
+    assert!(pids.is_empty());
+    assert!(
+        matches!(reload_result(&effects), Some(Err(why)) if why.contains("exited before it was ready"))
+    );
+    assert_eq!(h.m.first().running().map(|p| p.pid), Some(old));
+    assert_eq!(h.m.status(), Status::Online);
+    assert!(h.m.incoming().is_none());
+}
+
+#[test]
+fn reload_with_a_readiness_probe_waits_for_it() {
+    let mut h = Harness::with_sockets();
+    h.spec.health.readiness = Some(Probe::Tcp {
+        addr: "127.0.0.1:1".into(),
+    });
+    let (_, pids) = h.run(Input::Start);
+    let old = pids[0];
+    let probe = |ok| Outcome {
+        ok,
+        detail: String::new(),
+        latency: Duration::ZERO,
+    };
+    h.send(Input::Probed {
+        pid: old,
+        kind: ProbeKind::Readiness,
+        outcome: probe(true),
+    });
+    assert_eq!(h.m.status(), Status::Online);
+    let (_, new) = begin_reload(&mut h);
+    assert!(h.m.wants_probe(new, ProbeKind::Readiness));
+    let effects = h.send(Input::Probed {
+        pid: new,
+        kind: ProbeKind::Readiness,
+        outcome: probe(false),
+    });
+    assert!(effects.contains(&Effect::Probe {
+        pid: new,
+        kind: ProbeKind::Readiness,
+        after: READY_EVERY
+    }));
+    let effects = h.send(Input::Probed {
+        pid: new,
+        kind: ProbeKind::Readiness,
+        outcome: probe(true),
+    });
+    assert!(matches!(reload_result(&effects), Some(Ok(_))));
+}
+
+#[test]
+fn a_stop_during_a_reload_cancels_it() {
+    let mut h = Harness::with_sockets();
+    let old = h.start();
+    let (_, new) = begin_reload(&mut h);
+    let effects = h.send(Input::Stop { by_user: true });
+    assert_eq!(signalled(&effects, new), vec![Signal::SIGKILL]);
+    assert_eq!(signalled(&effects, old), vec![Signal::SIGTERM]);
+    assert!(matches!(reload_result(&effects), Some(Err(_))));
+    h.exit(old, ExitKind::Signal(15), false);
+    assert!(!h.m.is_quiet(), "the new instance is still stopping");
+    h.exit(new, ExitKind::Signal(9), false);
+    assert!(h.m.is_quiet());
+}
+
+#[test]
+fn the_old_instance_dying_during_a_reload_cancels_it() {
+    let mut h = Harness::with_sockets();
+    let old = h.start();
+    let (_, new) = begin_reload(&mut h);
+    let (effects, _) = h.exit(old, ExitKind::Code(1), false);
+    assert_eq!(signalled(&effects, new), vec![Signal::SIGKILL]);
+    assert!(recorded(&effects, "reload-failed").is_some());
+}
+
+#[test]
+fn a_second_reload_is_refused_while_one_runs() {
+    let mut h = Harness::with_sockets();
+    h.start();
+    begin_reload(&mut h);
+    let effects = h.send(Input::Reload { token: 8 });
+    assert_eq!(
+        effects,
+        vec![Effect::ReloadDone {
+            token: 8,
+            result: Err("a reload is already in progress".into())
+        }]
+    );
+}
+
+#[test]
+fn reload_without_sockets_restarts() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    let effects = h.send(Input::Reload { token: 1 });
+    assert_eq!(signalled(&effects, pid), vec![Signal::SIGTERM]);
+    assert!(
+        matches!(reload_result(&effects), Some(Ok(note)) if note.contains("restarted instead"))
+    );
+}
+
+#[test]
+fn rolling_reload_replaces_slots_one_at_a_time() {
+    let mut h = Harness::with_sockets();
+    h.m = AppMachine::new(3);
+    let (_, olds) = h.run(Input::Start);
+    assert_eq!(olds.len(), 3);
+    assert_eq!(h.m.status(), Status::Online);
+    let (mut effects, mut new) = begin_reload(&mut h);
+    let mut news = Vec::new();
+    for (i, old) in olds.iter().enumerate() {
+        let up = timer(
+            &effects,
+            |t| matches!(t, Timer::UpLongEnough { pid } if *pid == new),
+        )
+        .unwrap();
+        // Until this new one is ready, every old one still serves.
+        assert_eq!(h.m.slots()[i].running().map(|p| p.pid), Some(*old));
+        let (more, pids) = h.run(Input::Timer(up));
+        assert_eq!(signalled(&more, *old), vec![Signal::SIGTERM]);
+        news.push(new);
+        effects = more;
+        if i < 2 {
+            assert_eq!(pids.len(), 1, "the next slot's new instance");
+            new = pids[0];
+        } else {
+            assert!(matches!(reload_result(&effects), Some(Ok(_))));
+        }
+    }
+    let running: Vec<u32> =
+        h.m.slots()
+            .iter()
+            .filter_map(|s| s.running().map(|p| p.pid))
+            .collect();
+    assert_eq!(running, news);
+}
+
+#[test]
+fn one_crashed_instance_leaves_the_others_running() {
+    let mut h = Harness::new(AppSpec {
+        restart: RestartPolicy::Always,
+        ..AppSpec::default()
+    });
+    h.m = AppMachine::new(2);
+    let (_, pids) = h.run(Input::Start);
+    let (effects, new) = h.exit(pids[0], ExitKind::Signal(9), false);
+    assert_eq!(new.len(), 1);
+    assert!(signalled(&effects, pids[1]).is_empty());
+    assert_eq!(h.m.slots()[1].running().map(|p| p.pid), Some(pids[1]));
+    assert_eq!(h.m.status(), Status::Online);
+    assert_eq!(h.m.restarts(), 1);
+}
+
+#[test]
+fn liveness_failures_restart_the_instance() {
+    let mut h = Harness::new(AppSpec::default());
+    h.spec.health.liveness = Some(Probe::Tcp {
+        addr: "127.0.0.1:1".into(),
+    });
+    h.spec.health.retries = 2;
+    let (effects, pids) = h.run(Input::Start);
+    let pid = pids[0];
+    assert!(effects.iter().any(|e| matches!(
+        e,
+        Effect::Probe {
+            kind: ProbeKind::Liveness,
+            ..
+        }
+    )));
+    let bad = || Outcome {
+        ok: false,
+        detail: "refused".into(),
+        latency: Duration::ZERO,
+    };
+    let effects = h.send(Input::Probed {
+        pid,
+        kind: ProbeKind::Liveness,
+        outcome: bad(),
+    });
+    assert!(recorded(&effects, "unhealthy").unwrap().contains("1 of 2"));
+    let effects = h.send(Input::Probed {
+        pid,
+        kind: ProbeKind::Liveness,
+        outcome: bad(),
+    });
+    assert_eq!(signalled(&effects, pid), vec![Signal::SIGTERM]);
+    assert_eq!(h.m.status(), Status::Stopping);
+    // A stale result of the old instance changes nothing.
+    assert!(!h.m.wants_probe(pid, ProbeKind::Liveness));
+}
+
+#[test]
+fn delete_is_gone_once_quiet() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.send(Input::Delete);
+    assert!(!h.m.is_gone());
+    h.exit(pid, ExitKind::Signal(15), true);
+    assert!(!h.m.is_gone(), "its group still drains");
+    h.send(Input::GroupGone { pid });
+    assert!(h.m.is_gone());
+}

@@ -1,0 +1,154 @@
+//! Routing inputs to an app's machine and carrying out the effects it
+//! returns; reaping, which turns exits into inputs.
+
+use super::table::Role;
+use super::{group_alive, signal_group, Msg, Supervisor};
+use crate::lifecycle::ExitKind;
+use crate::machine::{Effect, Input};
+use crate::reaper;
+use std::collections::VecDeque;
+use std::time::Instant;
+use tracing::info;
+
+impl Supervisor {
+    /// Feeds `input` to app `id`'s machine and carries out its effects,
+    /// which may answer with inputs of their own (a spawn reports its
+    /// outcome), until none is left.
+    pub(super) fn apply(&mut self, id: u32, input: Input) {
+        let mut inputs = VecDeque::from([input]);
+        while let Some(input) = inputs.pop_front() {
+            let Some(app) = self.table.get_mut(id) else {
+                return;
+            };
+            let effects = app.machine.handle(&app.spec, input, Instant::now());
+            for effect in effects {
+                inputs.extend(self.execute(id, effect));
+            }
+        }
+    }
+
+    pub(super) fn execute(&mut self, id: u32, effect: Effect) -> Option<Input> {
+        match effect {
+            Effect::Spawn { slot, role } => Some(match self.spawn_instance(id, slot, role) {
+                Ok(pid) => Input::Spawned { slot, role, pid },
+                Err(error) => Input::SpawnFailed { slot, role, error },
+            }),
+            Effect::Signal { pid, signal } => {
+                signal_group(Some(pid), signal);
+                None
+            }
+            Effect::Arm { after, timer } => {
+                self.after(after, Msg::Timer { app: id, timer });
+                None
+            }
+            Effect::Probe { pid, kind, after } => {
+                self.after(after, Msg::ProbeDue { app: id, pid, kind });
+                None
+            }
+            Effect::WatchGroup { pid } => {
+                self.watched.push((id, pid));
+                None
+            }
+            Effect::Release { pid, slot } => {
+                self.release(id, pid, slot);
+                None
+            }
+            Effect::Status { slot, from, to } => {
+                self.state_dirty = true;
+                let name = self.table.get(id).map_or("", |a| a.spec.name.as_str());
+                info!(app = %name, slot, from = from.as_str(), to = to.as_str());
+                None
+            }
+            Effect::Record { kind, detail } => {
+                let name = self.table.get(id).map_or("", |a| a.spec.name.as_str());
+                info!(app = %name, event = kind, "{detail}");
+                self.record(id, kind, detail);
+                None
+            }
+            Effect::StopEscaped => {
+                self.escaped_of.push(id);
+                None
+            }
+            Effect::CloseSockets => {
+                if let Some(app) = self.table.get_mut(id).filter(|a| !a.sockets.is_empty()) {
+                    info!(app = %app.spec.name, "closing held sockets");
+                    app.sockets.clear();
+                }
+                None
+            }
+            Effect::ReloadDone { token, result } => {
+                self.reload_done(id, token, result);
+                None
+            }
+        }
+    }
+
+    /// Posts `msg` to ourselves after `delay`.
+    pub(super) fn after(&self, delay: std::time::Duration, msg: Msg) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(msg);
+        });
+    }
+
+    /// Process `pid` is done with: its captures drain and end; a slot's
+    /// next instance writes after them.
+    fn release(&mut self, id: u32, pid: u32, slot: Option<usize>) {
+        let Some(app) = self.table.get_mut(id) else {
+            return;
+        };
+        let Some(mut inst) = app.procs.remove(&pid) else {
+            return;
+        };
+        let gates = inst.end_captures();
+        if let Some(slot) = slot.filter(|&s| s < app.gates.len()) {
+            app.gates[slot] = gates;
+        }
+    }
+
+    /// Collects every exited child and routes each to its owner; then
+    /// tells the machines which watched groups are empty now.
+    pub(super) fn reap(&mut self) {
+        for (pid, exit) in reaper::reap_all() {
+            let Some((id, role)) = self.table.unindex_pid(pid) else {
+                continue;
+            };
+            match role {
+                Role::Instance => self.instance_exited(id, pid, exit),
+                Role::Probe(kind) => self.probe_exited(id, pid, kind, exit),
+                Role::Hook => self.hook_exited(id, exit),
+            }
+        }
+        let (gone, alive): (Vec<_>, Vec<_>) = std::mem::take(&mut self.watched)
+            .into_iter()
+            .partition(|&(_, pgid)| !group_alive(pgid));
+        self.watched = alive;
+        for (id, pid) in gone {
+            self.apply(id, Input::GroupGone { pid });
+        }
+    }
+
+    fn instance_exited(&mut self, id: u32, pid: u32, exit: ExitKind) {
+        let Some(app) = self.table.get(id) else {
+            return;
+        };
+        info!(app = %app.spec.name, pid, "exited: {exit}");
+        let check = app
+            .machine
+            .wants_escape_check(&app.spec, pid, exit, Instant::now());
+        let escaped = check
+            .then(|| self.leftover_pids(id).first().copied())
+            .flatten();
+        let group_alive = group_alive(pid);
+        self.apply(
+            id,
+            Input::Exited {
+                pid,
+                exit,
+                group_alive,
+                escaped,
+            },
+        );
+    }
+}
