@@ -2,6 +2,7 @@
 //! over a Unix socket in `SUP_HOME`. `sup daemon` runs [`run`].
 
 mod events;
+mod groupwatch;
 mod health;
 mod home;
 mod lifecycle;

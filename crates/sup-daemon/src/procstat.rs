@@ -41,24 +41,23 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
-/// Whether any process of group `pgid` is alive (not a zombie): one pass
-/// over /proc, only made while a stop or a restart waits for a group.
-pub fn group_has_live_member(pgid: u32) -> bool {
+/// The live (non-zombie) processes of group `pgid`: one pass over /proc,
+/// made on a blocking thread while a stop or a restart waits for a group.
+pub fn live_group_members(pgid: u32) -> Vec<u32> {
     let Ok(dir) = fs::read_dir("/proc") else {
-        return true;
+        return Vec::new();
     };
-    dir.flatten().any(|entry| {
-        let Ok(text) = fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        let Some((_, rest)) = text.rsplit_once(')') else {
-            return false;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let pgrp = fields.nth(1).and_then(|f| f.parse::<u32>().ok());
-        pgrp == Some(pgid) && state != Some("Z")
-    })
+    dir.flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let text = fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, rest) = text.rsplit_once(')')?;
+            let mut fields = rest.split_whitespace();
+            let state = fields.next()?;
+            let pgrp = fields.nth(1)?.parse::<u32>().ok()?;
+            (pgrp == pgid && state != "Z").then_some(pid)
+        })
+        .collect()
 }
 
 /// Reads `/proc/PID/stat`.

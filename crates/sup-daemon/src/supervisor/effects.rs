@@ -46,7 +46,11 @@ impl Supervisor {
                 None
             }
             Effect::WatchGroup { pid } => {
-                self.watched.push((id, pid));
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    crate::groupwatch::until_empty(pid).await;
+                    let _ = tx.send(Msg::GroupGone { app: id, pid });
+                });
                 None
             }
             Effect::Release { pid, slot } => {
@@ -107,8 +111,7 @@ impl Supervisor {
         }
     }
 
-    /// Collects every exited child and routes each to its owner; then
-    /// tells the machines which watched groups are empty now.
+    /// Collects every exited child and routes each to its owner.
     pub(super) fn reap(&mut self) {
         for (pid, exit) in reaper::reap_all() {
             let Some((id, role)) = self.table.unindex_pid(pid) else {
@@ -119,13 +122,6 @@ impl Supervisor {
                 Role::Probe(kind) => self.probe_exited(id, pid, kind, exit),
                 Role::Hook => self.hook_exited(id, exit),
             }
-        }
-        let (gone, alive): (Vec<_>, Vec<_>) = std::mem::take(&mut self.watched)
-            .into_iter()
-            .partition(|&(_, pgid)| !group_alive(pgid));
-        self.watched = alive;
-        for (id, pid) in gone {
-            self.apply(id, Input::GroupGone { pid });
         }
     }
 

@@ -22,6 +22,9 @@ use tracing::{error, info, warn};
 /// not speak it (`sup daemon --handover-version`).
 pub const HANDOVER_VERSION: u32 = 1;
 
+/// How long the new binary may take to say which handover format it reads.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long the log writer may take to write what was read before the exec.
 const WRITER_DRAIN: Duration = Duration::from_secs(10);
 
@@ -69,7 +72,20 @@ impl Supervisor {
     /// returns (with the error for the client) when that could not be done;
     /// then this daemon goes on as before.
     pub(super) async fn update(&mut self, binary: &str, lock_fd: RawFd) -> Refusal {
-        if let Err(why) = check_binary(binary) {
+        // On a blocking thread, with a deadline: a binary that hangs must
+        // not stall supervision.
+        let check = {
+            let binary = binary.to_string();
+            tokio::task::spawn_blocking(move || check_binary(&binary))
+        };
+        let checked = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(e.to_string())),
+            Err(_) => Err(format!(
+                "{binary} did not answer `sup daemon --handover-version` within {} s",
+                CHECK_TIMEOUT.as_secs()
+            )),
+        };
+        if let Err(why) = checked {
             return Response::error("update", why);
         }
         if let Err(why) = self.check_quiet() {

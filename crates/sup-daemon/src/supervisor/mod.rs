@@ -76,6 +76,15 @@ pub enum Msg {
         /// The instance.
         pid: u32,
     },
+    /// A process group an app's machine watched is empty.
+    GroupGone {
+        /// App id.
+        app: u32,
+        /// The group id.
+        pid: u32,
+    },
+    /// `sup save` wrote the dump: a warning about its backup is void now.
+    Saved,
     /// Time to write the state file (changes are coalesced).
     FlushState,
     /// The kill timeout of a process an app left outside its group ran out.
@@ -126,8 +135,6 @@ pub struct Supervisor {
     table: Table,
     tx: mpsc::UnboundedSender<Msg>,
     waiters: Vec<Waiter>,
-    /// Process groups an app's machine waits to see empty: (app, group).
-    watched: Vec<(u32, u32)>,
     /// Reload requests waiting for their outcome, by token.
     reloads: HashMap<u64, oneshot::Sender<Result<String, String>>>,
     /// Some while shutting down: the `kill` requests to answer once all is down.
@@ -188,7 +195,6 @@ impl Supervisor {
             table: Table::default(),
             tx,
             waiters: Vec::new(),
-            watched: Vec::new(),
             reloads: HashMap::new(),
             shutdown: None,
             started_at_ms: epoch_ms(SystemTime::now()) as u64,
@@ -259,7 +265,9 @@ impl Supervisor {
                 outcome,
             } => self.apply(app, Input::Probed { pid, kind, outcome }),
             Msg::Ready { app, pid } => self.apply(app, Input::Ready { pid }),
+            Msg::GroupGone { app, pid } => self.apply(app, Input::GroupGone { pid }),
             Msg::FlushState => self.state_flush_pending = false,
+            Msg::Saved => self.dump_warning = None,
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::Deadline { pid } => {
                 // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
@@ -296,7 +304,7 @@ impl Supervisor {
             Request::Delete(target) => self.each(&target, Input::Delete, Until::Gone),
             Request::Flush(target) => return self.flush(&target, reply),
             Request::Reload(target) => return self.reload(&target, reply),
-            Request::Save { force } => Ok(Answer::Now(self.save(force))),
+            Request::Save { force } => return self.save(force, reply),
             Request::Update { .. } => {
                 Err(Response::error("internal", "update runs on the event loop"))
             }
@@ -461,11 +469,11 @@ fn signal_group(pgid: Option<u32>, sig: Signal) {
     }
 }
 
-/// Whether a process group still has a live member. Zombies don't count: a
-/// member whose parent left the group (and never reaps it) must not hold a
-/// stop or a restart forever.
+/// Whether a process group still has members. Zombies count here; the
+/// watch that follows ([`crate::groupwatch`]) does not count them, so a
+/// member whose parent never reaps it cannot hold a stop or restart forever.
 fn group_alive(pgid: u32) -> bool {
-    killpg(Pid::from_raw(pgid as i32), None).is_ok() && crate::procstat::group_has_live_member(pgid)
+    killpg(Pid::from_raw(pgid as i32), None).is_ok()
 }
 
 /// Milliseconds since the Unix epoch.

@@ -2,16 +2,18 @@
 //! that died without a clean shutdown.
 
 use super::Supervisor;
+use crate::groupwatch::pidfd_open;
 use crate::logs::AppLogs;
 use crate::machine::{stop_signal, Input};
 use crate::persist::{self, is_running, should_start, LiveInstance, LoadError, SavedApp, Snapshot};
 use crate::procstat::read_stat;
 use nix::sys::signal::Signal;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 use sup_proto::{AppSpec, Response};
+use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 /// Least time between two writes of the state file for status changes.
@@ -22,6 +24,9 @@ const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest time startup waits for a dead daemon's apps to stop.
 const ORPHAN_STOP_LIMIT: Duration = Duration::from_secs(10);
+
+/// How long startup waits for an orphan after SIGKILL.
+const ORPHAN_KILL_WAIT: Duration = Duration::from_secs(1);
 
 /// What a restore did.
 #[derive(Debug, Default)]
@@ -64,29 +69,45 @@ impl Supervisor {
         }
     }
 
-    /// `sup save`: writes the dump (fsynced, previous one kept as backup).
-    pub(super) fn save(&mut self, force: bool) -> Response {
+    /// `sup save`: writes the dump (fsynced, previous one kept as backup)
+    /// on a blocking thread, and answers once it is on disk.
+    pub(super) fn save(&mut self, force: bool, reply: oneshot::Sender<Response>) {
         let snapshot = self.snapshot(false);
         let count = snapshot.apps.len();
         if count == 0 && !force {
-            return Response::error(
+            let _ = reply.send(Response::error(
                 "bad_request",
                 "there are no apps to save; `sup save --force` saves the empty list over the current dump",
-            );
+            ));
+            return;
         }
         let path = self.home.dump();
         let data = match serde_json::to_vec_pretty(&snapshot) {
             Ok(data) => data,
-            Err(e) => return Response::error("internal", e.to_string()),
-        };
-        match persist::write_atomic(&path, &data, true, true) {
-            Ok(()) => {
-                self.dump_warning = None;
-                info!(apps = count, "saved {}", path.display());
-                Response::Note(format!("saved {count} apps to {}", path.display()))
+            Err(e) => {
+                let _ = reply.send(Response::error("internal", e.to_string()));
+                return;
             }
-            Err(e) => Response::error("internal", format!("cannot write {}: {e}", path.display())),
-        }
+        };
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let write = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || persist::write_atomic(&path, &data, true, true))
+            };
+            let response = match write.await.map_err(std::io::Error::other).and_then(|r| r) {
+                Ok(()) => {
+                    let _ = tx.send(super::Msg::Saved);
+                    info!(apps = count, "saved {}", path.display());
+                    let apps = if count == 1 { "app" } else { "apps" };
+                    Response::Note(format!("saved {count} {apps} to {}", path.display()))
+                }
+                Err(e) => {
+                    Response::error("internal", format!("cannot write {}: {e}", path.display()))
+                }
+            };
+            let _ = reply.send(response);
+        });
     }
 
     /// `sup resurrect` (and `sup daemon --resurrect`): brings back the dump.
@@ -221,27 +242,33 @@ impl Supervisor {
     /// After `sup stop` or `delete`: the processes an app started outside
     /// its process group (children that called `setsid`) get its stop
     /// signal, then SIGKILL after its kill timeout. One /proc pass for all
-    /// the apps stopped in this turn of the loop.
+    /// the apps stopped in this turn of the loop, on a blocking thread.
     pub(super) fn stop_escaped(&mut self) {
         let ids = std::mem::take(&mut self.escaped_of);
-        if ids.is_empty() {
+        let apps: Vec<(u32, Signal, Duration, Vec<u32>)> = ids
+            .iter()
+            .filter_map(|&id| self.table.get(id))
+            .map(|app| {
+                let after = Duration::from_millis(app.spec.kill_timeout_ms);
+                let own = app.procs.keys().copied().collect();
+                (app.id, stop_signal(&app.spec), after, own)
+            })
+            .collect();
+        if apps.is_empty() {
             return;
         }
-        let ancestors = ancestors();
-        for (pid, app_id, start_time) in tagged_processes(self.home.dir()) {
-            let Some(app) = self.table.get(app_id).filter(|_| ids.contains(&app_id)) else {
-                continue;
-            };
-            if ancestors.contains(&pid) || app.procs.contains_key(&pid) {
-                continue;
+        let home = self.home.dir().to_path_buf();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let scan = tokio::task::spawn_blocking(move || signal_escaped(&home, &apps));
+            for (pid, start_time, after) in scan.await.unwrap_or_default() {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    let _ = tx.send(super::Msg::StrayDeadline { pid, start_time });
+                });
             }
-            let sig = stop_signal(&app.spec);
-            let after = Duration::from_millis(app.spec.kill_timeout_ms);
-            warn!(app = %app.spec.name, pid, "stopping a process the app left outside its group");
-            // SAFETY: kill(2); the pid was read with its start time just now.
-            unsafe { libc::kill(pid as i32, sig as i32) };
-            self.after(after, super::Msg::StrayDeadline { pid, start_time });
-        }
+        });
     }
 
     /// Live processes app `id` started, other than its instances, probes
@@ -279,8 +306,37 @@ struct Orphan {
     pid: u32,
     signal: i32,
     deadline: Instant,
+    /// SIGKILL was sent; `deadline` is then the end of the wait for it.
+    killed: bool,
 }
 
+/// Sends each app's stop signal to the processes it left outside its
+/// groups; returns them (pid, start time, kill timeout) for the SIGKILL.
+fn signal_escaped(
+    home: &Path,
+    apps: &[(u32, Signal, Duration, Vec<u32>)],
+) -> Vec<(u32, u64, Duration)> {
+    let ancestors = ancestors();
+    let mut signalled = Vec::new();
+    for (pid, app_id, start_time) in tagged_processes(home) {
+        let Some((_, sig, after, own)) = apps.iter().find(|a| a.0 == app_id) else {
+            continue;
+        };
+        if ancestors.contains(&pid) || own.contains(&pid) {
+            continue;
+        }
+        warn!(
+            app_id,
+            pid, "stopping a process the app left outside its group"
+        );
+        // SAFETY: kill(2); the pid was read with its start time just now.
+        unsafe { libc::kill(pid as i32, *sig as i32) };
+        signalled.push((pid, start_time, *after));
+    }
+    signalled
+}
+
+/// Stops everything a dead daemon left running, so no app runs twice and
 /// Stops everything a dead daemon left running, so no app runs twice and
 /// no orphan keeps a port: the instances it recorded (checked by pid and
 /// start time, so a reused pid is never hit), and every other process that
@@ -315,13 +371,19 @@ fn stop_orphans(home: &Path, apps: &[SavedApp]) {
         );
         signal_orphan(o, o.signal);
     }
-    for o in &orphans {
-        if !wait_exit(
-            &o.pidfd,
-            o.deadline.saturating_duration_since(Instant::now()),
-        ) {
+    // All at once: the wait is the longest kill timeout, not their sum.
+    let mut left = orphans;
+    while let Some(deadline) = left.iter().map(|o| o.deadline).min() {
+        let exited = wait_any(&left, deadline.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        left.retain(|o| !exited.contains(&o.pid));
+        for o in left.iter_mut().filter(|o| o.deadline <= now) {
             signal_orphan(o, libc::SIGKILL);
-            wait_exit(&o.pidfd, Duration::from_secs(1));
+            o.deadline = now + ORPHAN_KILL_WAIT;
+            o.killed = true;
+        }
+        if left.iter().all(|o| o.killed && o.deadline <= now) {
+            break;
         }
     }
 }
@@ -350,6 +412,7 @@ fn pin(pid: u32, start_time: Option<u64>, spec: Option<&AppSpec>) -> Option<Orph
         pid,
         signal,
         deadline,
+        killed: false,
     })
 }
 
@@ -369,8 +432,6 @@ fn signal_orphan(o: &Orphan, sig: i32) {
     }
 }
 
-/// Processes whose environment says a sup daemon of `home` started them for
-/// an app: (pid, app id).
 /// Our own ancestors: parent, grandparent, ... up to init.
 fn ancestors() -> Vec<u32> {
     let mut found = Vec::new();
@@ -424,13 +485,6 @@ fn tagged_processes(home: &Path) -> Vec<(u32, u32, u64)> {
     found
 }
 
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    // SAFETY: a fresh fd we own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 fn pidfd_signal(pidfd: &OwnedFd, sig: i32) {
     // SAFETY: pidfd_send_signal on a pidfd we own.
     unsafe {
@@ -444,14 +498,24 @@ fn pidfd_signal(pidfd: &OwnedFd, sig: i32) {
     };
 }
 
-/// Waits until the process behind `pidfd` exits (the pidfd turns readable).
-fn wait_exit(pidfd: &OwnedFd, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
+/// Waits up to `timeout` until at least one of `orphans` exits (its pidfd
+/// turns readable); returns the pids of those that did.
+fn wait_any(orphans: &[Orphan], timeout: Duration) -> Vec<u32> {
+    let mut pfds: Vec<libc::pollfd> = orphans
+        .iter()
+        .map(|o| libc::pollfd {
+            fd: o.pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+    // SAFETY: `pfds` is a valid array of pollfds of the given length.
+    unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    orphans
+        .iter()
+        .zip(&pfds)
+        .filter(|(_, p)| p.revents != 0)
+        .map(|(o, _)| o.pid)
+        .collect()
 }
