@@ -328,6 +328,20 @@ fn events_are_recorded_and_hooks_run() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // What the follower prints, read as it comes.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut stdout = follower.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
     let pid = sup.pid("api");
     signal(pid, libc::SIGKILL);
     sup.wait("restarted", || sup.app("api")["restarts"] == 1);
@@ -348,17 +362,15 @@ fn events_are_recorded_and_hooks_run() {
     }
     assert!(text.contains("signal SIGKILL"), "{text}");
     // The follower saw the new events as they happened.
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for("the follower printed the exit", DEADLINE, || {
+        seen.lock()
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("\"exited\""))
+    });
     follower.kill().unwrap();
-    let mut out = String::new();
-    follower
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
     follower.wait().unwrap();
-    assert!(out.lines().any(|l| l.contains("\"exited\"")), "{out}");
+    reader.join().unwrap();
 }
 
 #[test]

@@ -356,8 +356,14 @@ fn update_keeps_a_half_written_line_whole_and_works_during_a_crash_loop() {
     use std::io::Write;
     write!(feed, "BEGIN-").unwrap();
     feed.flush().unwrap();
-    // Let the daemon read the unfinished line before the update.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The case under test: the daemon has read the unfinished line (cat
+    // took it from the FIFO, wrote it, and sleeps reading again; nothing is
+    // left in its stdout pipe), so only the handover can keep it whole.
+    let cat = sup.pid("echo");
+    let stdout = fs::File::open(format!("/proc/{cat}/fd/1")).unwrap();
+    wait_for("the daemon read the unfinished line", DEADLINE, || {
+        unread_bytes(&feed) == 0 && unread_bytes(&stdout) == 0 && process_state(cat) == Some('S')
+    });
     let out = sup.ok(&["update"]);
     assert!(out.contains("daemon updated"), "{out}");
     writeln!(feed, "END").unwrap();
@@ -420,4 +426,20 @@ fn recovery_also_stops_processes_that_left_the_group() {
         let pid: u32 = pid.parse().unwrap();
         assert!(!alive(pid), "escaped child {pid} survived sup kill");
     }
+}
+
+/// Bytes waiting in the pipe or FIFO behind `file`.
+fn unread_bytes(file: &fs::File) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through a valid pointer.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::FIONREAD, &mut n) };
+    assert_eq!(rc, 0, "FIONREAD failed");
+    n
+}
+
+/// The state letter of `/proc/PID/stat` (R, S, Z, ...).
+fn process_state(pid: u32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
