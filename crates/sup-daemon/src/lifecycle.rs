@@ -66,8 +66,14 @@ pub enum Event {
     },
     /// The spawn the machine asked for succeeded.
     Spawned,
-    /// The spawn failed.
-    SpawnFailed(String),
+    /// The spawn failed; a `transient` failure (out of pids, memory or
+    /// fds) may heal, so it is retried with backoff.
+    SpawnFailed {
+        /// Why.
+        reason: String,
+        /// Whether trying again later may work.
+        transient: bool,
+    },
     /// The instance passed its readiness check.
     Ready,
     /// The liveness probe failed too often: restart as after a crash.
@@ -280,7 +286,25 @@ impl Lifecycle {
                 self.enter(Online);
                 vec![self.schedule(TimerKind::Stable, spec.min_uptime_ms)]
             }
-            (Launching, Event::SpawnFailed(reason)) => {
+            (
+                Launching,
+                Event::SpawnFailed {
+                    reason,
+                    transient: true,
+                },
+            ) => {
+                self.error = Some(format!("cannot start yet: {reason}; retrying"));
+                let delay = backoff_delay(spec, self.unstable).max(BACKOFF_BASE);
+                self.unstable = self.unstable.saturating_add(1);
+                let mut actions = self.enter(WaitingRestart);
+                actions.push(Action::Schedule {
+                    kind: TimerKind::Restart,
+                    after: delay,
+                    gen: self.gen,
+                });
+                actions
+            }
+            (Launching, Event::SpawnFailed { reason, .. }) => {
                 self.error = Some(format!("cannot start: {reason}"));
                 self.enter(Errored)
             }

@@ -208,11 +208,41 @@ fn spawn_failure_is_errored_not_a_loop() {
     let s = spec(RestartPolicy::Always);
     let mut lc = Lifecycle::default();
     lc.handle(&s, Event::Start);
-    assert!(lc
-        .handle(&s, Event::SpawnFailed("no such file".into()))
-        .is_empty());
+    let failed = Event::SpawnFailed {
+        reason: "no such file".into(),
+        transient: false,
+    };
+    assert!(lc.handle(&s, failed).is_empty());
     assert_eq!(lc.status(), Status::Errored);
     assert!(lc.error().unwrap().contains("no such file"));
+}
+
+#[test]
+fn a_transient_spawn_failure_is_retried_with_backoff() {
+    let s = spec(RestartPolicy::Always);
+    let mut lc = Lifecycle::default();
+    lc.handle(&s, Event::Start);
+    let mut delays = vec![];
+    for _ in 0..3 {
+        let failed = Event::SpawnFailed {
+            reason: "Resource temporarily unavailable".into(),
+            transient: true,
+        };
+        let actions = lc.handle(&s, failed);
+        assert_eq!(lc.status(), Status::WaitingRestart);
+        let (after, gen) = scheduled(&actions, TimerKind::Restart).expect("a retry");
+        delays.push(after.as_millis());
+        let restart = Event::Timer {
+            kind: TimerKind::Restart,
+            gen,
+        };
+        assert_eq!(lc.handle(&s, restart), vec![Action::Spawn]);
+    }
+    assert_eq!(delays, [100, 100, 200]);
+    assert!(lc.error().unwrap().contains("retrying"));
+    // Once the machine has pids again, the app runs.
+    lc.handle(&s, Event::Spawned);
+    assert_eq!(lc.status(), Status::Online);
 }
 
 #[test]

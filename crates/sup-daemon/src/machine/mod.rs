@@ -109,6 +109,8 @@ pub enum Input {
         role: Role,
         /// Why.
         error: String,
+        /// Whether trying again later may work (out of pids, memory, fds).
+        transient: bool,
     },
     /// A process of the app (an instance, a reload's new one, a retired
     /// one) exited and was reaped.
@@ -341,8 +343,19 @@ impl AppMachine {
             }
             Input::Reload { token } => self.begin_reload(spec, token, now),
             Input::Spawned { slot, role, pid } => self.spawned(spec, slot, role, pid, now),
-            Input::SpawnFailed { slot, role, error } => match role {
-                Role::Main => self.feed(spec, slot, Event::SpawnFailed(error), now),
+            Input::SpawnFailed {
+                slot,
+                role,
+                error,
+                transient,
+            } => match role {
+                Role::Main => {
+                    let event = Event::SpawnFailed {
+                        reason: error,
+                        transient,
+                    };
+                    self.feed(spec, slot, event, now)
+                }
                 Role::Incoming => self.fail_reload(format!("cannot start a new instance: {error}")),
             },
             Input::Exited {

@@ -283,8 +283,35 @@ fn spawn_failure_is_errored() {
         slot: 0,
         role: Role::Main,
         error: "No such file".into(),
+        transient: false,
     });
     assert_eq!(h.m.status(), Status::Errored);
+}
+
+#[test]
+fn a_transient_spawn_failure_waits_and_retries() {
+    let mut h = Harness::new(AppSpec::default());
+    h.send(Input::Start);
+    let effects = h.send(Input::SpawnFailed {
+        slot: 0,
+        role: Role::Main,
+        error: "Resource temporarily unavailable".into(),
+        transient: true,
+    });
+    assert_eq!(h.m.status(), Status::WaitingRestart);
+    let retry = timer(&effects, |t| {
+        matches!(
+            t,
+            Timer::Slot {
+                kind: TimerKind::Restart,
+                ..
+            }
+        )
+    })
+    .expect("a retry is scheduled");
+    let (_, pids) = h.run(Input::Timer(retry));
+    assert_eq!(pids.len(), 1);
+    assert_eq!(h.m.status(), Status::Online);
 }
 
 #[test]

@@ -31,7 +31,12 @@ impl Supervisor {
         match effect {
             Effect::Spawn { slot, role } => Some(match self.spawn_instance(id, slot, role) {
                 Ok(pid) => Input::Spawned { slot, role, pid },
-                Err(error) => Input::SpawnFailed { slot, role, error },
+                Err(e) => Input::SpawnFailed {
+                    slot,
+                    role,
+                    error: e.message,
+                    transient: e.transient,
+                },
             }),
             Effect::Signal { pid, signal } => {
                 signal_group(Some(pid), signal);

@@ -21,10 +21,9 @@ impl Supervisor {
         id: u32,
         slot: usize,
         role: MRole,
-    ) -> Result<u32, String> {
-        let io = |e: std::io::Error| e.to_string();
-        let (out_read, out_write) = pipe().map_err(io)?;
-        let (err_read, err_write) = pipe().map_err(io)?;
+    ) -> Result<u32, SpawnError> {
+        let (out_read, out_write) = pipe()?;
+        let (err_read, err_write) = pipe()?;
         let Prepared {
             env,
             pass_fds,
@@ -42,7 +41,7 @@ impl Supervisor {
             pass_fds,
             ..spawn::Launch::default()
         };
-        let pid = spawn::spawn(&launch).map_err(io)?;
+        let pid = spawn::spawn(&launch)?;
         drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
         let (out_target, err_target) = (app.logs.out.clone(), app.logs.err.clone());
@@ -67,7 +66,10 @@ impl Supervisor {
             Err(e) => {
                 // Nothing would read its output: it must not run unseen.
                 super::signal_group(Some(pid), nix::sys::signal::Signal::SIGKILL);
-                Err(format!("cannot capture its output: {e}"))
+                Err(SpawnError {
+                    transient: is_transient(&e),
+                    message: format!("cannot capture its output: {e}"),
+                })
             }
         }
     }
@@ -180,6 +182,48 @@ impl Supervisor {
     }
 }
 
+/// Why a spawn failed, and whether trying again later may work.
+#[derive(Debug)]
+pub(super) struct SpawnError {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl From<std::io::Error> for SpawnError {
+    fn from(e: std::io::Error) -> Self {
+        SpawnError {
+            transient: is_transient(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<String> for SpawnError {
+    fn from(message: String) -> Self {
+        SpawnError {
+            message,
+            transient: false,
+        }
+    }
+}
+
+impl From<&str> for SpawnError {
+    fn from(message: &str) -> Self {
+        message.to_string().into()
+    }
+}
+
+/// Errors of a machine short of pids, memory or fds heal by themselves;
+/// a missing file, a bad cwd or a permission does not.
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EAGAIN | libc::ENOMEM | libc::ENFILE | libc::EMFILE | libc::ENOBUFS | libc::EINTR
+        )
+    )
+}
+
 /// An instance's environment and extra fds, ready to spawn.
 struct Prepared {
     env: Vec<(String, String)>,
@@ -208,3 +252,15 @@ fn app_env(spec: &AppSpec, home: &Path, id: u32) -> Vec<(String, String)> {
 
 /// The variable that marks a process as started by a sup daemon for an app.
 pub const TAG_VAR: &str = "SUP_APP_ID";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_shortages_are_transient() {
+        let err = |n| SpawnError::from(std::io::Error::from_raw_os_error(n)).transient;
+        assert!(err(libc::EAGAIN) && err(libc::ENOMEM) && err(libc::EMFILE));
+        assert!(!err(libc::ENOENT) && !err(libc::EACCES) && !err(libc::ENOTDIR));
+    }
+}
