@@ -6,6 +6,7 @@ use serde_json::Value;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use sup_proto::{
     decode_len, encode_frame, Request, RequestEnvelope, Response, ResponseEnvelope, HEADER_LEN,
@@ -13,11 +14,24 @@ use sup_proto::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 /// How long a client may take to send the body of a frame whose header it sent.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest request body. Nothing a client sends comes near it (a spec with
+/// a large environment is a few KiB); answers may be larger.
+pub const MAX_REQUEST: usize = 1024 * 1024;
+
+/// Bodies up to this size are read without asking the budget: their cost is
+/// that of a connection.
+const SMALL_REQUEST: usize = 64 * 1024;
+
+/// Most bytes of larger request bodies held at once, over all connections:
+/// a client over budget waits (up to [`BODY_TIMEOUT`]) or is refused, while
+/// small requests are still served.
+const REQUEST_BUDGET: usize = 16 * 1024 * 1024;
 
 /// Binds the socket at `path` (replacing a stale one) and makes it 0600.
 /// The caller holds the daemon lock, so no live daemon owns an existing file.
@@ -39,10 +53,12 @@ pub async fn serve(
     tx: mpsc::UnboundedSender<Msg>,
     inflight: mpsc::WeakSender<()>,
 ) {
+    let budget = Arc::new(Semaphore::new(REQUEST_BUDGET));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(connection(stream, tx.clone(), inflight.clone()));
+                let conn = connection(stream, tx.clone(), inflight.clone(), budget.clone());
+                tokio::spawn(conn);
             }
             Err(err) => {
                 // EMFILE and friends: don't spin; the next accept may succeed.
@@ -57,6 +73,7 @@ async fn connection(
     mut stream: UnixStream,
     tx: mpsc::UnboundedSender<Msg>,
     inflight: mpsc::WeakSender<()>,
+    budget: Arc<Semaphore>,
 ) {
     if let Err(refusal) = check_peer(&stream) {
         let _ = write_response(&mut stream, refusal).await;
@@ -68,7 +85,13 @@ async fn connection(
             return; // EOF or a broken peer: nothing to answer.
         }
         let len = match decode_len(header) {
-            Ok(len) => len,
+            Ok(len) if len <= MAX_REQUEST => len,
+            Ok(len) => {
+                let why =
+                    format!("request of {len} bytes is larger than the {MAX_REQUEST}-byte limit");
+                let _ = write_response(&mut stream, Response::error("bad_request", why)).await;
+                return;
+            }
             Err(err) => {
                 let _ =
                     write_response(&mut stream, Response::error("bad_request", err.to_string()))
@@ -76,15 +99,24 @@ async fn connection(
                 return; // The stream is out of step; drop it.
             }
         };
+        let held = match reserve(&budget, len).await {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                let _ = write_response(&mut stream, refusal).await;
+                return;
+            }
+        };
         let mut body = vec![0u8; len];
         match tokio::time::timeout(BODY_TIMEOUT, stream.read_exact(&mut body)).await {
             Ok(Ok(_)) => {}
             _ => return, // Truncated or too slow.
         }
+        let parsed = parse(&body);
+        drop((body, held));
         let Some(guard) = inflight.upgrade() else {
             return;
         };
-        let response = match parse(&body) {
+        let response = match parsed {
             Ok(Request::Events {
                 target,
                 follow: true,
@@ -98,6 +130,24 @@ async fn connection(
         if write_response(&mut stream, response).await.is_err() {
             return;
         }
+    }
+}
+
+/// Takes `len` bytes from the request budget (nothing for a small body).
+async fn reserve(
+    budget: &Arc<Semaphore>,
+    len: usize,
+) -> Result<Option<OwnedSemaphorePermit>, Response> {
+    if len <= SMALL_REQUEST {
+        return Ok(None);
+    }
+    let wanted = budget.clone().acquire_many_owned(len as u32);
+    match tokio::time::timeout(BODY_TIMEOUT, wanted).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        _ => Err(Response::error(
+            "busy",
+            "the daemon is holding too many large requests; try again",
+        )),
     }
 }
 
