@@ -6,14 +6,24 @@ use sup_proto::RestartPolicy;
 
 /// sup: keeps your apps running, restarts them when they die, and tells you.
 #[derive(Debug, Parser)]
-#[command(name = "sup", version, about, propagate_version = true)]
+#[command(name = "sup", version, propagate_version = true)]
 pub struct Cli {
     /// The command.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: TopCommand,
 }
 
-/// Every `sup` command.
+/// `sup daemon`, which the binary runs, or a command of the CLI's.
+#[derive(Debug, Subcommand)]
+pub enum TopCommand {
+    /// A command of the CLI's.
+    #[command(flatten)]
+    Cli(Command),
+    /// Run the daemon in the foreground (for systemd and containers).
+    Daemon(DaemonArgs),
+}
+
+/// Every `sup` command the CLI runs itself.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start an app (a script, an executable or a quoted command line), or a known app by name or id.
@@ -37,8 +47,6 @@ pub enum Command {
     Ping,
     /// Stop every app gracefully, then the daemon.
     Kill,
-    /// Run the daemon in the foreground (for systemd and containers).
-    Daemon(DaemonArgs),
     /// Freeze the current app list (specs, and who was stopped by the user).
     Save(SaveArgs),
     /// Bring back the saved app list.

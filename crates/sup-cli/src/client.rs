@@ -10,7 +10,7 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use sup_daemon::Home;
+use sup_home::Home;
 use sup_proto::{
     decode_len, encode_frame, Request, RequestEnvelope, Response, ResponseEnvelope, HEADER_LEN,
     PROTOCOL_VERSION, SUP_VERSION,
@@ -49,12 +49,11 @@ impl Client {
     }
 
     /// Connects to a running daemon; when none runs but the last one died
-    /// without a clean shutdown (its state file is there), starts one, which
-    /// restores that daemon's apps.
+    /// without a clean shutdown, starts one, which restores that daemon's apps.
     pub fn connect_or_recover(home: &Home) -> Result<Option<Client>> {
         match Client::connect(home)? {
             Some(client) => Ok(Some(client)),
-            None if home.state().exists() => Client::connect_or_spawn(home).map(Some),
+            None if home.last_daemon_died_uncleanly() => Client::connect_or_spawn(home).map(Some),
             None => Ok(None),
         }
     }
@@ -66,9 +65,9 @@ impl Client {
         }
         home.prepare()?;
         // Racing CLIs queue here; the first starts the daemon, the others find it.
-        let lock = sup_daemon::open_lock_file(&home.spawn_lock())
-            .with_context(|| format!("cannot open {}", home.spawn_lock().display()))?;
-        lock.lock().context("cannot lock the daemon spawn lock")?;
+        let _lock = home
+            .lock_spawn()
+            .with_context(|| format!("cannot lock {}", home.spawn_lock().display()))?;
         if let Some(client) = Client::connect(home)? {
             return Ok(client);
         }
@@ -222,14 +221,11 @@ fn tail(path: &std::path::Path, lines: usize) -> String {
 
 /// Waits until the daemon holding `home`'s lock has exited.
 pub fn wait_daemon_gone(home: &Home, daemon: Option<u32>, timeout: Duration) -> Result<()> {
-    let lock = sup_daemon::open_lock_file(&home.daemon_lock())?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(lock.lock());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(result) => result.context("cannot wait for the daemon lock")?,
-        Err(_) => bail!("the daemon is still running after {timeout:?}"),
+    let unlocked = home
+        .wait_daemon_unlocked(timeout)
+        .context("cannot wait for the daemon lock")?;
+    if !unlocked {
+        bail!("the daemon is still running after {timeout:?}");
     }
     // The kernel frees the lock while the process exits; wait for the rest
     // of its exit, so that the daemon is really gone when we return.
@@ -250,15 +246,6 @@ fn process_running(pid: u32) -> bool {
                 .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(false)
-}
-
-/// The pid the running daemon wrote into its lock file.
-pub fn daemon_pid(home: &Home) -> Option<u32> {
-    std::fs::read_to_string(home.daemon_lock())
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// Turns a daemon error into a CLI error (exit code 1).

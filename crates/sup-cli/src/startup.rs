@@ -6,7 +6,7 @@ use crate::args::StartupArgs;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use sup_daemon::Home;
+use sup_home::Home;
 
 /// Init systems `sup startup` supports.
 const SUPPORTED: &[&str] = &["systemd"];
@@ -89,7 +89,7 @@ fn unit(target: &Target, sup: &Path, path_var: &str) -> String {
          WantedBy={wanted_by}\n",
         user = target.user,
         sup_home = target.sup_home.display(),
-        busy = sup_daemon::EXIT_ALREADY_RUNNING,
+        busy = sup_home::EXIT_ALREADY_RUNNING,
     )
 }
 
@@ -211,7 +211,7 @@ pub fn startup(args: &StartupArgs, home: &Home) -> Result<()> {
     target.systemctl(&["daemon-reload"])?;
     target.systemctl(&["enable", &target.unit_name()])?;
     println!("[sup] installed and enabled {}", path.display());
-    let on_demand = sup_daemon::Home::at(target.sup_home.clone()).socket();
+    let on_demand = Home::at(target.sup_home.clone()).socket();
     if std::os::unix::net::UnixStream::connect(&on_demand).is_ok() {
         println!(
             "[sup] a daemon already runs on {}; the unit takes over at boot. To switch now:\n  sup save && sup kill && {}systemctl {}start {}",

@@ -4,9 +4,7 @@
 mod events;
 mod groupwatch;
 mod health;
-mod home;
 mod lifecycle;
-mod lock;
 mod logs;
 mod machine;
 mod notify;
@@ -19,11 +17,10 @@ mod sockets;
 mod spawn;
 mod supervisor;
 
-pub use home::{Home, HomeError};
-pub use lock::{open_lock_file, LockError};
 pub use supervisor::HANDOVER_VERSION;
 
 use std::time::Duration;
+use sup_home::{Home, HomeError, LockError};
 use supervisor::Supervisor;
 use tokio::sync::mpsc;
 use tracing::info;
@@ -62,11 +59,6 @@ pub struct Options {
     pub handover: Option<std::path::PathBuf>,
 }
 
-/// Exit code of `sup daemon` when another daemon already runs on the home:
-/// the systemd unit lists it in `RestartPreventExitStatus=`, so a unit never
-/// loops on a busy lock.
-pub const EXIT_ALREADY_RUNNING: i32 = 75;
-
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `sup kill`,
 /// logging to stderr. Returns once every app has stopped.
 pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
@@ -83,7 +75,7 @@ pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
     let lock = match &handover {
         // SAFETY: the previous daemon handed this fd over open, and nothing else owns it.
         Some(h) => unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(h.lock_fd) },
-        None => lock::acquire(&home.daemon_lock())?,
+        None => home.acquire_daemon_lock()?,
     };
     // Ours, close-on-exec again (it was cleared for the handover).
     // SAFETY: fcntl on an fd we own.
@@ -94,7 +86,7 @@ pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
             libc::FD_CLOEXEC,
         )
     };
-    lock::write_pid(&lock);
+    sup_home::write_daemon_pid(&lock);
     reaper::become_subreaper()?;
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use sup_home::backup_of;
 use sup_proto::{AppSpec, RestartPolicy, Status};
 
 /// Version of the dump and state formats this daemon writes and reads.
@@ -161,13 +162,6 @@ fn err_with_backup(err: &LoadError, backup: &Path) -> LoadError {
         path: backup.into(),
         reason: format!("{err}, and the backup {} is unusable too", backup.display()),
     }
-}
-
-/// `<dump>.bak`.
-pub fn backup_of(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".bak");
-    PathBuf::from(name)
 }
 
 /// Writes `data` to `path` atomically: a 0600 temp file in the same

@@ -9,7 +9,7 @@ use crate::client::{expect_ok, Client};
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
-use sup_daemon::Home;
+use sup_home::{Home, LogStream};
 use sup_proto::logfmt::format_ts;
 use sup_proto::{AppInfo, Request, Response, Target};
 use tail::Line;
@@ -115,15 +115,14 @@ fn app_sources(app: &AppInfo, color: usize, args: &LogsArgs) -> Vec<Source> {
 
 /// Without a daemon: `<name>-out.log` / `<name>-err.log` in the logs dir.
 fn default_sources(home: &Home, target: &Target) -> Option<Vec<Source>> {
-    let dir = home.logs_dir();
     let mut names: Vec<String> = match target {
         Target::Name(name) => vec![name.clone()],
-        Target::All => std::fs::read_dir(&dir)
+        Target::All => std::fs::read_dir(home.logs_dir())
             .ok()?
             .flatten()
             .filter_map(|e| {
                 let file = e.file_name().to_string_lossy().into_owned();
-                file.strip_suffix("-out.log").map(str::to_string)
+                Home::app_of_out_log(&file).map(str::to_string)
             })
             .collect(),
         Target::Id(_) => return None,
@@ -131,13 +130,13 @@ fn default_sources(home: &Home, target: &Target) -> Option<Vec<Source>> {
     names.sort();
     let mut sources = Vec::new();
     for (color, name) in names.into_iter().enumerate() {
-        for stream in ["out", "err"] {
-            let path = dir.join(format!("{name}-{stream}.log"));
+        for stream in [LogStream::Out, LogStream::Err] {
+            let path = home.app_log(&name, stream);
             if path.exists() {
                 let timestamps = true;
                 sources.push(Source {
                     app: name.clone(),
-                    stream,
+                    stream: stream.as_str(),
                     path,
                     timestamps,
                     color,

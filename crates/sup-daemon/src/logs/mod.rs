@@ -12,6 +12,7 @@ use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use sup_home::LogStream;
 use sup_proto::{AppSpec, LogInfo};
 use tokio::sync::oneshot;
 use writer::{HealthMap, Writer, WriterMsg};
@@ -48,14 +49,14 @@ impl AppLogs {
                 err: t,
             };
         }
-        let or_default = |file: &Option<String>, suffix: &str| {
+        let or_default = |file: &Option<String>, stream| {
             file.as_ref()
                 .map(PathBuf::from)
-                .unwrap_or_else(|| logs_dir.join(format!("{}-{suffix}.log", spec.name)))
+                .unwrap_or_else(|| sup_home::app_log_in(logs_dir, &spec.name, stream))
         };
         AppLogs {
-            out: target(or_default(&l.out_file, "out")),
-            err: target(or_default(&l.err_file, "err")),
+            out: target(or_default(&l.out_file, LogStream::Out)),
+            err: target(or_default(&l.err_file, LogStream::Err)),
         }
     }
 

@@ -12,7 +12,6 @@ mod reload;
 mod table;
 
 use crate::events::Events;
-use crate::home::Home;
 use crate::logs::{AppLogs, Logs};
 use crate::machine::{Input, ProbeKind, Timer};
 use crate::probe::Outcome;
@@ -22,6 +21,7 @@ use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use sup_home::Home;
 use sup_proto::{validate_name, AppSpec, EventRecord, Request, Response, Target};
 use table::Table;
 use tokio::signal::unix::{signal, SignalKind};

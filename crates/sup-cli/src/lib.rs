@@ -1,4 +1,7 @@
-//! `sup`: the command-line front of the sup daemon.
+//! The sup command line: parses `sup ...` and talks to the daemon over its
+//! socket. It knows the daemon only through the protocol (`sup-proto`) and
+//! the layout of `SUP_HOME` (`sup-home`); the `sup` binary runs the daemon
+//! itself when [`parse`] says `sup daemon`.
 
 mod args;
 mod client;
@@ -7,14 +10,16 @@ mod render;
 mod resolve;
 mod startup;
 
+pub use args::DaemonArgs;
+
 use anyhow::{bail, Context, Result};
-use args::{Cli, Command, StartArgs};
+use args::{Cli, Command, StartArgs, TopCommand};
 use clap::Parser;
 use client::{expect_ok, Client};
 use resolve::ResolveError;
 use std::process::ExitCode;
 use std::time::Duration;
-use sup_daemon::Home;
+use sup_home::Home;
 use sup_proto::{
     validate_name, AppInfo, AppSpec, HealthSpec, LogSpec, Probe, Request, Response, Target,
 };
@@ -22,19 +27,37 @@ use sup_proto::{
 /// How long `sup kill` waits for the daemon to exit after answering.
 const KILL_WAIT: Duration = Duration::from_secs(30);
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if !matches!(cli.command, Command::Daemon(_)) {
-        // Like any Unix tool: `sup logs | head` ends quietly when head exits.
-        // SAFETY: setting a default disposition before any thread starts.
-        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+/// What a `sup` command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// `sup daemon ...`: the caller runs the daemon.
+    Daemon(DaemonArgs),
+    /// Any other command: for [`run`].
+    Command(CommandLine),
+}
+
+/// A parsed command other than `sup daemon`.
+#[derive(Debug)]
+pub struct CommandLine {
+    command: Command,
+}
+
+/// Parses the process's arguments; on a usage error (or `--help`), prints
+/// it and exits, as clap does.
+pub fn parse() -> Invocation {
+    match Cli::parse().command {
+        TopCommand::Daemon(args) => Invocation::Daemon(args),
+        TopCommand::Cli(command) => Invocation::Command(CommandLine { command }),
     }
-    match run(cli.command) {
+}
+
+/// Runs a command; errors are printed on stderr and give exit code 1.
+pub fn run(line: CommandLine) -> ExitCode {
+    // Like any Unix tool: `sup logs | head` ends quietly when head exits.
+    // SAFETY: setting a default disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    match execute(line.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if matches!(err.downcast_ref(), Some(sup_daemon::DaemonError::Lock(_))) => {
-            eprintln!("sup: {err:#}");
-            ExitCode::from(sup_daemon::EXIT_ALREADY_RUNNING as u8)
-        }
         Err(err) => {
             eprintln!("sup: {err:#}");
             ExitCode::FAILURE
@@ -42,28 +65,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<()> {
+fn execute(command: Command) -> Result<()> {
     let home = Home::from_env()?;
     match command {
-        Command::Daemon(args) if args.handover_version => {
-            println!("{}", sup_daemon::HANDOVER_VERSION);
-            Ok(())
-        }
-        Command::Daemon(args) => {
-            let options = sup_daemon::Options {
-                resurrect: args.resurrect,
-                handover: args.handover.map(Into::into),
-            };
-            sup_daemon::run(home, options).map_err(Into::into)
-        }
         Command::Save(args) => note(&home, Request::Save { force: args.force }, false),
         Command::Resurrect => {
             // No dump, no daemon to start just to say so.
-            let dump = home.dump();
-            if !dump.exists() && !dump.with_extension("json.bak").exists() {
+            if !home.has_dump() {
                 bail!(
                     "no saved apps: {} does not exist (run `sup save` first)",
-                    dump.display()
+                    home.dump().display()
                 );
             }
             note(&home, Request::Resurrect, true)
@@ -399,7 +410,7 @@ fn kill(home: &Home) -> Result<()> {
         println!("[sup] no daemon running");
         return Ok(());
     };
-    let daemon = client::daemon_pid(home);
+    let daemon = home.daemon_pid();
     // The daemon answers once every app is down, then exits; an EOF instead
     // of an answer also means it is going away.
     if let Ok(response) = client.request(Request::Kill) {

@@ -1,4 +1,4 @@
-//! `SUP_HOME`: the one directory holding every file of sup's.
+//! The paths under `SUP_HOME`, and preparing the directory.
 
 use std::fs;
 use std::io;
@@ -92,9 +92,27 @@ impl Home {
         self.dir.join("dump.json")
     }
 
-    /// The live state of the running daemon (gone after a clean shutdown).
+    /// The previous dump, kept by `sup save` and read when the dump is corrupt.
+    pub fn dump_backup(&self) -> PathBuf {
+        backup_of(&self.dump())
+    }
+
+    /// Whether there is a dump (or its backup) for `sup resurrect` to read.
+    pub fn has_dump(&self) -> bool {
+        self.dump().exists() || self.dump_backup().exists()
+    }
+
+    /// The live state of the running daemon: rewritten on each change,
+    /// removed by a clean shutdown.
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
+    }
+
+    /// Whether the last daemon died without a clean shutdown: its state file
+    /// is still there. Only meaningful while no daemon runs; the next daemon
+    /// restores that state (or drops it when it is of an earlier boot).
+    pub fn last_daemon_died_uncleanly(&self) -> bool {
+        self.state().exists()
     }
 
     /// The directory of per-instance sd_notify sockets.
@@ -105,6 +123,17 @@ impl Home {
     /// The directory of app logs.
     pub fn logs_dir(&self) -> PathBuf {
         self.dir.join("logs")
+    }
+
+    /// The default log file of `app`'s `stream`: `logs/<app>-out.log` or
+    /// `logs/<app>-err.log` (app names are safe file names).
+    pub fn app_log(&self, app: &str, stream: LogStream) -> PathBuf {
+        app_log_in(&self.logs_dir(), app, stream)
+    }
+
+    /// The app whose default stdout log is the file `file_name` in `logs/`.
+    pub fn app_of_out_log(file_name: &str) -> Option<&str> {
+        file_name.strip_suffix("-out.log")
     }
 
     /// Creates the directory (0700) and `logs/`, or checks an existing one is
@@ -138,6 +167,37 @@ impl Home {
     }
 }
 
+/// Which of an app's output streams a log file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    /// Standard output.
+    Out,
+    /// Standard error.
+    Err,
+}
+
+impl LogStream {
+    /// `out` or `err`, as in the default file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Out => "out",
+            LogStream::Err => "err",
+        }
+    }
+}
+
+/// [`Home::app_log`] for a logs directory already at hand.
+pub fn app_log_in(logs_dir: &Path, app: &str, stream: LogStream) -> PathBuf {
+    logs_dir.join(format!("{app}-{}.log", stream.as_str()))
+}
+
+/// The backup of a file written with a backup kept: `<path>.bak`.
+pub fn backup_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".bak");
+    PathBuf::from(name)
+}
+
 fn absolute(path: PathBuf) -> PathBuf {
     if path.is_absolute() {
         return path;
@@ -159,6 +219,31 @@ mod tests {
         let mode = fs::metadata(home.dir()).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o700);
         assert!(home.logs_dir().is_dir());
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn layout_names() {
+        let home = Home::at(PathBuf::from("/h"));
+        assert_eq!(home.dump_backup(), Path::new("/h/dump.json.bak"));
+        assert_eq!(
+            home.app_log("api", LogStream::Err),
+            Path::new("/h/logs/api-err.log")
+        );
+        let out = home.app_log("api", LogStream::Out);
+        let file = out.file_name().unwrap().to_str().unwrap();
+        assert_eq!(Home::app_of_out_log(file), Some("api"));
+        assert_eq!(Home::app_of_out_log("api-err.log"), None);
+    }
+
+    #[test]
+    fn a_state_file_means_an_unclean_shutdown() {
+        let base = std::env::temp_dir().join(format!("sup-home-state-{}", std::process::id()));
+        let home = Home::at(base.clone());
+        home.prepare().unwrap();
+        assert!(!home.last_daemon_died_uncleanly());
+        fs::write(home.state(), b"{}").unwrap();
+        assert!(home.last_daemon_died_uncleanly());
         fs::remove_dir_all(base).unwrap();
     }
 
