@@ -10,3 +10,4 @@ mod logs;
 mod persistence;
 mod processes;
 mod restarts;
+mod usability;

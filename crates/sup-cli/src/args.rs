@@ -107,13 +107,13 @@ pub struct StartArgs {
     #[arg(long, value_parser = parse_policy, default_value = "always")]
     pub restart: RestartPolicy,
     /// Delay before the first restart after a crash (e.g. 500ms, 2s).
-    #[arg(long, value_parser = parse_duration, default_value = "0ms")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "0ms")]
     pub restart_delay: Duration,
     /// Cap of the exponential backoff between consecutive unstable restarts.
-    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
     pub backoff_max: Duration,
     /// Uptime after which a run counts as stable and the backoff resets.
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "1s")]
     pub min_uptime: Duration,
     /// Unstable restarts allowed before the app turns errored (default: no limit).
     #[arg(long)]
@@ -122,7 +122,7 @@ pub struct StartArgs {
     #[arg(long, value_parser = parse_signal, default_value = "SIGTERM")]
     pub stop_signal: String,
     /// Time between the stop signal and SIGKILL.
-    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "5s")]
     pub kill_timeout: Duration,
     /// Extra environment variable (repeatable).
     #[arg(long = "env", value_parser = parse_env, value_name = "KEY=VALUE")]
@@ -149,7 +149,7 @@ pub struct StartArgs {
     #[arg(long, conflicts_with = "time")]
     pub no_time: bool,
     /// Rotate a log file once it passes this size (e.g. 10M, 512K; 0: never).
-    #[arg(long, value_parser = parse_size, default_value = "10M")]
+    #[arg(long, value_parser = parse_size, allow_hyphen_values = true, default_value = "10M")]
     pub log_max_size: u64,
     /// Rotated log files kept (`<file>.1` is the newest).
     #[arg(long, default_value_t = sup_proto::spec::DEFAULT_LOG_KEEP)]
@@ -167,16 +167,16 @@ pub struct StartArgs {
     #[arg(long, value_name = "CMD", group = "liveness")]
     pub health_cmd: Option<String>,
     /// Time between liveness probes.
-    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "10s")]
     pub health_interval: Duration,
     /// Time a probe may take.
-    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "2s")]
     pub health_timeout: Duration,
     /// Consecutive failed probes that make the app unhealthy (and restart it).
     #[arg(long, default_value_t = sup_proto::spec::DEFAULT_HEALTH_RETRIES, value_parser = clap::value_parser!(u32).range(1..))]
     pub health_retries: u32,
     /// Failures during this time after a start do not count.
-    #[arg(long, value_parser = parse_duration, default_value = "0s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "0s")]
     pub health_start_period: Duration,
     /// Readiness: the instance is online once GET of this URL passes.
     #[arg(long, value_parser = parse_http_url, value_name = "URL", group = "readiness")]
@@ -191,7 +191,7 @@ pub struct StartArgs {
     #[arg(long, group = "readiness")]
     pub ready_notify: bool,
     /// Time an instance has to become ready.
-    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "60s")]
     pub ready_timeout: Duration,
     /// Return once the app is online (ready), not just started.
     #[arg(long)]
@@ -317,7 +317,7 @@ pub struct LogsArgs {
     #[arg(long)]
     pub raw: bool,
     /// Only lines newer than this (e.g. 10m, 2h).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub since: Option<Duration>,
 }
 
@@ -328,23 +328,52 @@ pub struct FlushArgs {
     pub target: Option<String>,
 }
 
-/// Splits `250ms` into 250 and `ms`; `what` names the expected value in
-/// the error.
-fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(u64, &'a str), String> {
+/// What a number with a unit stands for, to name it in errors.
+struct Quantity {
+    /// `duration`, `size`.
+    kind: &'static str,
+    /// Valid values to show, `500ms, 5s or 1m`.
+    examples: &'static str,
+}
+
+const DURATION: Quantity = Quantity {
+    kind: "duration",
+    examples: "500ms, 5s or 1m",
+};
+
+const SIZE: Quantity = Quantity {
+    kind: "size",
+    examples: "512K, 10M or 1G",
+};
+
+/// Splits `250ms` into 250 and `ms`. Negative and fractional values get an
+/// error of their own: "not a duration" would puzzle whoever typed `-1s`.
+fn number_and_unit<'a>(text: &'a str, q: &Quantity) -> Result<(u64, &'a str), String> {
     let text = text.trim();
+    let (kind, examples) = (q.kind, q.examples);
+    if text.starts_with('-') {
+        return Err(format!(
+            "invalid {kind} {text:?}: must not be negative; use one like {examples}"
+        ));
+    }
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
+    if !digits.is_empty() && unit.starts_with(['.', ',']) {
+        return Err(format!(
+            "invalid {kind} {text:?}: use whole numbers and a smaller unit, like {examples}"
+        ));
+    }
     let value = digits
         .parse()
-        .map_err(|_| format!("{text:?} is not {what}"))?;
+        .map_err(|_| format!("invalid {kind} {text:?}: use one like {examples}"))?;
     Ok((value, unit))
 }
 
 /// Parses `10M`, `512K`, `1G` or a number of bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let (value, unit) = number_and_unit(text, "a size (try 10M, 512K)")?;
+    let (value, unit) = number_and_unit(text, &SIZE)?;
     let factor: u64 = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
         "" => 1,
         "K" => 1 << 10,
@@ -359,7 +388,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// Parses `100ms`, `5s`, `2m`, `1h`; a bare number is milliseconds (PM2's unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (value, unit) = number_and_unit(text, "a duration (try 500ms, 5s, 2m)")?;
+    let (value, unit) = number_and_unit(text, &DURATION)?;
     let ms = match unit {
         "" | "ms" => Some(value),
         "s" => value.checked_mul(1_000),
@@ -422,6 +451,32 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn negative_and_fractional_values_say_what_is_wrong() {
+        let err = parse_duration("-1s").unwrap_err();
+        assert!(
+            err.contains("must not be negative") && err.contains("5s"),
+            "{err}"
+        );
+        let err = parse_duration("1.5s").unwrap_err();
+        assert!(err.contains("whole numbers"), "{err}");
+        let err = parse_size("-10M").unwrap_err();
+        assert!(
+            err.contains("must not be negative") && err.contains("10M"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_negative_duration_reaches_the_parser() {
+        use clap::Parser;
+        let err = Cli::try_parse_from(["sup", "start", "x", "--health-interval", "-1s"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must not be negative"), "{err}");
+        assert!(!err.contains("unexpected argument"), "{err}");
     }
 
     #[test]
