@@ -11,6 +11,9 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: TopCommand,
+    /// Longest wait for the daemon's answer (default: 5s; for commands that wait for apps, their longest kill and ready timeouts plus 5s).
+    #[arg(long, global = true, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
 }
 
 /// `sup daemon`, which the binary runs, or a command of the CLI's.
@@ -29,20 +32,20 @@ pub enum Command {
     /// Start an app (a script, an executable or a quoted command line), or a known app by name or id.
     Start(Box<StartArgs>),
     /// Stop apps; they stay stopped until started again.
-    Stop(TargetArg),
+    Stop(TargetsArg),
     /// Restart apps.
-    Restart(TargetArg),
+    Restart(TargetsArg),
     /// Stop apps and forget them.
     #[command(visible_aliases = ["del", "rm"])]
-    Delete(TargetArg),
+    Delete(TargetsArg),
     /// List apps.
     #[command(visible_aliases = ["ls", "status"])]
-    List(JsonFlag),
+    List(ListArgs),
     /// Show everything known about an app.
     #[command(visible_aliases = ["show", "info"])]
     Describe(DescribeArgs),
     /// Print the pid of an app's main process (nothing when it is not running).
-    Pid(TargetArg),
+    Pid(TargetsArg),
     /// Is the daemon up? Prints its version and pid.
     Ping,
     /// Stop every app gracefully, then the daemon.
@@ -62,31 +65,36 @@ pub enum Command {
     /// Empty the log files of one app, or of all.
     Flush(FlushArgs),
     /// Zero-downtime restart: start a new instance on the held sockets, stop the old one once the new is ready.
-    Reload(TargetArg),
+    Reload(TargetsArg),
     /// Show what happened: exits, restarts, health changes, reloads.
     Events(EventsArgs),
 }
 
-/// A `--json` switch.
+/// `sup list`.
 #[derive(Debug, Args)]
-pub struct JsonFlag {
+pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Show names in full, however wide the table gets.
+    #[arg(long, short = 'w')]
+    pub wide: bool,
 }
 
-/// An app name, a numeric id, or `all`.
+/// One or more app names, numeric ids, or `all`.
 #[derive(Debug, Args)]
-pub struct TargetArg {
-    /// App name, numeric id, or `all`.
-    pub target: String,
+pub struct TargetsArg {
+    /// App names, numeric ids, or `all`.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
 }
 
 /// `sup describe`.
 #[derive(Debug, Args)]
 pub struct DescribeArgs {
-    /// App name, numeric id, or `all`.
-    pub target: String,
+    /// App names, numeric ids, or `all`.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -324,8 +332,9 @@ pub struct LogsArgs {
 /// `sup flush`.
 #[derive(Debug, Args)]
 pub struct FlushArgs {
-    /// App name, numeric id, or `all` (default: all).
-    pub target: Option<String>,
+    /// App names, numeric ids, or `all` (default: all).
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
 }
 
 /// What a number with a unit stands for, to name it in errors.

@@ -22,9 +22,53 @@ static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 /// How long a CLI waits for a daemon it started to answer.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long a plain request (list, describe, save, ...) may wait for its
+/// answer before the daemon counts as stopped or hung.
+const PLAIN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Added to the apps' own timeouts for a request that waits for apps.
+const WAIT_MARGIN: Duration = Duration::from_secs(5);
+
+/// `--timeout`: replaces every request's deadline. Set once at start; a
+/// process-wide setting because every connection of the run honours it.
+static TIMEOUT_OVERRIDE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// Makes every request of this run wait at most `timeout` (`--timeout`).
+pub fn override_timeout(timeout: Duration) {
+    let _ = TIMEOUT_OVERRIDE.set(timeout);
+}
+
+/// The daemon did not answer in time. Kept as a type so that callers that
+/// read a closed connection as "the daemon is going away" (`kill`, `update`)
+/// still report it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the sup daemon ({daemon}) did not answer within {waited:?}: it is stopped or hung{hint}; \
+     `--timeout` waits longer"
+)]
+pub struct NoAnswer {
+    daemon: String,
+    waited: Duration,
+    hint: String,
+}
+
+impl NoAnswer {
+    fn new(home: &Home, waited: Duration) -> NoAnswer {
+        let pid = home.daemon_pid();
+        NoAnswer {
+            daemon: pid.map_or("pid unknown".into(), |p| format!("pid {p}")),
+            waited,
+            hint: pid.map_or(String::new(), |p| {
+                format!(" (`kill -CONT {p}` resumes a stopped one)")
+            }),
+        }
+    }
+}
+
 /// A connection to the daemon.
 pub struct Client {
     stream: UnixStream,
+    home: Home,
 }
 
 impl Client {
@@ -32,7 +76,10 @@ impl Client {
     pub fn connect(home: &Home) -> Result<Option<Client>> {
         home.check_socket_path()?;
         match UnixStream::connect(home.socket()) {
-            Ok(stream) => Ok(Some(Client { stream })),
+            Ok(stream) => Ok(Some(Client {
+                stream,
+                home: home.clone(),
+            })),
             // No socket, a stale one, or no home at all: no daemon runs.
             Err(e)
                 if matches!(
@@ -74,21 +121,44 @@ impl Client {
         spawn_daemon(home)
     }
 
-    /// Sends `request` and reads the answer.
+    /// Sends a plain request and reads the answer, within a few seconds.
     pub fn request(&mut self, request: Request) -> Result<Response> {
+        self.exchange(request, PLAIN_DEADLINE)
+    }
+
+    /// Sends a request that waits for apps to stop or get ready, and reads
+    /// the answer, within `apps_time` (their longest relevant timeout) and a
+    /// margin.
+    pub fn request_waiting(&mut self, request: Request, apps_time: Duration) -> Result<Response> {
+        self.exchange(request, apps_time + WAIT_MARGIN)
+    }
+
+    fn exchange(&mut self, request: Request, deadline: Duration) -> Result<Response> {
+        let deadline = TIMEOUT_OVERRIDE.get().copied().unwrap_or(deadline);
+        // A zero timeout means "none" to the socket: wait a millisecond instead.
+        let timeout = Some(deadline.max(Duration::from_millis(1)));
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.set_write_timeout(timeout)?;
         let frame = encode_frame(&RequestEnvelope::new(request))?;
         let sent = self.stream.write_all(&frame);
         // A daemon that refuses us answers and hangs up before reading: its
         // answer may still be waiting even though our write failed.
-        match (self.read_response(), sent) {
+        let answer = self.read_response();
+        let sent_timed_out = sent.as_ref().is_err_and(is_timeout);
+        if sent_timed_out || answer.as_ref().is_err_and(timed_out) {
+            return Err(NoAnswer::new(&self.home, deadline).into());
+        }
+        match (answer, sent) {
             (Ok(response), _) => Ok(response),
             (Err(_), Err(e)) => Err(e).context("cannot send to the daemon"),
             (Err(e), Ok(())) => Err(e),
         }
     }
 
-    /// Reads the next answer of a streaming request (`events --follow`).
+    /// Reads the next answer of a streaming request (`events --follow`),
+    /// which comes whenever something happens: no deadline.
     pub fn next_response(&mut self) -> Result<Response> {
+        self.stream.set_read_timeout(None)?;
         self.read_response()
     }
 
@@ -103,6 +173,17 @@ impl Client {
             .context("the daemon's answer was cut short")?;
         decode_response(&body)
     }
+}
+
+/// Whether a socket operation ran out of its timeout.
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
+/// Whether reading an answer failed for lack of time.
+fn timed_out(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(is_timeout))
 }
 
 /// Decodes an answer, checking the daemon speaks our protocol version.

@@ -9,6 +9,7 @@ mod logs;
 mod render;
 mod resolve;
 mod startup;
+mod targets;
 
 pub use args::DaemonArgs;
 
@@ -40,14 +41,19 @@ pub enum Invocation {
 #[derive(Debug)]
 pub struct CommandLine {
     command: Command,
+    timeout: Option<Duration>,
 }
 
 /// Parses the process's arguments; on a usage error (or `--help`), prints
 /// it and exits, as clap does.
 pub fn parse() -> Invocation {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
         TopCommand::Daemon(args) => Invocation::Daemon(args),
-        TopCommand::Cli(command) => Invocation::Command(CommandLine { command }),
+        TopCommand::Cli(command) => Invocation::Command(CommandLine {
+            command,
+            timeout: cli.timeout,
+        }),
     }
 }
 
@@ -56,6 +62,9 @@ pub fn run(line: CommandLine) -> ExitCode {
     // Like any Unix tool: `sup logs | head` ends quietly when head exits.
     // SAFETY: setting a default disposition before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    if let Some(timeout) = line.timeout {
+        client::override_timeout(timeout);
+    }
     match execute(line.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -83,40 +92,31 @@ fn execute(command: Command) -> Result<()> {
         Command::Unstartup(args) => startup::unstartup(&args, &home),
         Command::Update => update(&home),
         Command::Start(args) => start(&home, *args),
-        Command::Stop(t) => act(&home, Request::Stop(Target::parse(&t.target)), "stopped"),
-        Command::Restart(t) => act(
-            &home,
-            Request::Restart(Target::parse(&t.target)),
-            "restarted",
-        ),
-        Command::Delete(t) => {
-            let target = Target::parse(&t.target);
-            let mut client = existing(&home)?;
-            expect_ok(client.request(Request::Delete(target.clone()))?)?;
+        Command::Stop(t) => act(&home, &t.targets, Request::Stop, |r, _| {
+            report(r, "stopped")
+        }),
+        Command::Restart(t) => act(&home, &t.targets, Request::Restart, |r, _| {
+            report(r, "restarted")
+        }),
+        Command::Delete(t) => act(&home, &t.targets, Request::Delete, |r, target| {
+            expect_ok(r)?;
             println!("[sup] deleted {target}");
             Ok(())
-        }
-        Command::List(flags) => list(&home, flags.json),
-        Command::Describe(d) => describe(&home, &d.target, d.json),
-        Command::Pid(t) => pid(&home, &t.target),
+        }),
+        Command::List(args) => list(&home, &args),
+        Command::Describe(d) => describe(&home, &d.targets, d.json),
+        Command::Pid(t) => pid(&home, &t.targets),
         Command::Ping => ping(&home),
         Command::Logs(args) => logs::run(&home, args),
-        Command::Reload(t) => {
-            let mut client = existing(&home)?;
-            match expect_ok(client.request(Request::Reload(Target::parse(&t.target)))?)? {
+        Command::Reload(t) => act(&home, &t.targets, Request::Reload, |r, _| {
+            match expect_ok(r)? {
                 Response::Note(note) => note.lines().for_each(|l| println!("[sup] {l}")),
                 other => bail!("unexpected answer from the daemon: {other:?}"),
             }
             Ok(())
-        }
+        }),
         Command::Events(args) => events(&home, args),
-        Command::Flush(args) => {
-            let target = Target::parse(args.target.as_deref().unwrap_or("all"));
-            let mut client = existing(&home)?;
-            expect_ok(client.request(Request::Flush(target.clone()))?)?;
-            println!("[sup] flushed the logs of {target}");
-            Ok(())
-        }
+        Command::Flush(args) => flush(&home, &args.targets),
         Command::Kill => kill(&home),
     }
 }
@@ -175,21 +175,24 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         on_event: args.on_event.clone(),
     };
     let mut client = Client::connect_or_spawn(home)?;
+    let time = targets::apps_time([&spec]);
     let request = Request::Add {
         spec: Box::new(spec),
         wait: args.wait,
     };
-    report(client.request(request)?, "started")
+    report(client.request_waiting(request, time)?, "started")
 }
 
 /// `sup start api` where `api` is no file or command: an app the daemon knows.
 fn start_known(home: &Home, what: &str) -> Result<()> {
     let target = Target::parse(what);
     let known = match Client::connect(home)? {
-        Some(mut client) => match client.request(Request::Start(target))? {
-            Response::Error { kind, .. } if kind == "not_found" => None,
-            other => Some(other),
-        },
+        Some(mut client) => {
+            match targets::request_waiting(&mut client, &target, Request::Start(target.clone()))? {
+                Response::Error { kind, .. } if kind == "not_found" => None,
+                other => Some(other),
+            }
+        }
         None => None,
     };
     match known {
@@ -198,9 +201,19 @@ fn start_known(home: &Home, what: &str) -> Result<()> {
     }
 }
 
-fn act(home: &Home, request: Request, verb: &str) -> Result<()> {
+/// A command that waits for apps, once per target: `request` makes the
+/// request, `print` shows its answer.
+fn act(
+    home: &Home,
+    names: &[String],
+    request: impl Fn(Target) -> Request,
+    print: impl Fn(Response, &Target) -> Result<()>,
+) -> Result<()> {
     let mut client = existing(home)?;
-    report(client.request(request)?, verb)
+    targets::each(names, |target| {
+        let response = targets::request_waiting(&mut client, &target, request(target.clone()))?;
+        print(response, &target)
+    })
 }
 
 /// Prints one line per app a command touched.
@@ -226,38 +239,59 @@ fn report(response: Response, verb: &str) -> Result<()> {
     Ok(())
 }
 
-fn list(home: &Home, json: bool) -> Result<()> {
+fn list(home: &Home, args: &args::ListArgs) -> Result<()> {
     let apps = match Client::connect_or_recover(home)? {
         Some(mut client) => apps(client.request(Request::List)?)?,
         None => Vec::new(),
     };
-    if json {
+    if args.json {
         println!("{}", serde_json::to_string(&apps)?);
     } else {
-        print!("{}", render::table(&apps));
+        let width = (!args.wide).then(render::output_width).flatten();
+        print!("{}", render::table(&apps, width));
     }
     Ok(())
 }
 
-fn describe(home: &Home, target: &str, json: bool) -> Result<()> {
+/// The apps of every target, in order, and whether every target was found.
+fn describe_each(home: &Home, names: &[String]) -> Result<(Vec<AppInfo>, Result<()>)> {
     let mut client = existing(home)?;
-    let apps = apps(client.request(Request::Describe(Target::parse(target)))?)?;
+    let mut found = Vec::new();
+    let result = targets::each(names, |target| {
+        found.extend(apps(client.request(Request::Describe(target))?)?);
+        Ok(())
+    });
+    Ok((found, result))
+}
+
+fn describe(home: &Home, names: &[String], json: bool) -> Result<()> {
+    let (apps, result) = describe_each(home, names)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&apps)?);
-        return Ok(());
+    } else {
+        let pages: Vec<String> = apps.iter().map(render::describe).collect();
+        print!("{}", pages.join("\n"));
     }
-    let pages: Vec<String> = apps.iter().map(render::describe).collect();
-    print!("{}", pages.join("\n"));
-    Ok(())
+    result
 }
 
-fn pid(home: &Home, target: &str) -> Result<()> {
-    let mut client = existing(home)?;
-    let apps = apps(client.request(Request::Describe(Target::parse(target)))?)?;
+fn pid(home: &Home, names: &[String]) -> Result<()> {
+    let (apps, result) = describe_each(home, names)?;
     for pid in apps.iter().filter_map(|a| a.pid) {
         println!("{pid}");
     }
-    Ok(())
+    result
+}
+
+fn flush(home: &Home, names: &[String]) -> Result<()> {
+    let all = ["all".to_string()];
+    let names = if names.is_empty() { &all[..] } else { names };
+    let mut client = existing(home)?;
+    targets::each(names, |target| {
+        expect_ok(client.request(Request::Flush(target.clone()))?)?;
+        println!("[sup] flushed the logs of {target}");
+        Ok(())
+    })
 }
 
 fn apps(response: Response) -> Result<Vec<AppInfo>> {
@@ -378,6 +412,7 @@ fn ask_update(home: &Home, binary: &str) -> Result<()> {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Ok(response) => return expect_ok(response).map(drop),
+            Err(err) if err.is::<client::NoAnswer>() => return Err(err),
             Err(_) => return Ok(()),
         }
     }
@@ -413,8 +448,10 @@ fn kill(home: &Home) -> Result<()> {
     let daemon = home.daemon_pid();
     // The daemon answers once every app is down, then exits; an EOF instead
     // of an answer also means it is going away.
-    if let Ok(response) = client.request(Request::Kill) {
-        expect_ok(response)?;
+    match targets::request_waiting(&mut client, &Target::All, Request::Kill) {
+        Ok(response) => drop(expect_ok(response)?),
+        Err(err) if err.is::<client::NoAnswer>() => return Err(err),
+        Err(_) => {}
     }
     client::wait_daemon_gone(home, daemon, KILL_WAIT)?;
     println!("[sup] daemon stopped");

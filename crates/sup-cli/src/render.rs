@@ -3,8 +3,32 @@
 use std::fmt::Write;
 use sup_proto::{AppInfo, EventRecord, Program};
 
-/// The `list` table.
-pub fn table(apps: &[AppInfo]) -> String {
+/// Names are never cut shorter than this to fit the width.
+const NAME_MIN: usize = 8;
+
+/// The width `list` fits its table to: the terminal's, when stdout is one;
+/// otherwise `COLUMNS` if set, else none (a pipe or a file gets full names,
+/// for `grep`; scripts should use `--json`).
+pub fn output_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    let terminal = stdout
+        .is_terminal()
+        .then(|| terminal_columns(&stdout))
+        .flatten();
+    terminal.or_else(|| std::env::var("COLUMNS").ok()?.trim().parse().ok())
+}
+
+/// The column count of the terminal at `fd`, if it reports one.
+fn terminal_columns(fd: &impl std::os::fd::AsRawFd) -> Option<usize> {
+    // SAFETY: TIOCGWINSZ writes one winsize into the struct we pass.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
+}
+
+/// The `list` table, its names cut with an ellipsis to fit `width`.
+pub fn table(apps: &[AppInfo], width: Option<usize>) -> String {
     let header = [
         "id", "name", "pid", "status", "health", "restarts", "uptime", "cpu", "memory",
     ];
@@ -24,11 +48,17 @@ pub fn table(apps: &[AppInfo]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+    let mut rows = rows;
+    let mut widths = column_widths(&header, &rows);
+    if let Some(max) = width {
+        let total = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        let name_width = widths[1]
+            .saturating_sub(total.saturating_sub(max))
+            .max(NAME_MIN.min(widths[1]));
+        for row in &mut rows {
+            row[1] = ellipsize(&row[1], name_width);
         }
+        widths = column_widths(&header, &rows);
     }
     let mut out = String::new();
     let mut line = |cells: &[&str]| {
@@ -44,6 +74,25 @@ pub fn table(apps: &[AppInfo]) -> String {
         line(&row.each_ref().map(String::as_str));
     }
     out
+}
+
+fn column_widths(header: &[&str; 9], rows: &[[String; 9]]) -> [usize; 9] {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    widths
+}
+
+/// `text` cut to `width` characters, the last one an ellipsis, if longer.
+fn ellipsize(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…")
 }
 
 /// A `key   value` page.
@@ -237,7 +286,7 @@ mod tests {
 
     #[test]
     fn table_aligns_columns() {
-        let out = table(&[app("api", Some(42)), app("worker-long-name", None)]);
+        let out = table(&[app("api", Some(42)), app("worker-long-name", None)], None);
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("id  name"), "{out}");
         assert!(
@@ -246,6 +295,29 @@ mod tests {
         assert!(lines[1].contains("1m"), "{out}");
         let status_col = lines[0].find("status").unwrap();
         assert_eq!(lines[2].find("stopped"), Some(status_col), "{out}");
+    }
+
+    #[test]
+    fn long_names_are_cut_to_fit_the_width() {
+        let long = "a-very-long-application-name-of-40-chars";
+        let apps = [app(long, Some(42)), app("api", None)];
+        let wide = table(&apps, None);
+        assert!(wide.contains(long), "{wide}");
+        let fitted = table(&apps, Some(80));
+        assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
+        assert!(fitted.contains("a-very-long-applicat…"), "{fitted}");
+        // Short names are never cut; a narrow width keeps some of each name.
+        assert!(fitted.contains("api"), "{fitted}");
+        let narrow = table(&apps, Some(20));
+        assert!(narrow.contains("a-very-…"), "{narrow}");
+        // A table that fits stays as it is.
+        assert_eq!(table(&apps, Some(500)), wide);
+    }
+
+    #[test]
+    fn ellipsis() {
+        assert_eq!(ellipsize("abcdef", 6), "abcdef");
+        assert_eq!(ellipsize("abcdefg", 6), "abcde…");
     }
 
     #[test]
