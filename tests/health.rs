@@ -492,3 +492,56 @@ fn a_reloaded_instance_and_its_stubborn_children_are_gone_after_the_kill_timeout
         std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
     });
 }
+
+#[test]
+fn events_follow_prints_the_last_few_then_what_happens() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    for i in 0..6 {
+        sup.ok(&["start", &app, "--name", &format!("a{i}")]);
+    }
+    sup.ok(&["delete", "a0"]);
+    let history = sup.ok(&["events"]).lines().count();
+    assert!(history > 12, "{history} events so far");
+    let mut follower = sup
+        .command(&["events", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let seen = seen.clone();
+        let mut stdout = follower.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    wait_for("the last few events", DEADLINE, || {
+        seen.lock().unwrap().lines().count() >= 10
+    });
+    sup.ok(&["stop", "a5"]);
+    wait_for("the new event", DEADLINE, || {
+        seen.lock().unwrap().contains("a5 stopped")
+    });
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    reader.join().unwrap();
+    let text = seen.lock().unwrap().clone();
+    let before_new = text
+        .lines()
+        .take_while(|l| !l.contains("a5 stopped"))
+        .count();
+    assert!(
+        before_new <= 12,
+        "follow printed {before_new} past lines: {text}"
+    );
+    assert!(
+        !text.contains("a0 started"),
+        "the oldest history came back: {text}"
+    );
+}

@@ -15,6 +15,9 @@ use tracing::{info, warn};
 /// so a crash loop cannot pile up hooks.
 const HOOK_QUEUE: usize = 16;
 
+/// Past events `sup events --follow` prints before the new ones.
+const FOLLOW_TAIL: usize = 10;
+
 /// Time a hook may run before it is killed.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,7 +61,10 @@ impl Supervisor {
         match self.single_app(target.as_ref()) {
             Ok(app) => {
                 self.events.follow(app, tx);
-                Response::Events(self.events.history(app))
+                // Like `tail -f`: the last few, then what happens from now.
+                let mut past = self.events.history(app);
+                past.drain(..past.len().saturating_sub(FOLLOW_TAIL));
+                Response::Events(past)
             }
             Err(response) => response,
         }
