@@ -86,7 +86,7 @@ impl RestartPolicy {
     }
 }
 
-/// Default `min_uptime_ms`: PM2's one second (see docs/restarts.md for why).
+/// Default `min_uptime_ms`: PM2's one second (docs/guide.md, "Backoff", says why).
 pub const DEFAULT_MIN_UPTIME_MS: u64 = 1_000;
 /// Default cap of the exponential backoff.
 pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
