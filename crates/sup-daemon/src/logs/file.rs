@@ -74,15 +74,25 @@ impl LogFile {
         !self.pending.is_empty() || self.dropped_unreported > 0
     }
 
-    /// Appends `data`; on failure keeps what fits in the failure buffer.
+    /// Appends `data`, whole lines (the writer only ever passes those). On
+    /// failure the file is left mid-line only until the rest of that line
+    /// can be written; later lines are kept whole while the failure buffer
+    /// has room, then dropped whole and counted.
     pub fn append(&mut self, data: &[u8]) {
         if self.has_pending() && self.flush_pending().is_err() {
-            self.buffer(data);
+            self.keep(data, 0);
             return;
         }
         if let Err((written, err)) = self.write(data) {
             self.fail(err);
-            self.buffer(&data[written..]);
+            let rest = &data[written..];
+            // The file holds the head of a line: its tail must follow.
+            let tail = if written > 0 && data[written - 1] != b'\n' {
+                memchr::memchr(b'\n', rest).map_or(rest.len(), |nl| nl + 1)
+            } else {
+                0
+            };
+            self.keep(rest, tail);
         }
     }
 
@@ -114,25 +124,25 @@ impl LogFile {
         }
     }
 
-    /// Writes the pending output, then a note of what was dropped after it.
+    /// Writes the pending output, with a note of what was dropped after it.
     fn flush_pending(&mut self) -> Result<(), ()> {
-        let pending = std::mem::take(&mut self.pending);
-        if let Err((written, err)) = self.write(&pending) {
-            self.pending = pending[written..].to_vec();
-            self.fail(err);
-            return Err(());
-        }
         if self.dropped_unreported > 0 {
+            // Pending output ends at a line boundary, so the note is a line
+            // of its own; queued like any line, a short write of it resumes
+            // where it stopped instead of starting it again.
             let reason = self.health.error.clone().unwrap_or_default();
             let note = format!(
                 "[sup: {} bytes dropped: {reason}]\n",
                 self.dropped_unreported
             );
-            if let Err((_, err)) = self.write(note.as_bytes()) {
-                self.fail(err);
-                return Err(());
-            }
+            self.pending.extend_from_slice(note.as_bytes());
             self.dropped_unreported = 0;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        if let Err((written, err)) = self.write(&pending) {
+            self.pending = pending[written..].to_vec();
+            self.fail(err);
+            return Err(());
         }
         self.health.error = None;
         Ok(())
@@ -144,11 +154,23 @@ impl LogFile {
         self.file = None;
     }
 
-    fn buffer(&mut self, data: &[u8]) {
+    /// Queues `data` for a retry: its first `tail` bytes always (they end a
+    /// line already begun in the file), then as many whole lines as fit.
+    /// Once a line is dropped, everything is until the note of the loss is
+    /// queued, so the note stands exactly where the gap is.
+    fn keep(&mut self, data: &[u8], tail: usize) {
+        self.pending.extend_from_slice(&data[..tail]);
+        let rest = &data[tail..];
         let room = FAILURE_BUFFER.saturating_sub(self.pending.len());
-        let kept = room.min(data.len());
-        self.pending.extend_from_slice(&data[..kept]);
-        let lost = (data.len() - kept) as u64;
+        let kept = if self.dropped_unreported > 0 {
+            0
+        } else if rest.len() <= room {
+            rest.len()
+        } else {
+            memchr::memrchr(b'\n', &rest[..room]).map_or(0, |nl| nl + 1)
+        };
+        self.pending.extend_from_slice(&rest[..kept]);
+        let lost = (rest.len() - kept) as u64;
         self.dropped_unreported += lost;
         self.health.dropped += lost;
     }
@@ -370,8 +392,11 @@ mod tests {
         let d = dir("fail");
         let path = d.join("gone/a.log"); // parent missing: every open fails
         let mut log = LogFile::new(path.clone(), 0, 0);
-        log.append(&vec![b'x'; FAILURE_BUFFER - 10]);
-        log.append(&[b'y'; 30]);
+        let mut big = vec![b'x'; FAILURE_BUFFER - 10];
+        *big.last_mut().unwrap() = b'\n';
+        log.append(&big);
+        // Room for the first of these lines only: the other two are dropped whole.
+        log.append(b"yyyyyyyyy\nzzzzzzzzz\nzzzzzzzzz\n");
         assert_eq!(log.health().dropped, 20);
         assert!(log.health().error.as_deref().unwrap().contains("gone"));
         fs::create_dir(d.join("gone")).unwrap();
@@ -381,11 +406,78 @@ mod tests {
             .find("[sup: 20 bytes dropped:")
             .expect("a note of the loss");
         assert!(
-            text[..note].ends_with("xyyyyyyyyyy"),
-            "the buffered output comes first"
+            text[..note].ends_with("x\nyyyyyyyyy\n"),
+            "the buffered output comes first, whole lines only"
         );
         assert!(text.ends_with("]\nback\n"));
         assert_eq!(log.health().error, None);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A FIFO with a small pipe buffer and nobody reading is a sink that
+    /// fills up like a disk: a write stops short, anywhere in a line, then
+    /// fails (EAGAIN here, ENOSPC on a disk: the same path).
+    #[test]
+    fn a_full_sink_never_cuts_a_line_and_the_note_is_a_line() {
+        use nix::fcntl::{fcntl, FcntlArg};
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let d = dir("full");
+        let path = d.join("a.fifo");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let _ = fcntl(reader.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(4096));
+        let line = |i: usize| format!("line {i:06} {}\n", "-".repeat(87)); // 100 bytes
+        let lines = |range: std::ops::Range<usize>| range.map(line).collect::<String>();
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        // More than the pipe holds, then more than the failure buffer holds.
+        let first = 2_000;
+        let total = first + FAILURE_BUFFER / 100 + 500;
+        log.append(lines(0..first).as_bytes());
+        log.append(lines(first..total).as_bytes());
+        assert!(log.health().dropped > 0, "the sink was full");
+        let mut got = Vec::new();
+        let mut drain = |got: &mut Vec<u8>| {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        };
+        for _ in 0..100_000 {
+            drain(&mut got);
+            if !log.has_pending() {
+                break;
+            }
+            log.retry();
+        }
+        assert!(!log.has_pending(), "the backlog drained");
+        log.append(line(total).as_bytes());
+        drain(&mut got);
+        let text = String::from_utf8(got).unwrap();
+        assert!(text.ends_with('\n'));
+        let mut expected = 0;
+        let mut notes = 0;
+        for l in text.lines() {
+            if let Some(note) = l.strip_prefix("[sup: ") {
+                assert!(note.ends_with(']'), "the note is a whole line: {l:?}");
+                notes += 1;
+                let n: usize = note.split(' ').next().unwrap().parse().unwrap();
+                assert_eq!(n % 100, 0, "whole lines dropped: {l}");
+                expected += n / 100;
+                continue;
+            }
+            assert_eq!(format!("{l}\n"), line(expected), "lines whole and in order");
+            expected += 1;
+        }
+        assert_eq!(notes, 1);
+        assert_eq!(expected, total + 1);
         fs::remove_dir_all(d).unwrap();
     }
 
