@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use sup_proto::logfmt::unfit_log_file;
 
 /// Time between attempts to rotate after a rotation failed.
 const ROTATION_RETRY: Duration = Duration::from_secs(1);
@@ -108,17 +109,25 @@ impl LogFile {
         let _ = self.flush_pending();
     }
 
-    /// Empties the file and removes its rotated copies (`sup flush`).
+    /// Empties the file and removes its rotated copies (`sup flush`),
+    /// through the open file or one opened as carefully as for writing, so
+    /// a link planted at the path is never followed.
     pub fn truncate(&mut self) {
-        if let Some(file) = &self.file {
-            let _ = file.set_len(0);
-        } else if self.path.exists() {
-            let _ = OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&self.path);
+        let emptied = match &self.file {
+            Some(file) => file.set_len(0),
+            None => match open_existing(&self.path) {
+                Ok(file) => file.set_len(0),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
+        };
+        match emptied {
+            // A FIFO or a device has no length to set.
+            Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+                self.health.error = Some(format!("{}: {e}", self.path.display()));
+            }
+            _ => self.size = 0,
         }
-        self.size = 0;
         for n in 1..=self.keep.max(1) {
             let _ = fs::remove_file(rotated(&self.path, n));
         }
@@ -288,14 +297,52 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Opens a log file to append, never through a symbolic link: an existing
+/// file must pass [`unfit_log_file`]; a missing one is created exclusively
+/// (0600), so nothing planted between the two steps is ever opened.
 fn open_append(path: &Path) -> io::Result<File> {
+    // Each turn loses a race only to a file appearing or vanishing at once.
+    for _ in 0..3 {
+        match open_existing(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        match open_flags(path, libc::O_CREAT | libc::O_EXCL) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => return other,
+        }
+    }
+    Err(io::Error::other("it keeps appearing and vanishing"))
+}
+
+/// Opens an existing log file to append, after checking it is fit.
+fn open_existing(path: &Path) -> io::Result<File> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let file = open_flags(path, 0).map_err(|e| {
+        // ELOOP: a link at the last component; say so in the policy's words.
+        let why = fs::symlink_metadata(path)
+            .ok()
+            .filter(|_| e.raw_os_error() == Some(libc::ELOOP))
+            .and_then(|meta| unfit_log_file(&meta, uid));
+        why.map_or(e, refused)
+    })?;
+    match unfit_log_file(&file.metadata()?, uid) {
+        Some(why) => Err(refused(why)),
+        None => Ok(file),
+    }
+}
+
+fn open_flags(path: &Path, extra: libc::c_int) -> io::Result<File> {
     OpenOptions::new()
-        .create(true)
         .append(true)
         .mode(0o600)
         // Non-blocking: a FIFO nobody reads must not hang the writer.
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOFOLLOW | extra)
         .open(path)
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, format!("refused: {why}"))
 }
 
 #[cfg(test)]
@@ -478,6 +525,46 @@ mod tests {
         }
         assert_eq!(notes, 1);
         assert_eq!(expected, total + 1);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_planted_link_is_neither_written_nor_emptied() {
+        let d = dir("link");
+        let victim = d.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let path = d.join("a.log");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.touch();
+        log.append(b"line\n");
+        log.truncate();
+        let error = log.health().error.clone().unwrap();
+        assert!(error.contains("symbolic link"), "{error}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        // A second hard link is refused the same way.
+        fs::remove_file(&path).unwrap();
+        fs::hard_link(&victim, &path).unwrap();
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.append(b"line\n");
+        log.truncate();
+        assert!(log
+            .health()
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("hard links"));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_new_file_is_private() {
+        let d = dir("private");
+        let path = d.join("a.log");
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.append(b"x\n");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         fs::remove_dir_all(d).unwrap();
     }
 
