@@ -130,6 +130,9 @@ fn existing(home: &Home) -> Result<Client> {
 }
 
 fn start(home: &Home, args: StartArgs) -> Result<()> {
+    if args.listen.len() > sup_proto::spec::MAX_LISTEN {
+        bail!(sup_proto::spec::too_many_sockets(args.listen.len()));
+    }
     let cwd = match &args.cwd {
         Some(dir) => std::fs::canonicalize(dir).with_context(|| format!("--cwd {dir}"))?,
         None => std::env::current_dir().context("cannot read the current directory")?,

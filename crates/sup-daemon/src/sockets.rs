@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+use sup_proto::spec::{too_many_sockets, MAX_LISTEN};
 
 /// A held listening socket.
 #[derive(Debug)]
@@ -32,7 +33,11 @@ pub fn is_unix_path(addr: &str) -> bool {
 }
 
 /// Binds every address, or none: the error names the address that failed.
+/// More than [`MAX_LISTEN`] is refused before any is bound.
 pub fn bind_all(addrs: &[String]) -> Result<Vec<Held>, String> {
+    if addrs.len() > MAX_LISTEN {
+        return Err(too_many_sockets(addrs.len()));
+    }
     addrs
         .iter()
         .map(|addr| {

@@ -8,6 +8,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use sup_proto::spec::MAX_LISTEN;
 
 /// Environment variables that belong to the daemon's own supervisor
 /// (systemd) and must never leak into apps.
@@ -37,7 +38,8 @@ pub struct Launch<'a> {
     pub stdout: Option<&'a OwnedFd>,
     /// stderr.
     pub stderr: Option<&'a OwnedFd>,
-    /// Fds handed over as 3, 4, ... (held listening sockets).
+    /// Fds handed over as 3, 4, ... (held listening sockets; beyond
+    /// [`MAX_LISTEN`], the rest are not passed).
     pub pass_fds: Vec<RawFd>,
     /// Set `LISTEN_PID` to the child's own pid.
     pub listen_pid: bool,
@@ -157,7 +159,7 @@ impl Child<'_> {
         if err_write < 0 {
             fail(self.err_write);
         }
-        let mut sources = [-1; 3 + 64];
+        let mut sources = [-1; 3 + MAX_LISTEN];
         let wanted = self
             .stdio
             .iter()
