@@ -13,9 +13,14 @@ pub struct Usage {
     pub rss_bytes: u64,
 }
 
-/// Fields of `/proc/PID/stat` that sup uses.
+/// Fields of `/proc/PID/stat` that sup uses. This is the daemon's one
+/// parser of that file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
+    /// State letter (`R`, `S`, `Z`, ...).
+    pub state: u8,
+    /// Parent pid.
+    pub ppid: u32,
     /// utime + stime, clock ticks.
     pub ticks: u64,
     /// Resident pages.
@@ -34,6 +39,8 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     // fields[0] is field 3 (state) of proc(5).
     let num = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
     Some(Stat {
+        state: *fields.first()?.as_bytes().first()?,
+        ppid: u32::try_from(num(4)?).ok()?,
         ticks: num(14)? + num(15)?,
         start_time: num(22)?,
         pgrp: u32::try_from(num(5)?).ok()?,
@@ -51,11 +58,8 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
         .filter_map(|entry| {
             let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
             let text = fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (_, rest) = text.rsplit_once(')')?;
-            let mut fields = rest.split_whitespace();
-            let state = fields.next()?;
-            let pgrp = fields.nth(1)?.parse::<u32>().ok()?;
-            (pgrp == pgid && state != "Z").then_some(pid)
+            let stat = parse_stat(&text)?;
+            (stat.pgrp == pgid && stat.state != b'Z').then_some(pid)
         })
         .collect()
 }
@@ -148,6 +152,7 @@ mod tests {
         assert_eq!(stat.ticks, 10);
         assert_eq!(stat.start_time, 5555);
         assert_eq!(stat.rss_pages, 250);
+        assert_eq!((stat.state, stat.ppid, stat.pgrp), (b'S', 1, 42));
         assert!(parse_stat("garbage").is_none());
     }
 

@@ -419,13 +419,7 @@ fn pin(pid: u32, start_time: Option<u64>, spec: Option<&AppSpec>) -> Option<Orph
 /// Signals an orphan, and its whole group when it leads one.
 fn signal_orphan(o: &Orphan, sig: i32) {
     pidfd_signal(&o.pidfd, sig);
-    let leads_group = std::fs::read_to_string(format!("/proc/{}/stat", o.pid))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok())
-        })
-        == Some(o.pid);
+    let leads_group = read_stat(o.pid).map(|s| s.pgrp) == Some(o.pid);
     if leads_group {
         // SAFETY: kill(2) of a group whose leader the pidfd pins alive.
         unsafe { libc::kill(-(o.pid as i32), sig) };
@@ -444,13 +438,7 @@ fn ancestors() -> Vec<u32> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    read_stat(pid).map(|s| s.ppid)
 }
 
 /// (pid, app id, start time) of each process tagged for `home`; the start
