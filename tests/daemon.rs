@@ -88,8 +88,7 @@ fn list_as_nobody(sup: &Sup) -> Option<std::process::Output> {
 }
 
 fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 #[test]

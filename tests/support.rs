@@ -164,8 +164,7 @@ impl Drop for Sup {
         let daemon = self.daemon_pid();
         let _ = self.command(&["kill"]).output();
         if let Some(pid) = daemon.filter(|p| alive(*p)) {
-            // SAFETY: plain kill(2) of a pid we started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            signal(pid, libc::SIGKILL);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -247,8 +246,8 @@ pub fn daemons_of(home: &Path) -> Vec<u32> {
 
 /// Sends `sig` to `pid`.
 pub fn signal(pid: u32, sig: i32) {
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(pid as i32, sig) };
+    let sig = nix::sys::signal::Signal::try_from(sig).expect("a known signal");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
 /// Whether the test runs in CI, where a skip must fail instead.

@@ -1,6 +1,7 @@
 //! CPU time and resident memory of an app's process tree, read from /proc
 //! only when a client asks (`list`, `describe`): no timer scans anything.
 
+use nix::unistd::{sysconf, SysconfVar};
 use std::fs;
 use std::time::Instant;
 
@@ -100,16 +101,20 @@ fn push_children(pid: u32, stack: &mut Vec<u32>) {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
+    sysconf_or(SysconfVar::PAGE_SIZE, 4096)
 }
 
 /// Clock ticks per second (`CLK_TCK`).
 pub fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(hz).ok().filter(|hz| *hz > 0).unwrap_or(100)
+    sysconf_or(SysconfVar::CLK_TCK, 100)
+}
+
+fn sysconf_or(var: SysconfVar, fallback: u64) -> u64 {
+    match sysconf(var) {
+        Ok(Some(value)) => u64::try_from(value).ok().filter(|v| *v > 0),
+        _ => None,
+    }
+    .unwrap_or(fallback)
 }
 
 /// Turns cumulative ticks into a CPU percentage between two queries.
