@@ -88,8 +88,7 @@ fn list_as_nobody(sup: &Sup) -> Option<std::process::Output> {
 }
 
 fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    nix::unistd::geteuid().is_root()
 }
 
 #[test]
@@ -238,4 +237,46 @@ fn many_large_requests_at_once_stay_within_a_memory_budget() {
     assert!(read_answer(&mut s).contains("limit"));
     drop(held);
     sup.ok(&["ping"]);
+}
+
+/// spawn passes at most `MAX_LISTEN` held sockets on: more are refused at
+/// the flag, and by the daemon when a client asks anyway.
+#[test]
+fn more_sockets_than_an_app_can_get_are_refused() {
+    use sup_proto::spec::{AppSpec, Program, MAX_LISTEN};
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    let addrs: Vec<String> = (0..=MAX_LISTEN)
+        .map(|i| sup.path(&format!("s{i}.sock")).display().to_string())
+        .collect();
+    let mut args = vec!["start", app.as_str(), "--name", "many"];
+    for addr in &addrs {
+        args.extend(["--listen", addr.as_str()]);
+    }
+    let err = sup.fails(&args, 1);
+    assert!(err.contains("at most 64"), "{err}");
+    // The CLI refused before a daemon was even needed; start one.
+    sup.ok(&["start", &app, "--name", "one"]);
+    let spec = AppSpec {
+        name: "many".into(),
+        program: Program::Exec { path: app.clone() },
+        cwd: sup.dir.display().to_string(),
+        listen: addrs,
+        ..AppSpec::default()
+    };
+    let request = sup_proto::RequestEnvelope::new(sup_proto::Request::Add {
+        spec: Box::new(spec),
+        wait: false,
+    });
+    let mut s = UnixStream::connect(sup.home.join("sup.sock")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&sup_proto::encode_frame(&request).unwrap())
+        .unwrap();
+    let answer = read_answer(&mut s);
+    assert!(
+        answer.contains("bad_request") && answer.contains("at most 64"),
+        "{answer}"
+    );
+    assert!(!sup.path("s0.sock").exists(), "nothing was bound");
+    assert_eq!(sup.list().len(), 1, "the daemon goes on serving");
 }

@@ -379,6 +379,36 @@ fn a_log_deleted_by_hand_is_recreated() {
     });
 }
 
+/// A link planted at an `-o` path: `start` refuses it; planted later (the
+/// file deleted, then a link in its place), the daemon refuses to write
+/// through it and `flush` empties nothing behind it.
+#[test]
+fn a_planted_link_is_never_written_or_emptied() {
+    let sup = Sup::new();
+    let victim = sup.path("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    let out = sup.path("out.log");
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    let (app, fifo) = sup.echo_app();
+    let out_arg = out.to_str().unwrap();
+    let err = sup.fails(&["start", &app, "--name", "echo", "-o", out_arg], 1);
+    assert!(err.contains("symbolic link"), "{err}");
+    fs::remove_file(&out).unwrap();
+    sup.ok(&["start", &app, "--name", "echo", "-o", out_arg]);
+    let mut feed = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    use std::io::Write;
+    writeln!(feed, "one").unwrap();
+    wait_for("line one", DEADLINE, || texts(&out) == ["one"]);
+    fs::remove_file(&out).unwrap();
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    writeln!(feed, "two").unwrap();
+    sup.wait("the link is refused", || {
+        sup.ok(&["describe", "echo"]).contains("symbolic link")
+    });
+    sup.ok(&["flush", "echo"]);
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
 #[test]
 fn timestamps_off_custom_files_and_bad_input() {
     let sup = Sup::new();

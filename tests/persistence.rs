@@ -440,6 +440,5 @@ fn unread_bytes(file: &fs::File) -> i32 {
 
 /// The state letter of `/proc/PID/stat` (R, S, Z, ...).
 fn process_state(pid: u32) -> Option<char> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    proc_stat(pid).map(|(state, _, _)| state)
 }

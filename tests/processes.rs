@@ -151,16 +151,7 @@ fn apps_start_with_a_clean_signal_state_and_own_group() {
         "0000000000000000",
         "ignored signals leaked into the app"
     );
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let pgrp: u32 = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (_, _, pgrp) = proc_stat(pid).unwrap();
     assert_eq!(pgrp, pid, "the app leads its own process group");
     // Only stdin/stdout/stderr are open: no daemon fd leaked.
     let fds: Vec<_> = fs::read_dir(format!("/proc/{pid}/fd"))

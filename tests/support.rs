@@ -164,8 +164,7 @@ impl Drop for Sup {
         let daemon = self.daemon_pid();
         let _ = self.command(&["kill"]).output();
         if let Some(pid) = daemon.filter(|p| alive(*p)) {
-            // SAFETY: plain kill(2) of a pid we started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            signal(pid, libc::SIGKILL);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
@@ -186,36 +185,32 @@ pub fn wait_for(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) 
     }
 }
 
+/// (state, parent pid, process group) of `pid`, from `/proc/PID/stat`,
+/// whose command name may hold spaces and parentheses.
+pub fn proc_stat(pid: u32) -> Option<(char, u32, u32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
+}
+
 /// Whether `pid` exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
+    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z')
 }
 
 /// Children of `pid` that are zombies.
 pub fn zombie_children(pid: u32) -> Vec<u32> {
-    let mut zombies = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() == Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
-            zombies.push(child);
-        }
-    }
-    zombies
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|child| {
+            proc_stat(*child).is_some_and(|(state, ppid, _)| state == 'Z' && ppid == pid)
+        })
+        .collect()
 }
 
 /// Pids of processes whose environment holds `SUP_HOME=home` (the daemon
@@ -251,8 +246,8 @@ pub fn daemons_of(home: &Path) -> Vec<u32> {
 
 /// Sends `sig` to `pid`.
 pub fn signal(pid: u32, sig: i32) {
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(pid as i32, sig) };
+    let sig = nix::sys::signal::Signal::try_from(sig).expect("a known signal");
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
 /// Whether the test runs in CI, where a skip must fail instead.

@@ -130,6 +130,9 @@ fn existing(home: &Home) -> Result<Client> {
 }
 
 fn start(home: &Home, args: StartArgs) -> Result<()> {
+    if args.listen.len() > sup_proto::spec::MAX_LISTEN {
+        bail!(sup_proto::spec::too_many_sockets(args.listen.len()));
+    }
     let cwd = match &args.cwd {
         Some(dir) => std::fs::canonicalize(dir).with_context(|| format!("--cwd {dir}"))?,
         None => std::env::current_dir().context("cannot read the current directory")?,
@@ -234,6 +237,9 @@ fn report(response: Response, verb: &str) -> Result<()> {
         );
         if let Some(err) = &app.error {
             eprintln!("[sup] {}: {err}", app.name);
+        }
+        if let Some(err) = &app.logs.error {
+            eprintln!("[sup] {}: log: {err}", app.name);
         }
     }
     Ok(())
@@ -523,6 +529,13 @@ fn log_file(cwd: &std::path::Path, file: Option<&str>) -> Result<Option<String>>
             "cannot log to {path}: the directory {} does not exist",
             dir.display()
         );
+    }
+    // The daemon checks again when it opens the file; this says it at once.
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        if let Some(why) = sup_proto::logfmt::unfit_log_file(&meta, nix::unistd::geteuid().as_raw())
+        {
+            bail!("refusing to log to {path}: {why}");
+        }
     }
     Ok(Some(path))
 }

@@ -19,6 +19,7 @@ mod supervisor;
 
 pub use supervisor::HANDOVER_VERSION;
 
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use std::time::Duration;
 use sup_home::{Home, HomeError, LockError};
 use supervisor::Supervisor;
@@ -78,14 +79,10 @@ pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
         None => home.acquire_daemon_lock()?,
     };
     // Ours, close-on-exec again (it was cleared for the handover).
-    // SAFETY: fcntl on an fd we own.
-    unsafe {
-        libc::fcntl(
-            std::os::fd::AsRawFd::as_raw_fd(&lock),
-            libc::F_SETFD,
-            libc::FD_CLOEXEC,
-        )
-    };
+    let _ = fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&lock),
+        FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
+    );
     sup_home::write_daemon_pid(&lock);
     reaper::become_subreaper()?;
     raise_fd_limit();
@@ -140,13 +137,10 @@ async fn serve(
 
 /// Apps' pipes, held sockets and notify sockets take fds: use the hard limit.
 fn raise_fd_limit() {
-    // SAFETY: getrlimit/setrlimit with a valid struct.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }
 }

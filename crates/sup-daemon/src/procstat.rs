@@ -1,6 +1,7 @@
 //! CPU time and resident memory of an app's process tree, read from /proc
 //! only when a client asks (`list`, `describe`): no timer scans anything.
 
+use nix::unistd::{sysconf, SysconfVar};
 use std::fs;
 use std::time::Instant;
 
@@ -13,9 +14,14 @@ pub struct Usage {
     pub rss_bytes: u64,
 }
 
-/// Fields of `/proc/PID/stat` that sup uses.
+/// Fields of `/proc/PID/stat` that sup uses. This is the daemon's one
+/// parser of that file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
+    /// State letter (`R`, `S`, `Z`, ...).
+    pub state: u8,
+    /// Parent pid.
+    pub ppid: u32,
     /// utime + stime, clock ticks.
     pub ticks: u64,
     /// Resident pages.
@@ -34,6 +40,8 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     // fields[0] is field 3 (state) of proc(5).
     let num = |field: usize| fields.get(field - 3)?.parse::<u64>().ok();
     Some(Stat {
+        state: *fields.first()?.as_bytes().first()?,
+        ppid: u32::try_from(num(4)?).ok()?,
         ticks: num(14)? + num(15)?,
         start_time: num(22)?,
         pgrp: u32::try_from(num(5)?).ok()?,
@@ -51,11 +59,8 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
         .filter_map(|entry| {
             let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
             let text = fs::read_to_string(entry.path().join("stat")).ok()?;
-            let (_, rest) = text.rsplit_once(')')?;
-            let mut fields = rest.split_whitespace();
-            let state = fields.next()?;
-            let pgrp = fields.nth(1)?.parse::<u32>().ok()?;
-            (pgrp == pgid && state != "Z").then_some(pid)
+            let stat = parse_stat(&text)?;
+            (stat.pgrp == pgid && stat.state != b'Z').then_some(pid)
         })
         .collect()
 }
@@ -96,16 +101,20 @@ fn push_children(pid: u32, stack: &mut Vec<u32>) {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
+    sysconf_or(SysconfVar::PAGE_SIZE, 4096)
 }
 
 /// Clock ticks per second (`CLK_TCK`).
 pub fn ticks_per_second() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(hz).ok().filter(|hz| *hz > 0).unwrap_or(100)
+    sysconf_or(SysconfVar::CLK_TCK, 100)
+}
+
+fn sysconf_or(var: SysconfVar, fallback: u64) -> u64 {
+    match sysconf(var) {
+        Ok(Some(value)) => u64::try_from(value).ok().filter(|v| *v > 0),
+        _ => None,
+    }
+    .unwrap_or(fallback)
 }
 
 /// Turns cumulative ticks into a CPU percentage between two queries.
@@ -148,6 +157,7 @@ mod tests {
         assert_eq!(stat.ticks, 10);
         assert_eq!(stat.start_time, 5555);
         assert_eq!(stat.rss_pages, 250);
+        assert_eq!((stat.state, stat.ppid, stat.pgrp), (b'S', 1, 42));
         assert!(parse_stat("garbage").is_none());
     }
 

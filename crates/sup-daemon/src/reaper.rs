@@ -9,13 +9,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 /// Makes this process a child subreaper: orphaned descendants of its apps
 /// (double-forked daemons) are re-parented to it, so it can reap them.
 pub fn become_subreaper() -> std::io::Result<()> {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes one integer argument.
-    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    Ok(nix::sys::prctl::set_child_subreaper(true)?)
 }
 
 /// Collects every child that has exited, without blocking.

@@ -2,12 +2,16 @@
 //! no instance runs, connections wait in the kernel's backlog instead of
 //! being refused.
 
+use nix::sys::socket::{
+    self, setsockopt, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+    UnixAddr,
+};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
+use sup_proto::spec::{too_many_sockets, MAX_LISTEN};
 
 /// A held listening socket.
 #[derive(Debug)]
@@ -32,7 +36,11 @@ pub fn is_unix_path(addr: &str) -> bool {
 }
 
 /// Binds every address, or none: the error names the address that failed.
+/// More than [`MAX_LISTEN`] is refused before any is bound.
 pub fn bind_all(addrs: &[String]) -> Result<Vec<Held>, String> {
+    if addrs.len() > MAX_LISTEN {
+        return Err(too_many_sockets(addrs.len()));
+    }
     addrs
         .iter()
         .map(|addr| {
@@ -55,53 +63,35 @@ pub fn bind(addr: &str) -> io::Result<OwnedFd> {
     let sa: SocketAddr = addr
         .parse()
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not host:port or a path"))?;
-    let family = if sa.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
+    let fd = match sa {
+        SocketAddr::V4(v4) => {
+            let fd = stream_socket(AddressFamily::Inet)?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
+            fd
+        }
+        SocketAddr::V6(v6) => {
+            let fd = stream_socket(AddressFamily::Inet6)?;
+            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+            socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))?;
+            fd
+        }
     };
-    let fd = socket(family)?;
-    setsockopt(&fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-    if sa.is_ipv6() {
-        setsockopt(&fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
-    }
-    let (storage, len) = sockaddr(&sa);
-    // SAFETY: storage holds a valid sockaddr of `len` bytes.
-    check(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&storage as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    })?;
     listen(fd)
 }
 
 fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
     remove_stale(path)?;
-    let fd = socket(libc::AF_UNIX)?;
-    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in bounds.
-    let mut sun: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    sun.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    let bytes = path.as_os_str().as_bytes();
-    if bytes.len() >= sun.sun_path.len() {
+    // sun_path holds 108 bytes with the NUL.
+    if path.as_os_str().len() >= 108 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "socket path longer than 107 bytes",
         ));
     }
-    for (dst, src) in sun.sun_path.iter_mut().zip(bytes) {
-        *dst = *src as libc::c_char;
-    }
-    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-    // SAFETY: sun is a valid sockaddr_un.
-    check(unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sun as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    })?;
+    let fd = stream_socket(AddressFamily::Unix)?;
+    socket::bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
     listen(fd)
 }
 
@@ -123,73 +113,18 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     }
 }
 
-fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: socket returns a new fd or -1.
-    let raw = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    check(raw)?;
-    // SAFETY: raw is a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-}
-
-fn setsockopt(
-    fd: &OwnedFd,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: passing a c_int option value of the right size.
-    check(unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            level,
-            name,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    })
+fn stream_socket(family: AddressFamily) -> io::Result<OwnedFd> {
+    Ok(socket::socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
 }
 
 fn listen(fd: OwnedFd) -> io::Result<OwnedFd> {
-    // SAFETY: listen on a bound socket we own.
-    check(unsafe { libc::listen(fd.as_raw_fd(), libc::SOMAXCONN) })?;
+    socket::listen(&fd, Backlog::MAXCONN)?;
     Ok(fd)
-}
-
-fn sockaddr(sa: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: a zeroed sockaddr_storage is valid and large enough for both families.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match sa {
-        SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_in fits in sockaddr_storage.
-            let sin = unsafe {
-                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
-            let sin6 = unsafe {
-                &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_addr.s6_addr = v6.ip().octets();
-            sin6.sin6_scope_id = v6.scope_id();
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (storage, len as libc::socklen_t)
-}
-
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -3,11 +3,14 @@
 //! fds 3.. and `LISTEN_PID` set to its own pid (systemd's socket-activation
 //! protocol), with nothing but async-signal-safe calls after the fork.
 
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use sup_proto::spec::MAX_LISTEN;
 
 /// Environment variables that belong to the daemon's own supervisor
 /// (systemd) and must never leak into apps.
@@ -37,7 +40,8 @@ pub struct Launch<'a> {
     pub stdout: Option<&'a OwnedFd>,
     /// stderr.
     pub stderr: Option<&'a OwnedFd>,
-    /// Fds handed over as 3, 4, ... (held listening sockets).
+    /// Fds handed over as 3, 4, ... (held listening sockets; beyond
+    /// [`MAX_LISTEN`], the rest are not passed).
     pub pass_fds: Vec<RawFd>,
     /// Set `LISTEN_PID` to the child's own pid.
     pub listen_pid: bool,
@@ -90,7 +94,7 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
     }
     envp.push(std::ptr::null());
     let (_devnull, stdio) = stdio_fds(launch)?;
-    let (err_read, err_write) = cloexec_pipe()?;
+    let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let child = Child {
         argv: &argv,
         envp: &envp,
@@ -142,6 +146,12 @@ struct Child<'a> {
 impl Child<'_> {
     /// Runs in the forked child: sets the process up and execs, or reports
     /// errno through the error pipe and exits 127.
+    ///
+    /// # Safety
+    /// Only in the child of a fork, with every pointer in `self` still
+    /// valid (prepared before the fork). It makes only async-signal-safe
+    /// system calls and allocates nothing: the parent may have held a lock
+    /// in another thread at the fork.
     unsafe fn exec(&self) -> ! {
         let fail = |err_write: RawFd| -> ! {
             let errno = *libc::__errno_location();
@@ -157,7 +167,7 @@ impl Child<'_> {
         if err_write < 0 {
             fail(self.err_write);
         }
-        let mut sources = [-1; 3 + 64];
+        let mut sources = [-1; 3 + MAX_LISTEN];
         let wanted = self
             .stdio
             .iter()
@@ -191,23 +201,24 @@ impl Child<'_> {
 }
 
 /// Blocks every signal in this thread; returns the mask to restore.
-fn block_all_signals() -> libc::sigset_t {
-    // SAFETY: sigset_t values we own, filled by the libc calls.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut saved: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
-        saved
-    }
+fn block_all_signals() -> SigSet {
+    let mut saved = SigSet::empty();
+    let _ = pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut saved),
+    );
+    saved
 }
 
-fn restore_signals(saved: &libc::sigset_t) {
-    // SAFETY: restoring a mask pthread_sigmask gave us.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, saved, std::ptr::null_mut()) };
+fn restore_signals(saved: &SigSet) {
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(saved), None);
 }
 
-/// Writes `pid` in decimal, NUL-terminated, at `at` (PID_DIGITS + 1 bytes).
+/// Writes `pid` in decimal, NUL-terminated, at `at`. Async-signal-safe.
+///
+/// # Safety
+/// `at` must be valid for writes of PID_DIGITS + 1 bytes.
 unsafe fn write_pid(at: *mut u8, mut pid: u32) {
     let mut digits = [0u8; PID_DIGITS];
     let mut n = 0;
@@ -244,30 +255,16 @@ fn stdio_fds(launch: &Launch) -> io::Result<(Option<std::fs::File>, [Option<RawF
     Ok((devnull, stdio))
 }
 
-fn cloexec_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds that we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 /// Reads the child's errno from the error pipe; None when it closed empty
 /// (the exec succeeded).
 fn read_errno(pipe: &OwnedFd) -> Option<i32> {
     let mut buf = [0u8; 4];
     loop {
-        // SAFETY: reading into our own 4-byte buffer.
-        let n = unsafe { libc::read(pipe.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
-        if n == 4 {
-            return Some(i32::from_ne_bytes(buf));
+        match nix::unistd::read(pipe.as_raw_fd(), &mut buf) {
+            Ok(4) => return Some(i32::from_ne_bytes(buf)),
+            Err(nix::errno::Errno::EINTR) => {}
+            _ => return None,
         }
-        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-            continue;
-        }
-        return None;
     }
 }
 
@@ -287,8 +284,8 @@ pub fn close_on_exec_from(first: u32) {
     if rc != 0 {
         // Kernels before 5.11: walk a generous range instead.
         for fd in first..4096 {
-            // SAFETY: fcntl on a possibly closed fd just fails with EBADF.
-            unsafe { libc::fcntl(fd as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
+            // A closed fd just fails with EBADF.
+            let _ = fcntl(fd as RawFd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
         }
     }
 }
@@ -296,10 +293,22 @@ pub fn close_on_exec_from(first: u32) {
 /// Gives the child default signal dispositions and an empty mask. Ignored
 /// signals survive exec: the daemon ignores SIGPIPE, a daemon started under
 /// nohup ignores SIGHUP, and a parent that used glibc's posix_spawn leaves
-/// glibc's internal signals 32 and 33 ignored. glibc's wrappers refuse to
-/// touch those two, so this uses the raw system call.
+/// glibc's internal signals 32 and 33 ignored. Async-signal-safe.
 fn reset_signals() {
-    /// The kernel's `struct sigaction` (x86_64 and aarch64 layout).
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            default_disposition(sig);
+        }
+    }
+    let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Sets `sig` to SIG_DFL. glibc's `sigaction` refuses to touch its signals
+/// 32 and 33, so this makes the system call itself, with the kernel's
+/// `struct sigaction`, whose layout is only assumed where it is known.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn default_disposition(sig: libc::c_int) {
+    /// The kernel's `struct sigaction` on x86_64 and aarch64.
     #[repr(C)]
     struct KernelSigaction {
         handler: usize,
@@ -313,31 +322,30 @@ fn reset_signals() {
         restorer: 0,
         mask: 0,
     };
-    for sig in 1..=64 {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // SAFETY: rt_sigaction with a valid struct and an 8-byte mask.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    &default as *const KernelSigaction,
-                    std::ptr::null_mut::<KernelSigaction>(),
-                    8usize,
-                )
-            };
-        }
-    }
-    let empty: u64 = 0;
-    // SAFETY: as above, with a valid 8-byte mask.
+    // SAFETY: rt_sigaction reads one valid struct in this architecture's
+    // layout and an 8-byte mask; it writes nothing (no old action asked).
     unsafe {
         libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
+            libc::SYS_rt_sigaction,
+            sig,
+            &default as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
             8usize,
         )
     };
+}
+
+/// Sets `sig` to SIG_DFL through libc, which leaves glibc's signals 32 and
+/// 33 as they are: elsewhere the kernel's struct layout is not assumed.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn default_disposition(sig: libc::c_int) {
+    // SAFETY: a zeroed sigaction is a valid "SIG_DFL, no flags, empty mask";
+    // sigaction is async-signal-safe and reads only that struct.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &action, std::ptr::null_mut());
+    }
 }
 
 fn annotate(err: io::Error, program: &str, cwd: &str) -> io::Error {
@@ -360,6 +368,7 @@ mod tests {
         // SAFETY: the buffer has room for any u32 and its NUL.
         unsafe { write_pid(buf.as_mut_ptr(), 4_194_304) };
         assert_eq!(&buf[..8], b"4194304\0");
+        // SAFETY: as above.
         unsafe { write_pid(buf.as_mut_ptr(), 0) };
         assert_eq!(&buf[..2], b"0\0");
     }

@@ -144,24 +144,13 @@ impl Home {
             path: self.dir.clone(),
             source,
         };
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)
-            .map_err(io_err)?;
+        private_dir(&self.dir).map_err(io_err)?;
         let meta = fs::metadata(&self.dir).map_err(io_err)?;
         if meta.uid() != nix::unistd::geteuid().as_raw() {
             return Err(HomeError::Owner(self.dir.clone()));
         }
-        if meta.mode() & 0o077 != 0 {
-            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700)).map_err(io_err)?;
-        }
         for dir in [self.logs_dir(), self.notify_dir()] {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .recursive(true)
-                .create(dir)
-                .map_err(io_err)?;
+            private_dir(&dir).map_err(io_err)?;
         }
         Ok(())
     }
@@ -196,6 +185,19 @@ pub fn backup_of(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(".bak");
     PathBuf::from(name)
+}
+
+/// Creates `dir` 0700, or tightens an existing one to 0700: app logs and
+/// notify sockets are nobody else's business.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    if fs::metadata(dir)?.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
 }
 
 fn absolute(path: PathBuf) -> PathBuf {
@@ -244,6 +246,18 @@ mod tests {
         assert!(!home.last_daemon_died_uncleanly());
         fs::write(home.state(), b"{}").unwrap();
         assert!(home.last_daemon_died_uncleanly());
+        fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn prepare_tightens_a_loose_logs_dir() {
+        let base = std::env::temp_dir().join(format!("sup-home-loose-{}", std::process::id()));
+        let home = Home::at(base.join("h"));
+        home.prepare().unwrap();
+        fs::set_permissions(home.logs_dir(), fs::Permissions::from_mode(0o777)).unwrap();
+        home.prepare().unwrap();
+        let mode = fs::metadata(home.logs_dir()).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700);
         fs::remove_dir_all(base).unwrap();
     }
 

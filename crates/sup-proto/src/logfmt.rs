@@ -20,6 +20,41 @@ pub const SEP_WHOLE: u8 = b' ';
 /// Separator after the timestamp of a piece continued on the next line.
 pub const SEP_CONTINUED: u8 = b'~';
 
+/// Why an existing file may not take an app's log lines, or None when it
+/// may. `meta` describes the file itself, never a link's target
+/// (`symlink_metadata`, or `fstat` of a file opened with `O_NOFOLLOW`);
+/// `uid` is the user sup writes as. A link or a second hard link planted in
+/// a directory others can write would make sup append to, and `sup flush`
+/// empty, a file of the planter's choosing; a file of another user could be
+/// read by that user. Character devices (`/dev/null`) are fine: only root
+/// can make them.
+pub fn unfit_log_file(meta: &std::fs::Metadata, uid: u32) -> Option<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Some("it is a symbolic link, and sup never writes logs through one".into());
+    }
+    if kind.is_char_device() {
+        return None;
+    }
+    if !kind.is_file() && !kind.is_fifo() {
+        return Some("it is neither a regular file nor a FIFO".into());
+    }
+    if meta.uid() != uid {
+        return Some(format!(
+            "it belongs to uid {}, and sup writes logs only to files of uid {uid}",
+            meta.uid()
+        ));
+    }
+    if kind.is_file() && meta.nlink() > 1 {
+        return Some(format!(
+            "it has {} hard links, and sup writes logs only to a file with one",
+            meta.nlink()
+        ));
+    }
+    None
+}
+
 /// Formats `epoch_ms` (milliseconds since the Unix epoch) at `offset_s`
 /// seconds east of UTC, as `YYYY-MM-DDTHH:MM:SS.mmm+HH:MM`.
 pub fn format_ts(epoch_ms: i64, offset_s: i32) -> String {
@@ -96,6 +131,31 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_files_of_ours_take_logs() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("sup-unfit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.log");
+        std::fs::write(&file, "").unwrap();
+        let meta = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap();
+        let me = meta(&file).uid();
+        assert_eq!(unfit_log_file(&meta(&file), me), None);
+        let why = unfit_log_file(&meta(&file), me + 1).unwrap();
+        assert!(why.contains(&format!("uid {me}")), "{why}");
+        std::os::unix::fs::symlink(&file, dir.join("link")).unwrap();
+        let why = unfit_log_file(&meta(&dir.join("link")), me).unwrap();
+        assert!(why.contains("symbolic link"), "{why}");
+        std::fs::hard_link(&file, dir.join("hard")).unwrap();
+        let why = unfit_log_file(&meta(&file), me).unwrap();
+        assert!(why.contains("2 hard links"), "{why}");
+        let null = meta(std::path::Path::new("/dev/null"));
+        assert_eq!(unfit_log_file(&null, me + 1), None);
+        assert!(unfit_log_file(&meta(&dir), me).is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn formats_known_instants() {

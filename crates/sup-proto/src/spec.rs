@@ -93,6 +93,18 @@ pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
 /// Default time between the stop signal and SIGKILL.
 pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
 
+/// Most held sockets one app may have: a spawned instance gets them as fds
+/// 3..=66, and the daemon's fork path has room for no more.
+pub const MAX_LISTEN: usize = 64;
+
+/// Why `count` held sockets, more than [`MAX_LISTEN`], are refused.
+pub fn too_many_sockets(count: usize) -> String {
+    format!(
+        "{count} --listen sockets: at most {MAX_LISTEN} per app (an instance gets them as fds 3..={})",
+        2 + MAX_LISTEN
+    )
+}
+
 /// Default size at which a log file is rotated.
 pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
 /// Default number of rotated files kept per log.
@@ -226,7 +238,8 @@ pub struct AppSpec {
     /// Log files and rotation.
     pub logs: LogSpec,
     /// Sockets the daemon binds and holds, handed to every instance as fds
-    /// 3.. (`host:port`, `[v6]:port` or a Unix socket path).
+    /// 3.. (`host:port`, `[v6]:port` or a Unix socket path); at most
+    /// [`MAX_LISTEN`].
     pub listen: Vec<String>,
     /// Liveness and readiness checks.
     pub health: HealthSpec,

@@ -2,12 +2,11 @@
 //! and a new one appears) and flush (the file is truncated). The kernel
 //! says when something changed (inotify); nothing polls.
 
+use nix::errno::Errno;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -177,54 +176,37 @@ fn newer_rotated(path: &Path, ours: u64, current: u64) -> Vec<File> {
 
 /// An inotify instance watching the directories of some files.
 pub struct Watcher {
-    fd: OwnedFd,
+    inotify: Inotify,
 }
 
 impl Watcher {
     /// Watches the parent directories of `paths`.
     pub fn new<'a>(paths: impl Iterator<Item = &'a Path>) -> io::Result<Watcher> {
-        // SAFETY: inotify_init1 returns a new fd or -1.
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh fd we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mask = libc::IN_MODIFY
-            | libc::IN_CREATE
-            | libc::IN_MOVED_TO
-            | libc::IN_MOVED_FROM
-            | libc::IN_DELETE
-            | libc::IN_ATTRIB;
+        let inotify = Inotify::init(InitFlags::IN_CLOEXEC)?;
+        let mask = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_ATTRIB;
         let dirs: HashSet<PathBuf> = paths
             .filter_map(|p| p.parent().map(Path::to_path_buf))
             .collect();
         for dir in dirs {
-            let c = CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
-            // SAFETY: a valid fd and NUL-terminated path.
-            if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) } < 0 {
-                return Err(io::Error::other(format!(
-                    "cannot watch {}: {}",
-                    dir.display(),
-                    io::Error::last_os_error()
-                )));
-            }
+            inotify.add_watch(&dir, mask).map_err(|e| {
+                io::Error::other(format!("cannot watch {}: {}", dir.display(), e.desc()))
+            })?;
         }
-        Ok(Watcher { fd })
+        Ok(Watcher { inotify })
     }
 
     /// Blocks until something changed in a watched directory.
     pub fn wait(&self) -> io::Result<()> {
-        let mut buf = [0u8; 4096];
         loop {
-            // SAFETY: reading into our own buffer.
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n > 0 {
-                return Ok(());
-            }
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
+            match self.inotify.read_events() {
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -7,7 +7,7 @@ mod tail;
 use crate::args::LogsArgs;
 use crate::client::{expect_ok, Client};
 use anyhow::{bail, Context, Result};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use sup_home::{Home, LogStream};
 use sup_proto::logfmt::format_ts;
@@ -244,8 +244,7 @@ const COLORS: [&str; 6] = [
 impl Style {
     fn new(args: &LogsArgs) -> Style {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        // SAFETY: isatty has no preconditions.
-        let tty = unsafe { libc::isatty(1) } == 1;
+        let tty = std::io::stdout().is_terminal();
         Style {
             json: args.json,
             raw: args.raw,

@@ -2,6 +2,8 @@
 //! handing the bytes to the writer, never faster than it writes them.
 
 use super::writer::{now_ms, Target, WriterMsg};
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::Sender;
@@ -198,52 +200,31 @@ fn pending_bytes(fd: &OwnedFd) -> usize {
 /// the size the pipe holds (FIONREAD), so nothing is copied twice and no
 /// large buffer stays allocated for quiet apps.
 fn read_chunk(fd: &OwnedFd) -> io::Result<Option<Vec<u8>>> {
-    let want = pending_bytes(fd).clamp(1, READ_SIZE);
-    let mut buf: Vec<u8> = Vec::with_capacity(want);
+    let mut buf = vec![0u8; pending_bytes(fd).clamp(1, READ_SIZE)];
     loop {
-        // SAFETY: reading into the spare capacity of our own buffer.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), want) };
-        match n {
-            0 => return Ok(None),
-            n if n > 0 => {
-                // SAFETY: the kernel initialised the first n bytes.
-                unsafe { buf.set_len(n as usize) };
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => {
+                buf.truncate(n);
                 return Ok(Some(buf));
             }
-            _ => {
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::Interrupted {
-                    return Err(err);
-                }
-            }
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
-    // SAFETY: fcntl on an fd we own.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
-        return Err(io::Error::last_os_error());
-    }
+    let flags = OFlag::from_bits_retain(fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?);
+    fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     Ok(())
 }
 
 /// A close-on-exec pipe, enlarged so a chatty app blocks less often:
 /// (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two fds that we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: both fds were just created and are owned by nobody else.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     // Best effort: the limit is /proc/sys/fs/pipe-max-size.
-    // SAFETY: fcntl on an fd we own.
-    unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, 1024 * 1024) };
+    let _ = fcntl(write.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(1024 * 1024));
     Ok((read, write))
 }

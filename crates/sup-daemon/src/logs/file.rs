@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use sup_proto::logfmt::unfit_log_file;
 
 /// Time between attempts to rotate after a rotation failed.
 const ROTATION_RETRY: Duration = Duration::from_secs(1);
@@ -74,15 +75,25 @@ impl LogFile {
         !self.pending.is_empty() || self.dropped_unreported > 0
     }
 
-    /// Appends `data`; on failure keeps what fits in the failure buffer.
+    /// Appends `data`, whole lines (the writer only ever passes those). On
+    /// failure the file is left mid-line only until the rest of that line
+    /// can be written; later lines are kept whole while the failure buffer
+    /// has room, then dropped whole and counted.
     pub fn append(&mut self, data: &[u8]) {
         if self.has_pending() && self.flush_pending().is_err() {
-            self.buffer(data);
+            self.keep(data, 0);
             return;
         }
         if let Err((written, err)) = self.write(data) {
             self.fail(err);
-            self.buffer(&data[written..]);
+            let rest = &data[written..];
+            // The file holds the head of a line: its tail must follow.
+            let tail = if written > 0 && data[written - 1] != b'\n' {
+                memchr::memchr(b'\n', rest).map_or(rest.len(), |nl| nl + 1)
+            } else {
+                0
+            };
+            self.keep(rest, tail);
         }
     }
 
@@ -98,41 +109,49 @@ impl LogFile {
         let _ = self.flush_pending();
     }
 
-    /// Empties the file and removes its rotated copies (`sup flush`).
+    /// Empties the file and removes its rotated copies (`sup flush`),
+    /// through the open file or one opened as carefully as for writing, so
+    /// a link planted at the path is never followed.
     pub fn truncate(&mut self) {
-        if let Some(file) = &self.file {
-            let _ = file.set_len(0);
-        } else if self.path.exists() {
-            let _ = OpenOptions::new()
-                .write(true)
-                .truncate(true)
-                .open(&self.path);
+        let emptied = match &self.file {
+            Some(file) => file.set_len(0),
+            None => match open_existing(&self.path) {
+                Ok(file) => file.set_len(0),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            },
+        };
+        match emptied {
+            // A FIFO or a device has no length to set.
+            Err(e) if e.raw_os_error() != Some(libc::EINVAL) => {
+                self.health.error = Some(format!("{}: {e}", self.path.display()));
+            }
+            _ => self.size = 0,
         }
-        self.size = 0;
         for n in 1..=self.keep.max(1) {
             let _ = fs::remove_file(rotated(&self.path, n));
         }
     }
 
-    /// Writes the pending output, then a note of what was dropped after it.
+    /// Writes the pending output, with a note of what was dropped after it.
     fn flush_pending(&mut self) -> Result<(), ()> {
-        let pending = std::mem::take(&mut self.pending);
-        if let Err((written, err)) = self.write(&pending) {
-            self.pending = pending[written..].to_vec();
-            self.fail(err);
-            return Err(());
-        }
         if self.dropped_unreported > 0 {
+            // Pending output ends at a line boundary, so the note is a line
+            // of its own; queued like any line, a short write of it resumes
+            // where it stopped instead of starting it again.
             let reason = self.health.error.clone().unwrap_or_default();
             let note = format!(
                 "[sup: {} bytes dropped: {reason}]\n",
                 self.dropped_unreported
             );
-            if let Err((_, err)) = self.write(note.as_bytes()) {
-                self.fail(err);
-                return Err(());
-            }
+            self.pending.extend_from_slice(note.as_bytes());
             self.dropped_unreported = 0;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        if let Err((written, err)) = self.write(&pending) {
+            self.pending = pending[written..].to_vec();
+            self.fail(err);
+            return Err(());
         }
         self.health.error = None;
         Ok(())
@@ -144,11 +163,23 @@ impl LogFile {
         self.file = None;
     }
 
-    fn buffer(&mut self, data: &[u8]) {
+    /// Queues `data` for a retry: its first `tail` bytes always (they end a
+    /// line already begun in the file), then as many whole lines as fit.
+    /// Once a line is dropped, everything is until the note of the loss is
+    /// queued, so the note stands exactly where the gap is.
+    fn keep(&mut self, data: &[u8], tail: usize) {
+        self.pending.extend_from_slice(&data[..tail]);
+        let rest = &data[tail..];
         let room = FAILURE_BUFFER.saturating_sub(self.pending.len());
-        let kept = room.min(data.len());
-        self.pending.extend_from_slice(&data[..kept]);
-        let lost = (data.len() - kept) as u64;
+        let kept = if self.dropped_unreported > 0 {
+            0
+        } else if rest.len() <= room {
+            rest.len()
+        } else {
+            memchr::memrchr(b'\n', &rest[..room]).map_or(0, |nl| nl + 1)
+        };
+        self.pending.extend_from_slice(&rest[..kept]);
+        let lost = (rest.len() - kept) as u64;
         self.dropped_unreported += lost;
         self.health.dropped += lost;
     }
@@ -266,14 +297,52 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Opens a log file to append, never through a symbolic link: an existing
+/// file must pass [`unfit_log_file`]; a missing one is created exclusively
+/// (0600), so nothing planted between the two steps is ever opened.
 fn open_append(path: &Path) -> io::Result<File> {
+    // Each turn loses a race only to a file appearing or vanishing at once.
+    for _ in 0..3 {
+        match open_existing(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            other => return other,
+        }
+        match open_flags(path, libc::O_CREAT | libc::O_EXCL) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            other => return other,
+        }
+    }
+    Err(io::Error::other("it keeps appearing and vanishing"))
+}
+
+/// Opens an existing log file to append, after checking it is fit.
+fn open_existing(path: &Path) -> io::Result<File> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let file = open_flags(path, 0).map_err(|e| {
+        // ELOOP: a link at the last component; say so in the policy's words.
+        let why = fs::symlink_metadata(path)
+            .ok()
+            .filter(|_| e.raw_os_error() == Some(libc::ELOOP))
+            .and_then(|meta| unfit_log_file(&meta, uid));
+        why.map_or(e, refused)
+    })?;
+    match unfit_log_file(&file.metadata()?, uid) {
+        Some(why) => Err(refused(why)),
+        None => Ok(file),
+    }
+}
+
+fn open_flags(path: &Path, extra: libc::c_int) -> io::Result<File> {
     OpenOptions::new()
-        .create(true)
         .append(true)
         .mode(0o600)
         // Non-blocking: a FIFO nobody reads must not hang the writer.
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOFOLLOW | extra)
         .open(path)
+}
+
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, format!("refused: {why}"))
 }
 
 #[cfg(test)]
@@ -370,8 +439,11 @@ mod tests {
         let d = dir("fail");
         let path = d.join("gone/a.log"); // parent missing: every open fails
         let mut log = LogFile::new(path.clone(), 0, 0);
-        log.append(&vec![b'x'; FAILURE_BUFFER - 10]);
-        log.append(&[b'y'; 30]);
+        let mut big = vec![b'x'; FAILURE_BUFFER - 10];
+        *big.last_mut().unwrap() = b'\n';
+        log.append(&big);
+        // Room for the first of these lines only: the other two are dropped whole.
+        log.append(b"yyyyyyyyy\nzzzzzzzzz\nzzzzzzzzz\n");
         assert_eq!(log.health().dropped, 20);
         assert!(log.health().error.as_deref().unwrap().contains("gone"));
         fs::create_dir(d.join("gone")).unwrap();
@@ -381,11 +453,118 @@ mod tests {
             .find("[sup: 20 bytes dropped:")
             .expect("a note of the loss");
         assert!(
-            text[..note].ends_with("xyyyyyyyyyy"),
-            "the buffered output comes first"
+            text[..note].ends_with("x\nyyyyyyyyy\n"),
+            "the buffered output comes first, whole lines only"
         );
         assert!(text.ends_with("]\nback\n"));
         assert_eq!(log.health().error, None);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    /// A FIFO with a small pipe buffer and nobody reading is a sink that
+    /// fills up like a disk: a write stops short, anywhere in a line, then
+    /// fails (EAGAIN here, ENOSPC on a disk: the same path).
+    #[test]
+    fn a_full_sink_never_cuts_a_line_and_the_note_is_a_line() {
+        use nix::fcntl::{fcntl, FcntlArg};
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let d = dir("full");
+        let path = d.join("a.fifo");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        let _ = fcntl(reader.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(4096));
+        let line = |i: usize| format!("line {i:06} {}\n", "-".repeat(87)); // 100 bytes
+        let lines = |range: std::ops::Range<usize>| range.map(line).collect::<String>();
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        // More than the pipe holds, then more than the failure buffer holds.
+        let first = 2_000;
+        let total = first + FAILURE_BUFFER / 100 + 500;
+        log.append(lines(0..first).as_bytes());
+        log.append(lines(first..total).as_bytes());
+        assert!(log.health().dropped > 0, "the sink was full");
+        let mut got = Vec::new();
+        let mut drain = |got: &mut Vec<u8>| {
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+        };
+        for _ in 0..100_000 {
+            drain(&mut got);
+            if !log.has_pending() {
+                break;
+            }
+            log.retry();
+        }
+        assert!(!log.has_pending(), "the backlog drained");
+        log.append(line(total).as_bytes());
+        drain(&mut got);
+        let text = String::from_utf8(got).unwrap();
+        assert!(text.ends_with('\n'));
+        let mut expected = 0;
+        let mut notes = 0;
+        for l in text.lines() {
+            if let Some(note) = l.strip_prefix("[sup: ") {
+                assert!(note.ends_with(']'), "the note is a whole line: {l:?}");
+                notes += 1;
+                let n: usize = note.split(' ').next().unwrap().parse().unwrap();
+                assert_eq!(n % 100, 0, "whole lines dropped: {l}");
+                expected += n / 100;
+                continue;
+            }
+            assert_eq!(format!("{l}\n"), line(expected), "lines whole and in order");
+            expected += 1;
+        }
+        assert_eq!(notes, 1);
+        assert_eq!(expected, total + 1);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_planted_link_is_neither_written_nor_emptied() {
+        let d = dir("link");
+        let victim = d.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let path = d.join("a.log");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.touch();
+        log.append(b"line\n");
+        log.truncate();
+        let error = log.health().error.clone().unwrap();
+        assert!(error.contains("symbolic link"), "{error}");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        // A second hard link is refused the same way.
+        fs::remove_file(&path).unwrap();
+        fs::hard_link(&victim, &path).unwrap();
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.append(b"line\n");
+        log.truncate();
+        assert!(log
+            .health()
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("hard links"));
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_new_file_is_private() {
+        let d = dir("private");
+        let path = d.join("a.log");
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.append(b"x\n");
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
         fs::remove_dir_all(d).unwrap();
     }
 

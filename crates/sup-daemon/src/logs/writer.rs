@@ -5,7 +5,7 @@
 use super::file::{Health, LogFile};
 use super::lines::{cut, finish, Partial, Stamper, Style};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -166,11 +166,13 @@ impl Writer {
             WriterMsg::Open { targets } => {
                 for target in targets {
                     self.file(&target).touch();
+                    self.publish_file(&target.path);
                 }
             }
             WriterMsg::Truncate { targets, done } => {
                 for target in targets {
                     self.file(&target).truncate();
+                    self.publish_file(&target.path);
                 }
                 let _ = done.send(());
             }
@@ -228,7 +230,14 @@ impl Writer {
         }
     }
 
-    fn publish(&self, path: &std::path::Path, health: Health) {
+    /// Publishes the health of one open file.
+    fn publish_file(&self, path: &Path) {
+        if let Some(file) = self.files.get(path) {
+            self.publish(path, file.health().clone());
+        }
+    }
+
+    fn publish(&self, path: &Path, health: Health) {
         if let Some(err) = &health.error {
             tracing::warn!(
                 "log write failing: {err} ({} bytes dropped so far)",

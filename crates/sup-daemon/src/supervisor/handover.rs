@@ -9,6 +9,7 @@ use crate::lifecycle::Lifecycle;
 use crate::logs::{AppLogs, Logs, Partial, Partials};
 use crate::machine::{AppMachine, Proc};
 use crate::sockets::Held;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use serde::{Deserialize, Serialize};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -385,8 +386,12 @@ fn exec(binary: &str, path: &Path, handover: &Handover) -> std::io::Result<()> {
 }
 
 fn set_cloexec(fd: RawFd, on: bool) {
-    // SAFETY: fcntl on an fd we hold.
-    unsafe { libc::fcntl(fd, libc::F_SETFD, if on { libc::FD_CLOEXEC } else { 0 }) };
+    let flags = if on {
+        FdFlag::FD_CLOEXEC
+    } else {
+        FdFlag::empty()
+    };
+    let _ = fcntl(fd, FcntlArg::F_SETFD(flags));
 }
 
 /// Reads the handover file the previous daemon wrote; removes it once read.

@@ -7,7 +7,8 @@ use crate::logs::AppLogs;
 use crate::machine::{stop_signal, Input};
 use crate::persist::{self, is_running, should_start, LiveInstance, LoadError, SavedApp, Snapshot};
 use crate::procstat::read_stat;
-use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::str::FromStr;
@@ -287,8 +288,8 @@ impl Supervisor {
     /// The kill timeout of an escaped process ran out.
     pub(super) fn stray_deadline(&self, pid: u32, start_time: u64) {
         if read_stat(pid).map(|s| s.start_time) == Some(start_time) {
-            // SAFETY: kill(2) of the very process we signalled (same start time).
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            // The very process we signalled (same start time).
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
     }
 
@@ -329,8 +330,8 @@ fn signal_escaped(
             app_id,
             pid, "stopping a process the app left outside its group"
         );
-        // SAFETY: kill(2); the pid was read with its start time just now.
-        unsafe { libc::kill(pid as i32, *sig as i32) };
+        // The pid was read with its start time just now.
+        let _ = kill(Pid::from_raw(pid as i32), *sig);
         signalled.push((pid, start_time, *after));
     }
     signalled
@@ -419,16 +420,12 @@ fn pin(pid: u32, start_time: Option<u64>, spec: Option<&AppSpec>) -> Option<Orph
 /// Signals an orphan, and its whole group when it leads one.
 fn signal_orphan(o: &Orphan, sig: i32) {
     pidfd_signal(&o.pidfd, sig);
-    let leads_group = std::fs::read_to_string(format!("/proc/{}/stat", o.pid))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse::<u32>().ok())
-        })
-        == Some(o.pid);
+    let leads_group = read_stat(o.pid).map(|s| s.pgrp) == Some(o.pid);
     if leads_group {
-        // SAFETY: kill(2) of a group whose leader the pidfd pins alive.
-        unsafe { libc::kill(-(o.pid as i32), sig) };
+        // A group whose leader the pidfd pins alive.
+        if let Ok(sig) = Signal::try_from(sig) {
+            let _ = killpg(Pid::from_raw(o.pid as i32), sig);
+        }
     }
 }
 
@@ -444,13 +441,7 @@ fn ancestors() -> Vec<u32> {
 }
 
 fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    read_stat(pid).map(|s| s.ppid)
 }
 
 /// (pid, app id, start time) of each process tagged for `home`; the start
