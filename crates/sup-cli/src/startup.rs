@@ -58,17 +58,21 @@ fn unit(target: &Target, sup: &Path, path_var: &str) -> String {
     } else {
         format!("User={}\n", target.user)
     };
-    let wanted_by = if target.user_unit {
-        "default.target"
+    // A user manager has no network-online.target: ordering on it there
+    // only draws a warning, so the network lines are for system units.
+    let (wanted_by, network) = if target.user_unit {
+        ("default.target", "")
     } else {
-        "multi-user.target"
+        (
+            "multi-user.target",
+            "After=network-online.target\nWants=network-online.target\n",
+        )
     };
     let sup = sup.display();
     format!(
         "[Unit]\n\
          Description=sup process supervisor ({user})\n\
-         After=network-online.target\n\
-         Wants=network-online.target\n\
+         {network}\
          \n\
          [Service]\n\
          Type=notify\n\
@@ -93,25 +97,25 @@ fn unit(target: &Target, sup: &Path, path_var: &str) -> String {
     )
 }
 
-/// The PATH the unit gets: the caller's (so node, python and friends are
-/// found as in their shell), then the usual system directories.
-fn unit_path_var() -> String {
-    let mut dirs: Vec<String> = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .filter(|d| d.starts_with('/') && !d.contains(['"', '\\', '%', '$']))
-        .map(str::to_string)
-        .collect();
-    for d in [
+/// The PATH the unit gets: the caller's `path` (so node, python and
+/// friends are found as in their shell), then the usual system directories;
+/// each directory once, where it first appears.
+fn unit_path_var(path: &str) -> String {
+    const SYSTEM: [&str; 6] = [
         "/usr/local/sbin",
         "/usr/local/bin",
         "/usr/sbin",
         "/usr/bin",
         "/sbin",
         "/bin",
-    ] {
-        if !dirs.iter().any(|x| x == d) {
-            dirs.push(d.to_string());
+    ];
+    let mut dirs: Vec<&str> = Vec::new();
+    let usable = path
+        .split(':')
+        .filter(|d| d.starts_with('/') && !d.contains(['"', '\\', '%', '$']));
+    for d in usable.chain(SYSTEM) {
+        if !dirs.contains(&d) {
+            dirs.push(d);
         }
     }
     dirs.join(":")
@@ -185,7 +189,8 @@ pub fn startup(args: &StartupArgs, home: &Home) -> Result<()> {
     check_init(args)?;
     let sup = std::env::current_exe().context("cannot find the sup executable")?;
     let target = target(args, home)?;
-    let text = unit(&target, &sup, &unit_path_var());
+    let path_var = unit_path_var(&std::env::var("PATH").unwrap_or_default());
+    let text = unit(&target, &sup, &path_var);
     if args.print {
         print!("{text}");
         return Ok(());
@@ -283,6 +288,7 @@ mod tests {
             "Environment=\"SUP_HOME=/home/alice/.local/share/sup\"",
             "ExecStart=/usr/local/bin/sup daemon --resurrect",
             "KillMode=mixed",
+            "After=network-online.target",
             "WantedBy=multi-user.target",
         ] {
             assert!(
@@ -306,10 +312,21 @@ mod tests {
         };
         let text = unit(&target, Path::new("/bin/sup"), "/bin");
         assert!(!text.contains("User="));
+        // The user manager has no network-online.target.
+        assert!(!text.contains("network-online"), "{text}");
         assert!(text.contains("WantedBy=default.target"));
         assert_eq!(
             target.unit_path(),
             Path::new("/home/bob/.config/systemd/user/sup.service")
+        );
+    }
+
+    #[test]
+    fn path_keeps_each_directory_once_in_first_order() {
+        let path = unit_path_var("/opt/node/bin:/usr/bin:/opt/node/bin:relative:/bin:/usr/bin");
+        assert_eq!(
+            path,
+            "/opt/node/bin:/usr/bin:/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/sbin"
         );
     }
 }
