@@ -115,7 +115,11 @@ fn a_corrupt_dump_falls_back_to_the_backup_loudly() {
     let sup = Sup::new();
     let app = sup.script("app.sh", "exec sleep 1000");
     sup.ok(&["start", &app, "--name", "first"]);
-    sup.ok(&["save"]);
+    let out = sup.ok(&["save"]);
+    assert!(
+        out.contains("saved 1 app to"),
+        "one app, in the singular: {out}"
+    );
     sup.ok(&["start", &app, "--name", "second"]);
     sup.ok(&["save"]);
     sup.ok(&["kill"]);
@@ -126,6 +130,8 @@ fn a_corrupt_dump_falls_back_to_the_backup_loudly() {
     .unwrap();
     let out = sup.run(&["resurrect"]);
     assert!(out.status.success());
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("resurrected 1 app:"), "{said}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("warning") && err.contains("dump.json") && err.contains("dump.json.bak"),

@@ -49,8 +49,9 @@ impl Health {
             self.failures += 1;
             if self.failures >= retries.max(1) {
                 Verdict::Unhealthy(format!(
-                    "liveness probe failed {} times in a row: {}",
-                    self.failures, outcome.detail
+                    "liveness probe failed {} in a row: {}",
+                    crate::plural::count(self.failures.into(), "time"),
+                    outcome.detail
                 ))
             } else {
                 Verdict::Failing(self.failures)

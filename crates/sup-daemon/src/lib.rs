@@ -9,6 +9,7 @@ mod logs;
 mod machine;
 mod notify;
 mod persist;
+mod plural;
 mod probe;
 mod procstat;
 mod reaper;

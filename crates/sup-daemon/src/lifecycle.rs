@@ -366,7 +366,8 @@ impl Lifecycle {
         }
         if let Some(max) = spec.max_restarts.filter(|max| self.unstable >= *max) {
             self.error = Some(format!(
-                "gave up after {max} unstable restarts (--max-restarts {max}); last: {exit}"
+                "gave up after {} (--max-restarts {max}); last: {exit}",
+                crate::plural::count(max.into(), "unstable restart")
             ));
             actions.extend(self.enter(Status::Errored));
             return actions;

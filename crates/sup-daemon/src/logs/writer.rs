@@ -240,8 +240,8 @@ impl Writer {
     fn publish(&self, path: &Path, health: Health) {
         if let Some(err) = &health.error {
             tracing::warn!(
-                "log write failing: {err} ({} bytes dropped so far)",
-                health.dropped
+                "log write failing: {err} ({} dropped so far)",
+                crate::plural::count(health.dropped, "byte")
             );
         }
         self.health

@@ -6,6 +6,7 @@ use crate::groupwatch::pidfd_open;
 use crate::logs::AppLogs;
 use crate::machine::{stop_signal, Input};
 use crate::persist::{self, is_running, should_start, LiveInstance, LoadError, SavedApp, Snapshot};
+use crate::plural;
 use crate::procstat::read_stat;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
@@ -100,8 +101,8 @@ impl Supervisor {
                 Ok(()) => {
                     let _ = tx.send(super::Msg::Saved);
                     info!(apps = count, "saved {}", path.display());
-                    let apps = if count == 1 { "app" } else { "apps" };
-                    Response::Note(format!("saved {count} {apps} to {}", path.display()))
+                    let apps = plural::count(count as u64, "app");
+                    Response::Note(format!("saved {apps} to {}", path.display()))
                 }
                 Err(e) => {
                     Response::error("internal", format!("cannot write {}: {e}", path.display()))
@@ -129,8 +130,8 @@ impl Supervisor {
         self.dump_warning = warning.clone();
         let done = self.restore(snapshot.apps);
         let mut note = format!(
-            "resurrected {} apps: {} started, {} kept stopped, {} already running",
-            done.started.len() + done.stopped.len(),
+            "resurrected {}: {} started, {} kept stopped, {} already running",
+            plural::count((done.started.len() + done.stopped.len()) as u64, "app"),
             done.started.len(),
             done.stopped.len(),
             done.skipped.len()
