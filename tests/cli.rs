@@ -3,6 +3,7 @@
 
 mod support;
 
+mod boot;
 mod commands;
 mod daemon;
 mod health;
