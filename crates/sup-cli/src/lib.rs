@@ -22,7 +22,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 use sup_home::Home;
 use sup_proto::{
-    validate_name, AppInfo, AppSpec, HealthSpec, LogSpec, Probe, Request, Response, Target,
+    validate_name, AppInfo, AppSpec, ErrorKind, HealthSpec, LogSpec, Probe, Request, Response,
+    Severity, Target,
 };
 
 /// How long `sup kill` waits for the daemon to exit after answering.
@@ -192,7 +193,10 @@ fn start_known(home: &Home, what: &str) -> Result<()> {
     let known = match Client::connect(home)? {
         Some(mut client) => {
             match targets::request_waiting(&mut client, &target, Request::Start(target.clone()))? {
-                Response::Error { kind, .. } if kind == "not_found" => None,
+                Response::Error {
+                    kind: ErrorKind::NotFound,
+                    ..
+                } => None,
                 other => Some(other),
             }
         }
@@ -348,9 +352,9 @@ fn note(home: &Home, request: Request, spawn: bool) -> Result<()> {
     match expect_ok(client.request(request)?)? {
         Response::Note(note) => {
             for line in note.lines() {
-                match line.strip_prefix("warning: ") {
-                    Some(w) => eprintln!("[sup] warning: {w}"),
-                    None => println!("[sup] {line}"),
+                match Severity::of(line) {
+                    (Severity::Warning, w) => eprintln!("[sup] warning: {w}"),
+                    (Severity::Info, text) => println!("[sup] {text}"),
                 }
             }
             Ok(())
@@ -412,9 +416,10 @@ fn ask_update(home: &Home, binary: &str) -> Result<()> {
             bail!("the sup daemon is not running");
         };
         match client.request(request) {
-            Ok(Response::Error { kind, .. })
-                if kind == "busy" && std::time::Instant::now() < busy_until =>
-            {
+            Ok(Response::Error {
+                kind: ErrorKind::Busy,
+                ..
+            }) if std::time::Instant::now() < busy_until => {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Ok(response) => return expect_ok(response).map(drop),

@@ -1,7 +1,7 @@
 //! Human-readable output: the app table and the describe page.
 
 use std::fmt::Write;
-use sup_proto::{AppInfo, EventRecord, Program};
+use sup_proto::{AppInfo, EventRecord, HealthStatus, Program};
 
 /// Names are never cut shorter than this to fit the width.
 const NAME_MIN: usize = 8;
@@ -206,10 +206,10 @@ fn spec_fields(page: &mut Page, spec: &sup_proto::AppSpec) {
 
 /// `starting`, `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.
 fn health(app: &AppInfo) -> String {
-    match app.health.status.as_str() {
-        "" | "unknown" => "-".into(),
-        "unhealthy" => format!("unhealthy ({})", app.health.failures),
-        other => other.into(),
+    match app.health.status {
+        HealthStatus::Unknown => "-".into(),
+        HealthStatus::Unhealthy => format!("unhealthy ({})", app.health.failures),
+        other => other.to_string(),
     }
 }
 
@@ -318,6 +318,17 @@ mod tests {
     fn ellipsis() {
         assert_eq!(ellipsize("abcdef", 6), "abcdef");
         assert_eq!(ellipsize("abcdefg", 6), "abcde…");
+    }
+
+    #[test]
+    fn health_column() {
+        let mut a = app("api", Some(42));
+        assert_eq!(health(&a), "-");
+        a.health.status = HealthStatus::Unhealthy;
+        a.health.failures = 2;
+        assert_eq!(health(&a), "unhealthy (2)");
+        a.health.status = HealthStatus::Starting;
+        assert_eq!(health(&a), "starting");
     }
 
     #[test]

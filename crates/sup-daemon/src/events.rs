@@ -51,13 +51,14 @@ impl Events {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sup_proto::EventKind;
 
-    fn ev(app_id: u32, kind: &str) -> EventRecord {
+    fn ev(app_id: u32, kind: EventKind) -> EventRecord {
         EventRecord {
             ts_ms: 1,
             app_id,
             app: format!("a{app_id}"),
-            kind: kind.into(),
+            kind,
             detail: String::new(),
         }
     }
@@ -68,7 +69,7 @@ mod tests {
         let (tx, mut rx) = mpsc::unbounded_channel();
         events.follow(Some(2), tx);
         for i in 0..HISTORY + 5 {
-            events.record(ev((i % 3) as u32, "started"));
+            events.record(ev((i % 3) as u32, EventKind::Started));
         }
         assert_eq!(events.history(None).len(), HISTORY);
         assert!(events.history(Some(1)).iter().all(|e| e.app_id == 1));

@@ -2,7 +2,7 @@
 //! unhealthy after `retries` consecutive failures.
 
 use crate::probe::Outcome;
-use sup_proto::HealthInfo;
+use sup_proto::{HealthInfo, HealthStatus};
 
 /// What a probe result changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,13 +65,13 @@ impl Health {
     /// (then the state before its first result is `starting`).
     pub fn info(&self, probed: bool) -> HealthInfo {
         let status = match (self.known, self.failures) {
-            (false, _) if probed => "starting",
-            (false, _) => "unknown",
-            (true, 0) => "healthy",
-            (true, _) => "unhealthy",
+            (false, _) if probed => HealthStatus::Starting,
+            (false, _) => HealthStatus::Unknown,
+            (true, 0) => HealthStatus::Healthy,
+            (true, _) => HealthStatus::Unhealthy,
         };
         HealthInfo {
-            status: status.to_string(),
+            status,
             failures: self.failures,
             last_result: self.last.as_ref().map(|o| o.detail.clone()),
             last_latency_ms: self.last.as_ref().map(|o| o.latency.as_millis() as u64),
@@ -94,12 +94,12 @@ mod tests {
     #[test]
     fn threshold_then_recovery() {
         let mut h = Health::default();
-        assert_eq!(h.info(false).status, "unknown");
-        assert_eq!(h.info(true).status, "starting");
+        assert_eq!(h.info(false).status, HealthStatus::Unknown);
+        assert_eq!(h.info(true).status, HealthStatus::Starting);
         assert_eq!(h.record(ok(), 3, true), Verdict::Same);
-        assert_eq!(h.info(true).status, "healthy");
+        assert_eq!(h.info(true).status, HealthStatus::Healthy);
         assert_eq!(h.record(bad(), 3, true), Verdict::Failing(1));
-        assert_eq!(h.info(true).status, "unhealthy");
+        assert_eq!(h.info(true).status, HealthStatus::Unhealthy);
         assert_eq!(h.record(ok(), 3, true), Verdict::Recovered);
         h.record(bad(), 3, true);
         h.record(bad(), 3, true);

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use sup_proto::{
-    decode_len, encode_frame, Request, RequestEnvelope, Response, ResponseEnvelope, HEADER_LEN,
-    PROTOCOL_VERSION, SUP_VERSION,
+    decode_len, encode_frame, ErrorKind, Request, RequestEnvelope, Response, ResponseEnvelope,
+    HEADER_LEN, PROTOCOL_VERSION, SUP_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -89,13 +89,16 @@ async fn connection(
             Ok(len) => {
                 let why =
                     format!("request of {len} bytes is larger than the {MAX_REQUEST}-byte limit");
-                let _ = write_response(&mut stream, Response::error("bad_request", why)).await;
+                let _ =
+                    write_response(&mut stream, Response::error(ErrorKind::BadRequest, why)).await;
                 return;
             }
             Err(err) => {
-                let _ =
-                    write_response(&mut stream, Response::error("bad_request", err.to_string()))
-                        .await;
+                let _ = write_response(
+                    &mut stream,
+                    Response::error(ErrorKind::BadRequest, err.to_string()),
+                )
+                .await;
                 return; // The stream is out of step; drop it.
             }
         };
@@ -145,7 +148,7 @@ async fn reserve(
     match tokio::time::timeout(BODY_TIMEOUT, wanted).await {
         Ok(Ok(permit)) => Ok(Some(permit)),
         _ => Err(Response::error(
-            "busy",
+            ErrorKind::Busy,
             "the daemon is holding too many large requests; try again",
         )),
     }
@@ -190,16 +193,19 @@ async fn stream_events(
 
 /// Refuses peers of another uid; root may connect.
 fn check_peer(stream: &UnixStream) -> Result<(), Response> {
-    let cred = stream
-        .peer_cred()
-        .map_err(|e| Response::error("forbidden", format!("cannot read peer credentials: {e}")))?;
+    let cred = stream.peer_cred().map_err(|e| {
+        Response::error(
+            ErrorKind::Forbidden,
+            format!("cannot read peer credentials: {e}"),
+        )
+    })?;
     let me = nix::unistd::geteuid().as_raw();
     if cred.uid() == me || cred.uid() == 0 {
         return Ok(());
     }
     warn!(uid = cred.uid(), pid = ?cred.pid(), "refused a client of another user");
     Err(Response::error(
-        "forbidden",
+        ErrorKind::Forbidden,
         format!(
             "this daemon belongs to uid {me}; uid {} may not use it",
             cred.uid()
@@ -211,7 +217,7 @@ fn check_peer(stream: &UnixStream) -> Result<(), Response> {
 /// so that a newer or older client gets a clear answer rather than a parse error.
 pub fn parse(body: &[u8]) -> Result<Request, Response> {
     let value: Value = serde_json::from_slice(body)
-        .map_err(|e| Response::error("bad_request", format!("malformed request: {e}")))?;
+        .map_err(|e| Response::error(ErrorKind::BadRequest, format!("malformed request: {e}")))?;
     let proto = value.get("proto").and_then(Value::as_u64);
     // `ping` and `update` keep their shape across protocol versions, so that
     // a newer CLI can always replace an older daemon.
@@ -223,7 +229,7 @@ pub fn parse(body: &[u8]) -> Result<Request, Response> {
             .and_then(Value::as_str)
             .unwrap_or("unknown");
         return Err(Response::error(
-            "version",
+            ErrorKind::Version,
             format!(
                 "the daemon is sup {SUP_VERSION} (protocol {PROTOCOL_VERSION}) but the client is sup {client} \
                  (protocol {}); run `sup update` to replace the daemon with the installed sup",
@@ -233,23 +239,23 @@ pub fn parse(body: &[u8]) -> Result<Request, Response> {
     }
     serde_json::from_value::<RequestEnvelope>(value)
         .map(|envelope| envelope.request)
-        .map_err(|e| Response::error("bad_request", format!("invalid request: {e}")))
+        .map_err(|e| Response::error(ErrorKind::BadRequest, format!("invalid request: {e}")))
 }
 
 async fn ask(tx: &mpsc::UnboundedSender<Msg>, request: Request) -> Response {
     let (reply_tx, reply_rx) = oneshot::channel();
     if tx.send(Msg::Request(request, reply_tx)).is_err() {
-        return Response::error("shutting_down", "the daemon is shutting down");
+        return Response::error(ErrorKind::ShuttingDown, "the daemon is shutting down");
     }
     reply_rx
         .await
-        .unwrap_or_else(|_| Response::error("shutting_down", "the daemon is shutting down"))
+        .unwrap_or_else(|_| Response::error(ErrorKind::ShuttingDown, "the daemon is shutting down"))
 }
 
 async fn write_response(stream: &mut UnixStream, response: Response) -> io::Result<()> {
     let frame = encode_frame(&ResponseEnvelope::new(response)).unwrap_or_else(|e| {
         encode_frame(&ResponseEnvelope::new(Response::error(
-            "internal",
+            ErrorKind::Internal,
             e.to_string(),
         )))
         .unwrap_or_default()
@@ -261,7 +267,7 @@ async fn write_response(stream: &mut UnixStream, response: Response) -> io::Resu
 mod tests {
     use super::*;
 
-    fn error_kind(r: Result<Request, Response>) -> String {
+    fn error_kind(r: Result<Request, Response>) -> ErrorKind {
         match r {
             Err(Response::Error { kind, .. }) => kind,
             other => panic!("expected an error, got {other:?}"),
@@ -282,17 +288,20 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_other_versions() {
-        assert_eq!(error_kind(parse(b"\x00\xffnot json")), "bad_request");
+        assert_eq!(
+            error_kind(parse(b"\x00\xffnot json")),
+            ErrorKind::BadRequest
+        );
         assert_eq!(
             error_kind(parse(br#"{"proto":1,"request":{"op":"nope"}}"#)),
-            "bad_request"
+            ErrorKind::BadRequest
         );
         assert_eq!(
             error_kind(parse(
                 br#"{"proto":99,"client":"9.0.0","request":{"op":"list"}}"#
             )),
-            "version"
+            ErrorKind::Version
         );
-        assert_eq!(error_kind(parse(br#"[1,2,3]"#)), "version");
+        assert_eq!(error_kind(parse(br#"[1,2,3]"#)), ErrorKind::Version);
     }
 }

@@ -8,15 +8,17 @@
 //! renaming them.
 
 mod frame;
+mod kinds;
 pub mod logfmt;
 mod message;
 mod name;
 pub mod spec;
 
 pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
+pub use kinds::{ErrorKind, EventKind, HealthStatus};
 pub use message::{
     AppInfo, EventRecord, HealthInfo, InstanceInfo, LogInfo, Request, RequestEnvelope, Response,
-    ResponseEnvelope, Status, Target,
+    ResponseEnvelope, Severity, Status, Target,
 };
 pub use name::{validate_name, NameError};
 pub use spec::{AppSpec, HealthSpec, LogSpec, Probe, Program, RestartPolicy};

@@ -1,5 +1,6 @@
 //! Requests, responses and the views of apps that responses carry.
 
+use crate::kinds::{ErrorKind, EventKind, HealthStatus};
 use crate::spec::AppSpec;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -110,15 +111,15 @@ pub enum Response {
     Apps(Vec<AppInfo>),
     /// Done, nothing to report.
     Ok,
-    /// Done, with something the user should know.
+    /// Done, with something the user should know: lines, each with its
+    /// [`Severity`] marked in its text.
     Note(String),
     /// Events, oldest first.
     Events(Vec<EventRecord>),
     /// The command failed; the connection stays usable.
     Error {
-        /// Machine-readable class: `not_found`, `conflict`, `bad_request`,
-        /// `version`, `forbidden`, `internal`.
-        kind: String,
+        /// Machine-readable class.
+        kind: ErrorKind,
         /// What went wrong, for a human.
         message: String,
     },
@@ -126,10 +127,40 @@ pub enum Response {
 
 impl Response {
     /// Builds an error response.
-    pub fn error(kind: &str, message: impl Into<String>) -> Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
         Response::Error {
-            kind: kind.to_string(),
+            kind,
             message: message.into(),
+        }
+    }
+}
+
+/// How much a line of a [`Response::Note`] matters. A note stays one string
+/// on the wire, as in sup 0.1.0: a warning line starts with `warning: `.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Something done, for the record.
+    Info,
+    /// Something the user should look at.
+    Warning,
+}
+
+impl Severity {
+    const WARNING: &'static str = "warning: ";
+
+    /// One line of a note with this severity.
+    pub fn line(self, text: &str) -> String {
+        match self {
+            Severity::Info => text.to_string(),
+            Severity::Warning => format!("{}{text}", Severity::WARNING),
+        }
+    }
+
+    /// Splits a line of a note into its severity and its text.
+    pub fn of(line: &str) -> (Severity, &str) {
+        match line.strip_prefix(Severity::WARNING) {
+            Some(text) => (Severity::Warning, text),
+            None => (Severity::Info, line),
         }
     }
 }
@@ -234,9 +265,8 @@ pub struct EventRecord {
     pub app_id: u32,
     /// App name.
     pub app: String,
-    /// What: `started`, `exited`, `restarting`, `stopped`, `errored`,
-    /// `unhealthy`, `healthy`, `ready`, `reloaded`, `reload-failed`, `hook-failed`.
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// Details for a human (exit code, probe error, ...).
     pub detail: String,
 }
@@ -244,8 +274,8 @@ pub struct EventRecord {
 /// Health of an app beside its lifecycle status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HealthInfo {
-    /// `unknown` (no probe, or none run yet), `healthy` or `unhealthy`.
-    pub status: String,
+    /// `starting` (no result yet), `healthy`, `unhealthy`, or `unknown` (no probe).
+    pub status: HealthStatus,
     /// Consecutive failed liveness probes.
     pub failures: u32,
     /// The last probe's outcome (`ok`, or why it failed).
@@ -338,6 +368,30 @@ mod tests {
         let text = serde_json::to_string(&env).unwrap();
         assert_eq!(serde_json::from_str::<RequestEnvelope>(&text).unwrap(), env);
         assert!(text.contains(r#""op":"stop""#), "{text}");
+    }
+
+    #[test]
+    fn note_lines_carry_their_severity() {
+        let line = Severity::Warning.line("dump.json is corrupt");
+        assert_eq!(line, "warning: dump.json is corrupt");
+        assert_eq!(
+            Severity::of(&line),
+            (Severity::Warning, "dump.json is corrupt")
+        );
+        assert_eq!(
+            Severity::of("saved 2 apps"),
+            (Severity::Info, "saved 2 apps")
+        );
+        assert_eq!(Severity::Info.line("saved 2 apps"), "saved 2 apps");
+    }
+
+    #[test]
+    fn error_response_keeps_its_0_1_0_shape() {
+        let text = serde_json::to_string(&Response::error(ErrorKind::NotFound, "no app")).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"error","data":{"kind":"not_found","message":"no app"}}"#
+        );
     }
 
     #[test]

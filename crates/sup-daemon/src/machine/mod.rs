@@ -18,7 +18,7 @@ use crate::health::Verdict;
 use crate::lifecycle::{Event, ExitKind, Lifecycle, TimerKind};
 use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
-use sup_proto::{AppSpec, HealthInfo, Status};
+use sup_proto::{AppSpec, EventKind, HealthInfo, Status};
 
 pub use slot::Slot;
 
@@ -208,7 +208,7 @@ pub enum Effect {
     /// Record an event (and run the app's hook).
     Record {
         /// Event kind.
-        kind: &'static str,
+        kind: EventKind,
         /// Details.
         detail: String,
     },
@@ -530,7 +530,7 @@ impl AppMachine {
         self.out.push(effect);
     }
 
-    fn record(&mut self, kind: &'static str, detail: impl Into<String>) {
+    fn record(&mut self, kind: EventKind, detail: impl Into<String>) {
         self.emit(Effect::Record {
             kind,
             detail: detail.into(),
@@ -582,7 +582,7 @@ impl AppMachine {
         };
         p.ready = true;
         if slot.lc.status() == Status::Launching {
-            self.record("ready", format!("pid {pid}"));
+            self.record(EventKind::Ready, format!("pid {pid}"));
             self.feed(spec, i, Event::Ready, now);
         }
     }
@@ -619,13 +619,13 @@ impl AppMachine {
         let detail = outcome.detail.clone();
         match slot.health.record(outcome, h.retries, counts) {
             Verdict::Same => {}
-            Verdict::Recovered => self.record("healthy", detail),
+            Verdict::Recovered => self.record(EventKind::Healthy, detail),
             Verdict::Failing(n) => self.record(
-                "unhealthy",
+                EventKind::Unhealthy,
                 format!("{n} of {} failures: {detail}", h.retries),
             ),
             Verdict::Unhealthy(why) => {
-                self.record("unhealthy", format!("{why}; restarting"));
+                self.record(EventKind::Unhealthy, format!("{why}; restarting"));
                 return self.feed(spec, i, Event::Unhealthy(why), now);
             }
         }

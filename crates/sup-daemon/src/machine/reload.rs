@@ -7,7 +7,7 @@ use crate::lifecycle::{Event, ExitKind};
 use nix::sys::signal::Signal;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use sup_proto::{AppSpec, Probe, Status};
+use sup_proto::{AppSpec, EventKind, Probe, Status};
 
 /// A reload in progress.
 #[derive(Debug, Clone)]
@@ -64,7 +64,7 @@ impl AppMachine {
             });
         };
         reload.incoming = Some(Proc::new(pid, now));
-        self.record("reloading", format!("new instance pid {pid}"));
+        self.record(EventKind::Reloading, format!("new instance pid {pid}"));
         match spec.health.readiness {
             // Without a readiness signal, staying up min-uptime counts as ready.
             None => self.emit(Effect::Arm {
@@ -103,7 +103,7 @@ impl AppMachine {
         self.feed(spec, i, Event::Reloaded, now);
         self.start_liveness(spec, i);
         let note = format!("pid {old_pid} -> {}", new.pid);
-        self.record("reloaded", note.clone());
+        self.record(EventKind::Reloaded, note.clone());
         let Some(reload) = self.reload.as_mut() else {
             return;
         };
@@ -188,7 +188,7 @@ impl AppMachine {
                 signal: Signal::SIGKILL,
             });
         }
-        self.record("reload-failed", why.clone());
+        self.record(EventKind::ReloadFailed, why.clone());
         self.emit(Effect::ReloadDone {
             token: reload.token,
             result: Err(format!(

@@ -7,7 +7,7 @@ use crate::lifecycle::{Action, Event, ExitKind, Lifecycle, TimerKind};
 use nix::sys::signal::Signal;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use sup_proto::{AppSpec, Status};
+use sup_proto::{AppSpec, EventKind, Status};
 
 /// One instance of an app, over its restarts.
 #[derive(Debug, Clone, Default)]
@@ -150,7 +150,7 @@ impl AppMachine {
         match after {
             Status::Online => {
                 self.start_liveness(spec, i);
-                self.record("online", "");
+                self.record(EventKind::Online, "");
             }
             // A restart without a wait (the first after a crash, or `sup
             // restart`); one after a wait was recorded on entering the wait.
@@ -165,21 +165,21 @@ impl AppMachine {
                 } else {
                     "now"
                 };
-                self.record("restarting", detail);
+                self.record(EventKind::Restarting, detail);
             }
             Status::WaitingRestart => {
                 let ms = slot.restart_in(now).unwrap_or_default().as_millis();
-                self.record("restarting", format!("restart in {ms} ms"));
+                self.record(EventKind::Restarting, format!("restart in {ms} ms"));
             }
             Status::Errored => {
                 let why = slot.lc.error().unwrap_or_default().to_string();
-                self.record("errored", why);
+                self.record(EventKind::Errored, why);
             }
             Status::Stopped => {
                 if slot.lc.user_stopped() {
                     self.emit(Effect::StopEscaped);
                 }
-                self.record("stopped", "");
+                self.record(EventKind::Stopped, "");
             }
             _ => {}
         }
@@ -189,7 +189,7 @@ impl AppMachine {
         let slot = &mut self.slots[i];
         slot.inst = Some(Proc::new(pid, now));
         slot.health.reset();
-        self.record("started", format!("pid {pid}"));
+        self.record(EventKind::Started, format!("pid {pid}"));
         self.start_readiness(spec, pid);
         self.feed(spec, i, Event::Spawned, now);
     }
@@ -211,7 +211,7 @@ impl AppMachine {
         p.exit = Some(exit);
         let pid = p.pid;
         let stopping = slot.lc.status() == Status::Stopping;
-        self.record("exited", format!("pid {pid}, {exit}"));
+        self.record(EventKind::Exited, format!("pid {pid}, {exit}"));
         self.cancel_reload("the old instance exited during the reload");
         if group_alive {
             self.emit(Effect::WatchGroup { pid });

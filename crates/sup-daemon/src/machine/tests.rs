@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::probe::Outcome;
-use sup_proto::{Probe, RestartPolicy};
+use sup_proto::{EventKind, Probe, RestartPolicy};
 
 /// A machine under test, its spec and a clock the test moves.
 struct Harness {
@@ -107,7 +107,7 @@ fn kill_timer(effects: &[Effect]) -> Timer {
     .expect("a kill timer")
 }
 
-fn recorded(effects: &[Effect], kind: &str) -> Option<String> {
+fn recorded(effects: &[Effect], kind: EventKind) -> Option<String> {
     effects.iter().find_map(|e| match e {
         Effect::Record { kind: k, detail } if *k == kind => Some(detail.clone()),
         _ => None,
@@ -134,10 +134,10 @@ fn start_spawns_and_goes_online() {
     let (effects, pids) = h.run(Input::Start);
     assert_eq!(pids.len(), 1);
     assert_eq!(
-        recorded(&effects, "started"),
+        recorded(&effects, EventKind::Started),
         Some(format!("pid {}", pids[0]))
     );
-    assert!(recorded(&effects, "online").is_some());
+    assert!(recorded(&effects, EventKind::Online).is_some());
     assert_eq!(h.m.first().running().map(|p| p.pid), Some(pids[0]));
 }
 
@@ -211,7 +211,7 @@ fn a_restart_after_a_crash_waits_for_the_leftover_group() {
     assert!(pids.is_empty(), "the leftover group may hold the port");
     assert_eq!(signalled(&effects, pid), vec![Signal::SIGKILL]);
     assert_eq!(
-        recorded(&effects, "restarting").as_deref(),
+        recorded(&effects, EventKind::Restarting).as_deref(),
         Some("once the last process group is gone")
     );
     assert!(effects.contains(&Effect::Release { pid, slot: Some(0) }));
@@ -243,7 +243,7 @@ fn waiting_restart_records_the_real_delay() {
     let (effects, _) = h.exit(pids[0], ExitKind::Code(1), false);
     assert_eq!(h.m.status(), Status::WaitingRestart);
     assert_eq!(
-        recorded(&effects, "restarting").as_deref(),
+        recorded(&effects, EventKind::Restarting).as_deref(),
         Some("restart in 100 ms")
     );
     assert_eq!(
@@ -271,7 +271,9 @@ fn a_daemonizing_app_turns_errored() {
     });
     assert!(pids.is_empty());
     assert_eq!(h.m.status(), Status::Errored);
-    assert!(recorded(&effects, "errored").unwrap().contains("4242"));
+    assert!(recorded(&effects, EventKind::Errored)
+        .unwrap()
+        .contains("4242"));
 }
 
 #[test]
@@ -460,7 +462,7 @@ fn the_old_instance_dying_during_a_reload_cancels_it() {
     let (_, new) = begin_reload(&mut h);
     let (effects, _) = h.exit(old, ExitKind::Code(1), false);
     assert_eq!(signalled(&effects, new), vec![Signal::SIGKILL]);
-    assert!(recorded(&effects, "reload-failed").is_some());
+    assert!(recorded(&effects, EventKind::ReloadFailed).is_some());
 }
 
 #[test]
@@ -567,7 +569,9 @@ fn liveness_failures_restart_the_instance() {
         kind: ProbeKind::Liveness,
         outcome: bad(),
     });
-    assert!(recorded(&effects, "unhealthy").unwrap().contains("1 of 2"));
+    assert!(recorded(&effects, EventKind::Unhealthy)
+        .unwrap()
+        .contains("1 of 2"));
     let effects = h.send(Input::Probed {
         pid,
         kind: ProbeKind::Liveness,

@@ -70,7 +70,7 @@ impl Supervisor {
             }
             Effect::Record { kind, detail } => {
                 let name = self.table.get(id).map_or("", |a| a.spec.name.as_str());
-                info!(app = %name, event = kind, "{detail}");
+                info!(app = %name, event = %kind, "{detail}");
                 self.record(id, kind, detail);
                 None
             }

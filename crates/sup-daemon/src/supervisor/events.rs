@@ -7,7 +7,7 @@ use crate::lifecycle::ExitKind;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, SystemTime};
-use sup_proto::{EventRecord, Response, Target};
+use sup_proto::{EventKind, EventRecord, Response, Target};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -23,7 +23,7 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Supervisor {
     /// Records an event of app `id` and queues its hook.
-    pub(super) fn record(&mut self, id: u32, kind: &str, detail: String) {
+    pub(super) fn record(&mut self, id: u32, kind: EventKind, detail: String) {
         let Some(app) = self.table.get_mut(id) else {
             return;
         };
@@ -31,11 +31,11 @@ impl Supervisor {
             ts_ms: epoch_ms(SystemTime::now()),
             app_id: id,
             app: app.spec.name.clone(),
-            kind: kind.to_string(),
+            kind,
             detail,
         };
         // A failing hook must not trigger hooks about itself.
-        if app.spec.on_event.is_some() && kind != "hook-failed" {
+        if app.spec.on_event.is_some() && kind != EventKind::HookFailed {
             if app.hook_queue.len() == HOOK_QUEUE {
                 let dropped = app.hook_queue.pop_front();
                 warn!(app = %app.spec.name, "hook queue full; dropped the hook for {:?}", dropped.map(|e| e.kind));
@@ -97,7 +97,7 @@ impl Supervisor {
         let json = serde_json::to_string(&event).unwrap_or_default();
         let env = vec![
             ("SUP_EVENT".to_string(), json.clone()),
-            ("SUP_EVENT_KIND".to_string(), event.kind.clone()),
+            ("SUP_EVENT_KIND".to_string(), event.kind.to_string()),
             ("SUP_EVENT_DETAIL".to_string(), event.detail.clone()),
             ("SUP_APP".to_string(), event.app.clone()),
         ];
@@ -112,7 +112,7 @@ impl Supervisor {
             }
             Err(e) => {
                 warn!(app = %event.app, "cannot run the on-event hook: {e}");
-                self.record(id, "hook-failed", format!("cannot run: {e}"));
+                self.record(id, EventKind::HookFailed, format!("cannot run: {e}"));
             }
         }
     }
@@ -130,7 +130,7 @@ impl Supervisor {
                 other => other.to_string(),
             };
             warn!(app = %app.spec.name, "on-event hook failed: {detail}");
-            self.record(id, "hook-failed", detail);
+            self.record(id, EventKind::HookFailed, detail);
         } else {
             info!(app = %app.spec.name, "on-event hook done");
         }

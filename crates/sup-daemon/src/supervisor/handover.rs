@@ -16,7 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use sup_proto::{AppSpec, EventRecord, Response, Status};
+use sup_proto::{AppSpec, ErrorKind, EventRecord, Response, Status};
 use tracing::{error, info, warn};
 
 /// Version of the handover format. `sup update` refuses a binary that does
@@ -87,10 +87,10 @@ impl Supervisor {
             )),
         };
         if let Err(why) = checked {
-            return Response::error("update", why);
+            return Response::error(ErrorKind::Update, why);
         }
         if let Err(why) = self.check_quiet() {
-            return Response::error("busy", why);
+            return Response::error(ErrorKind::Busy, why);
         }
         info!(binary, "update: handing over to the new binary");
         // Stop reading the pipes at once: what the apps write from now on
@@ -145,7 +145,7 @@ impl Supervisor {
                 .unwrap_or_default();
             self.resume_captures(id, seed);
         }
-        Response::error("update", format!("{why}; the old daemon goes on"))
+        Response::error(ErrorKind::Update, format!("{why}; the old daemon goes on"))
     }
 
     fn resume_captures(&mut self, id: u32, seeds: Vec<Option<Partial>>) {

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
-use sup_proto::{validate_name, AppSpec, EventRecord, Request, Response, Target};
+use sup_proto::{validate_name, AppSpec, ErrorKind, EventRecord, Request, Response, Target};
 use table::Table;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
@@ -292,7 +292,7 @@ impl Supervisor {
                 .map(|ids| Answer::Now(self.infos(&ids, true))),
             Request::Events { target, .. } => self.past_events(target.as_ref()).map(Answer::Now),
             _ if self.shutdown.is_some() => Err(Response::error(
-                "shutting_down",
+                ErrorKind::ShuttingDown,
                 "the daemon is shutting down",
             )),
             Request::Add { spec, wait } => self.add(*spec, wait),
@@ -305,9 +305,10 @@ impl Supervisor {
             Request::Flush(target) => return self.flush(&target, reply),
             Request::Reload(target) => return self.reload(&target, reply),
             Request::Save { force } => return self.save(force, reply),
-            Request::Update { .. } => {
-                Err(Response::error("internal", "update runs on the event loop"))
-            }
+            Request::Update { .. } => Err(Response::error(
+                ErrorKind::Internal,
+                "update runs on the event loop",
+            )),
             Request::Resurrect => Ok(Answer::Now(self.resurrect())),
         };
         match answer {
@@ -328,16 +329,17 @@ impl Supervisor {
     }
 
     fn add(&mut self, spec: AppSpec, wait: bool) -> Result<Answer, Response> {
-        validate_name(&spec.name).map_err(|e| Response::error("bad_request", e.to_string()))?;
+        validate_name(&spec.name)
+            .map_err(|e| Response::error(ErrorKind::BadRequest, e.to_string()))?;
         Signal::from_str(&spec.stop_signal).map_err(|_| {
             Response::error(
-                "bad_request",
+                ErrorKind::BadRequest,
                 format!("unknown stop signal {:?}", spec.stop_signal),
             )
         })?;
         if let Some(id) = self.table.find_name(&spec.name) {
             return Err(Response::error(
-                "conflict",
+                ErrorKind::Conflict,
                 format!(
                     "an app named {:?} already exists (id {id}); use `sup restart {}` or pick another --name",
                     spec.name, spec.name
@@ -346,7 +348,7 @@ impl Supervisor {
         }
         // Bound before the first start, so that an address in use is an error now.
         let sockets = crate::sockets::bind_all(&spec.listen)
-            .map_err(|e| Response::error("bad_request", e))?;
+            .map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
         info!(app = %spec.name, argv = ?spec.program.argv(&spec.args), "added");
         let logs = AppLogs::for_spec(&spec, &self.home.logs_dir());
         self.logs.open(&logs);

@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
-use sup_proto::{AppSpec, Response};
+use sup_proto::{AppSpec, ErrorKind, Response, Severity};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
@@ -78,7 +78,7 @@ impl Supervisor {
         let count = snapshot.apps.len();
         if count == 0 && !force {
             let _ = reply.send(Response::error(
-                "bad_request",
+                ErrorKind::BadRequest,
                 "there are no apps to save; `sup save --force` saves the empty list over the current dump",
             ));
             return;
@@ -87,7 +87,7 @@ impl Supervisor {
         let data = match serde_json::to_vec_pretty(&snapshot) {
             Ok(data) => data,
             Err(e) => {
-                let _ = reply.send(Response::error("internal", e.to_string()));
+                let _ = reply.send(Response::error(ErrorKind::Internal, e.to_string()));
                 return;
             }
         };
@@ -104,9 +104,10 @@ impl Supervisor {
                     let apps = plural::count(count as u64, "app");
                     Response::Note(format!("saved {apps} to {}", path.display()))
                 }
-                Err(e) => {
-                    Response::error("internal", format!("cannot write {}: {e}", path.display()))
-                }
+                Err(e) => Response::error(
+                    ErrorKind::Internal,
+                    format!("cannot write {}: {e}", path.display()),
+                ),
             };
             let _ = reply.send(response);
         });
@@ -117,11 +118,11 @@ impl Supervisor {
         let (snapshot, warning) = match persist::read_dump(&self.home.dump()) {
             Ok(loaded) => loaded,
             Err(err @ LoadError::Missing(_)) => {
-                return Response::error("not_found", err.to_string())
+                return Response::error(ErrorKind::NotFound, err.to_string())
             }
             Err(err) => {
                 warn!("{err}");
-                return Response::error("bad_dump", err.to_string());
+                return Response::error(ErrorKind::BadDump, err.to_string());
             }
         };
         if let Some(w) = &warning {
@@ -140,7 +141,7 @@ impl Supervisor {
             note.push_str(&format!(" ({})", done.skipped.join(", ")));
         }
         if let Some(w) = warning {
-            note = format!("warning: {w}\n{note}");
+            note = format!("{}\n{note}", Severity::Warning.line(&w));
         }
         Response::Note(note)
     }

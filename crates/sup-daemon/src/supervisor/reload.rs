@@ -3,7 +3,7 @@
 
 use super::Supervisor;
 use crate::machine::Input;
-use sup_proto::{Response, Target};
+use sup_proto::{ErrorKind, Response, Target};
 use tokio::sync::oneshot;
 
 impl Supervisor {
@@ -37,7 +37,7 @@ impl Supervisor {
             let response = if failures.is_empty() {
                 Response::Note(notes.join("\n"))
             } else {
-                Response::error("reload_failed", failures.join("\n"))
+                Response::error(ErrorKind::ReloadFailed, failures.join("\n"))
             };
             let _ = reply.send(response);
         });

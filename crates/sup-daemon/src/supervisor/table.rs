@@ -8,7 +8,9 @@ use crate::sockets::Held;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::OwnedFd;
 use std::time::Instant;
-use sup_proto::{AppInfo, AppSpec, EventRecord, InstanceInfo, LogInfo, Response, Status, Target};
+use sup_proto::{
+    AppInfo, AppSpec, ErrorKind, EventRecord, InstanceInfo, LogInfo, Response, Status, Target,
+};
 use tokio::sync::oneshot;
 
 /// The resources of a running process of an app (an instance, a reload's
@@ -258,7 +260,7 @@ impl Table {
         };
         found
             .map(|id| vec![id])
-            .ok_or_else(|| Response::error("not_found", format!("no app {target}")))
+            .ok_or_else(|| Response::error(ErrorKind::NotFound, format!("no app {target}")))
     }
 
     /// Records that `pid` plays `role` for app `id`.
@@ -307,7 +309,7 @@ mod tests {
         let Err(Response::Error { kind, message }) = t.resolve(&Target::Name("zz".into())) else {
             panic!("expected an error")
         };
-        assert_eq!(kind, "not_found");
+        assert_eq!(kind, ErrorKind::NotFound);
         assert!(message.contains("zz"), "{message}");
         assert!(t.resolve(&Target::Id(99)).is_err());
     }
