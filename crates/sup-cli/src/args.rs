@@ -2,7 +2,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::time::Duration;
-use sup_proto::RestartPolicy;
+use sup_proto::spec::DEFAULT_STOP_SIGNAL;
+use sup_proto::{RestartPolicy, Signal};
 
 /// sup: keeps your apps running, restarts them when they die, and tells you.
 #[derive(Debug, Parser)]
@@ -127,8 +128,8 @@ pub struct StartArgs {
     #[arg(long)]
     pub max_restarts: Option<u32>,
     /// Signal sent to the app's process group to stop it.
-    #[arg(long, value_parser = parse_signal, default_value = "SIGTERM")]
-    pub stop_signal: String,
+    #[arg(long, default_value_t = DEFAULT_STOP_SIGNAL)]
+    pub stop_signal: Signal,
     /// Time between the stop signal and SIGKILL.
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "5s")]
     pub kill_timeout: Duration,
@@ -423,23 +424,6 @@ fn parse_policy(text: &str) -> Result<RestartPolicy, String> {
     }
 }
 
-/// Accepts `SIGTERM`, `TERM` or a number; returns the `SIGxxx` name.
-fn parse_signal(text: &str) -> Result<String, String> {
-    use nix::sys::signal::Signal;
-    use std::str::FromStr;
-    let upper = text.to_ascii_uppercase();
-    let signal = if let Ok(num) = upper.parse::<i32>() {
-        Signal::try_from(num).ok()
-    } else if upper.starts_with("SIG") {
-        Signal::from_str(&upper).ok()
-    } else {
-        Signal::from_str(&format!("SIG{upper}")).ok()
-    };
-    signal
-        .map(|s| s.as_str().to_string())
-        .ok_or_else(|| format!("unknown signal {text:?}"))
-}
-
 fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
@@ -489,14 +473,6 @@ mod tests {
     }
 
     #[test]
-    fn signals() {
-        assert_eq!(parse_signal("TERM").unwrap(), "SIGTERM");
-        assert_eq!(parse_signal("sigint").unwrap(), "SIGINT");
-        assert_eq!(parse_signal("9").unwrap(), "SIGKILL");
-        assert!(parse_signal("SIGNOPE").is_err());
-    }
-
-    #[test]
     fn sizes() {
         assert_eq!(parse_size("10M"), Ok(10 << 20));
         assert_eq!(parse_size("512k"), Ok(512 << 10));
@@ -527,6 +503,22 @@ mod tests {
         assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert!(parse_env("=x").is_err());
         assert!(parse_env("novalue").is_err());
+    }
+
+    #[test]
+    fn stop_signal_flag_takes_names_and_numbers() {
+        let signal = |flag: &str| {
+            let cli = Cli::try_parse_from(["sup", "start", "app.js", "--stop-signal", flag])?;
+            match cli.command {
+                TopCommand::Cli(Command::Start(args)) => {
+                    Ok::<_, clap::Error>(args.stop_signal.to_string())
+                }
+                _ => unreachable!("parsed `start` as another command"),
+            }
+        };
+        assert_eq!(signal("int").unwrap(), "SIGINT");
+        assert_eq!(signal("9").unwrap(), "SIGKILL");
+        assert!(signal("SIGNOPE").is_err());
     }
 
     #[test]

@@ -199,7 +199,7 @@ fn spec_fields(page: &mut Page, spec: &sup_proto::AppSpec) {
         spec.max_restarts
             .map_or("no limit".into(), |n| n.to_string()),
     );
-    page.field("stop signal", &spec.stop_signal);
+    page.field("stop signal", spec.stop_signal);
     page.field("kill timeout", duration(spec.kill_timeout_ms));
     page.field("env vars", spec.env.len());
 }

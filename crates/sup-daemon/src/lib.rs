@@ -14,6 +14,7 @@ mod probe;
 mod procstat;
 mod reaper;
 mod server;
+mod signal;
 mod sockets;
 mod spawn;
 mod supervisor;

@@ -304,4 +304,15 @@ mod tests {
         );
         assert_eq!(error_kind(parse(br#"[1,2,3]"#)), ErrorKind::Version);
     }
+
+    #[test]
+    fn a_spec_with_an_unknown_stop_signal_is_refused() {
+        let body = br#"{"proto":1,"client":"0.1.0","request":{"op":"add","args":{"wait":false,
+            "spec":{"name":"api","program":{"kind":"exec","path":"/bin/true"},"stop_signal":"SIGNOPE"}}}}"#;
+        let Err(Response::Error { kind, message }) = parse(body) else {
+            panic!("accepted a spec with stop_signal SIGNOPE");
+        };
+        assert_eq!(kind, ErrorKind::BadRequest);
+        assert!(message.contains(r#"unknown signal "SIGNOPE""#), "{message}");
+    }
 }

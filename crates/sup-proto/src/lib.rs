@@ -12,6 +12,7 @@ mod kinds;
 pub mod logfmt;
 mod message;
 mod name;
+mod signal;
 pub mod spec;
 
 pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
@@ -21,6 +22,7 @@ pub use message::{
     ResponseEnvelope, Severity, Status, Target,
 };
 pub use name::{validate_name, NameError};
+pub use signal::{Signal, SignalError};
 pub use spec::{AppSpec, HealthSpec, LogSpec, Probe, Program, RestartPolicy};
 
 /// Version of the framing and message schema. Bumped only on incompatible change.

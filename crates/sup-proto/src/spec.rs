@@ -3,6 +3,7 @@
 //! One serde type serves the CLI flags, the socket and (later) saved dumps and
 //! config files, so every field has a default and new fields are additive.
 
+use crate::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -90,6 +91,8 @@ impl RestartPolicy {
 pub const DEFAULT_MIN_UPTIME_MS: u64 = 1_000;
 /// Default cap of the exponential backoff.
 pub const DEFAULT_BACKOFF_MAX_MS: u64 = 30_000;
+/// Default signal that asks an app to stop.
+pub const DEFAULT_STOP_SIGNAL: Signal = Signal::TERM;
 /// Default time between the stop signal and SIGKILL.
 pub const DEFAULT_KILL_TIMEOUT_MS: u64 = 5_000;
 
@@ -231,8 +234,8 @@ pub struct AppSpec {
     pub min_uptime_ms: u64,
     /// Unstable restarts allowed before the app turns `errored` (none: no limit).
     pub max_restarts: Option<u32>,
-    /// Signal name sent to the process group to stop the app.
-    pub stop_signal: String,
+    /// Signal sent to the process group to stop the app.
+    pub stop_signal: Signal,
     /// Time between the stop signal and SIGKILL.
     pub kill_timeout_ms: u64,
     /// Log files and rotation.
@@ -263,7 +266,7 @@ impl Default for AppSpec {
             backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
             min_uptime_ms: DEFAULT_MIN_UPTIME_MS,
             max_restarts: None,
-            stop_signal: "SIGTERM".into(),
+            stop_signal: DEFAULT_STOP_SIGNAL,
             kill_timeout_ms: DEFAULT_KILL_TIMEOUT_MS,
             logs: LogSpec::default(),
             listen: Vec::new(),
@@ -315,5 +318,18 @@ mod tests {
                 .unwrap();
         assert_eq!(spec.kill_timeout_ms, DEFAULT_KILL_TIMEOUT_MS);
         assert_eq!(spec.restart, RestartPolicy::Always);
+        assert_eq!(spec.stop_signal, DEFAULT_STOP_SIGNAL);
+    }
+
+    #[test]
+    fn a_spec_with_a_bad_signal_does_not_parse() {
+        let spec = |signal: &str| {
+            serde_json::from_str::<AppSpec>(&format!(
+                r#"{{"name":"api","program":{{"kind":"exec","path":"/bin/true"}},"stop_signal":"{signal}"}}"#
+            ))
+        };
+        assert_eq!(spec("SIGINT").unwrap().stop_signal.to_string(), "SIGINT");
+        let err = spec("SIGNOPE").unwrap_err().to_string();
+        assert!(err.starts_with(r#"unknown signal "SIGNOPE""#), "{err}");
     }
 }

@@ -665,7 +665,7 @@ impl AppMachine {
 
 /// The signal that stops an app gracefully.
 pub fn stop_signal(spec: &AppSpec) -> Signal {
-    spec.stop_signal.parse().unwrap_or(Signal::SIGTERM)
+    crate::signal::to_nix(spec.stop_signal)
 }
 
 #[cfg(test)]

@@ -19,7 +19,6 @@ pub use handover::{read_handover, Handover, HANDOVER_VERSION};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
 use sup_proto::{validate_name, AppSpec, ErrorKind, EventRecord, Request, Response, Target};
@@ -331,12 +330,6 @@ impl Supervisor {
     fn add(&mut self, spec: AppSpec, wait: bool) -> Result<Answer, Response> {
         validate_name(&spec.name)
             .map_err(|e| Response::error(ErrorKind::BadRequest, e.to_string()))?;
-        Signal::from_str(&spec.stop_signal).map_err(|_| {
-            Response::error(
-                ErrorKind::BadRequest,
-                format!("unknown stop signal {:?}", spec.stop_signal),
-            )
-        })?;
         if let Some(id) = self.table.find_name(&spec.name) {
             return Err(Response::error(
                 ErrorKind::Conflict,

@@ -12,7 +12,6 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime};
 use sup_proto::{AppSpec, ErrorKind, Response, Severity};
 use tokio::sync::oneshot;
@@ -404,8 +403,8 @@ fn pin(pid: u32, start_time: Option<u64>, spec: Option<&AppSpec>) -> Option<Orph
         return None;
     }
     let signal = spec
-        .and_then(|s| Signal::from_str(&s.stop_signal).ok())
-        .unwrap_or(Signal::SIGTERM) as i32;
+        .map_or(sup_proto::spec::DEFAULT_STOP_SIGNAL, |s| s.stop_signal)
+        .number();
     let timeout = spec.map_or(DEFAULT_KILL_TIMEOUT, |s| {
         Duration::from_millis(s.kill_timeout_ms)
     });
