@@ -1,8 +1,9 @@
 //! Command-line syntax (clap), and parsers for the values it takes.
 
 use clap::{Args, Parser, Subcommand};
+use std::fmt;
 use std::time::Duration;
-use sup_proto::spec::DEFAULT_STOP_SIGNAL;
+use sup_proto::spec::*;
 use sup_proto::{RestartPolicy, Signal};
 
 /// sup: keeps your apps running, restarts them when they die, and tells you.
@@ -113,17 +114,17 @@ pub struct StartArgs {
     #[arg(long, short = 'n')]
     pub name: Option<String>,
     /// Restart policy.
-    #[arg(long, value_parser = parse_policy, default_value = "always")]
+    #[arg(long, value_parser = parse_policy, default_value_t = RestartPolicy::default())]
     pub restart: RestartPolicy,
     /// Delay before the first restart after a crash (e.g. 500ms, 2s).
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "0ms")]
-    pub restart_delay: Duration,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_RESTART_DELAY_MS))]
+    pub restart_delay: Millis,
     /// Cap of the exponential backoff between consecutive unstable restarts.
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
-    pub backoff_max: Duration,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_BACKOFF_MAX_MS))]
+    pub backoff_max: Millis,
     /// Uptime after which a run counts as stable and the backoff resets.
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "1s")]
-    pub min_uptime: Duration,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_MIN_UPTIME_MS))]
+    pub min_uptime: Millis,
     /// Unstable restarts allowed before the app turns errored (default: no limit).
     #[arg(long)]
     pub max_restarts: Option<u32>,
@@ -131,8 +132,8 @@ pub struct StartArgs {
     #[arg(long, default_value_t = DEFAULT_STOP_SIGNAL)]
     pub stop_signal: Signal,
     /// Time between the stop signal and SIGKILL.
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "5s")]
-    pub kill_timeout: Duration,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_KILL_TIMEOUT_MS))]
+    pub kill_timeout: Millis,
     /// Extra environment variable (repeatable).
     #[arg(long = "env", value_parser = parse_env, value_name = "KEY=VALUE")]
     pub env: Vec<(String, String)>,
@@ -152,16 +153,16 @@ pub struct StartArgs {
     #[arg(long, short = 'l', visible_alias = "log-file", value_name = "FILE")]
     pub log: Option<String>,
     /// Prefix each log line with its arrival time (on by default; `--time false` turns it off).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = DEFAULT_LOG_TIMESTAMPS, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub time: bool,
     /// Same as `--time false`.
     #[arg(long, conflicts_with = "time")]
     pub no_time: bool,
     /// Rotate a log file once it passes this size (e.g. 10M, 512K; 0: never).
-    #[arg(long, value_parser = parse_size, allow_hyphen_values = true, default_value = "10M")]
-    pub log_max_size: u64,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Bytes(DEFAULT_LOG_MAX_SIZE))]
+    pub log_max_size: Bytes,
     /// Rotated log files kept (`<file>.1` is the newest).
-    #[arg(long, default_value_t = sup_proto::spec::DEFAULT_LOG_KEEP)]
+    #[arg(long, default_value_t = DEFAULT_LOG_KEEP)]
     pub log_keep: u32,
     /// Socket the daemon binds and holds for the app, passed as fd 3.. (host:port, [v6]:port or a path; repeatable).
     #[arg(long, value_parser = parse_listen, value_name = "ADDR")]
@@ -176,17 +177,17 @@ pub struct StartArgs {
     #[arg(long, value_name = "CMD", group = "liveness")]
     pub health_cmd: Option<String>,
     /// Time between liveness probes.
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "10s")]
-    pub health_interval: Duration,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_HEALTH_INTERVAL_MS))]
+    pub health_interval: Millis,
     /// Time a probe may take.
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "2s")]
-    pub health_timeout: Duration,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_HEALTH_TIMEOUT_MS))]
+    pub health_timeout: Millis,
     /// Consecutive failed probes that make the app unhealthy (and restart it).
-    #[arg(long, default_value_t = sup_proto::spec::DEFAULT_HEALTH_RETRIES, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_HEALTH_RETRIES, value_parser = clap::value_parser!(u32).range(1..))]
     pub health_retries: u32,
     /// Failures during this time after a start do not count.
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "0s")]
-    pub health_start_period: Duration,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_HEALTH_START_PERIOD_MS))]
+    pub health_start_period: Millis,
     /// Readiness: the instance is online once GET of this URL passes.
     #[arg(long, value_parser = parse_http_url, value_name = "URL", group = "readiness")]
     pub ready_http: Option<String>,
@@ -200,8 +201,8 @@ pub struct StartArgs {
     #[arg(long, group = "readiness")]
     pub ready_notify: bool,
     /// Time an instance has to become ready.
-    #[arg(long, value_parser = parse_duration, allow_hyphen_values = true, default_value = "60s")]
-    pub ready_timeout: Duration,
+    #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_READY_TIMEOUT_MS))]
+    pub ready_timeout: Millis,
     /// Return once the app is online (ready), not just started.
     #[arg(long)]
     pub wait: bool,
@@ -396,6 +397,69 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// A duration flag in milliseconds, as the spec holds it. It shows itself
+/// in its largest exact unit, so `--help` prints the spec's defaults as
+/// `5s`, and that text parses back to the same value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Millis(pub u64);
+
+impl std::str::FromStr for Millis {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Millis, String> {
+        let ms = parse_duration(text)?.as_millis();
+        u64::try_from(ms)
+            .map(Millis)
+            .map_err(|_| format!("{text:?} is too long"))
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        exact(
+            f,
+            self.0,
+            &[("h", 3_600_000), ("m", 60_000), ("s", 1_000)],
+            "ms",
+        )
+    }
+}
+
+/// A size flag in bytes, shown (like [`Millis`]) in its largest exact unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl std::str::FromStr for Bytes {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Bytes, String> {
+        parse_size(text).map(Bytes)
+    }
+}
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        exact(
+            f,
+            self.0,
+            &[("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)],
+            "",
+        )
+    }
+}
+
+/// Writes `value` in the first of `units` (largest first) that divides it,
+/// else with the `base` unit.
+fn exact(f: &mut fmt::Formatter<'_>, value: u64, units: &[(&str, u64)], base: &str) -> fmt::Result {
+    match units
+        .iter()
+        .find(|&&(_, size)| value != 0 && value.is_multiple_of(size))
+    {
+        Some((unit, size)) => write!(f, "{}{unit}", value / size),
+        None => write!(f, "{value}{base}"),
+    }
+}
+
 /// Parses `100ms`, `5s`, `2m`, `1h`; a bare number is milliseconds (PM2's unit).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (value, unit) = number_and_unit(text, &DURATION)?;
@@ -470,6 +534,43 @@ mod tests {
             .to_string();
         assert!(err.contains("must not be negative"), "{err}");
         assert!(!err.contains("unexpected argument"), "{err}");
+    }
+
+    #[test]
+    fn flag_values_show_as_they_parse() {
+        for text in ["0ms", "250ms", "1500ms", "5s", "90s", "2m", "1h"] {
+            assert_eq!(text.parse::<Millis>().unwrap().to_string(), text);
+        }
+        assert_eq!(Millis(DEFAULT_KILL_TIMEOUT_MS).to_string(), "5s");
+        for text in ["0", "100", "512K", "10M", "1G"] {
+            assert_eq!(text.parse::<Bytes>().unwrap().to_string(), text);
+        }
+        assert_eq!(Bytes(DEFAULT_LOG_MAX_SIZE).to_string(), "10M");
+    }
+
+    #[test]
+    fn start_flags_default_to_the_spec_defaults() {
+        let cli = Cli::try_parse_from(["sup", "start", "app.js"]).unwrap();
+        let TopCommand::Cli(Command::Start(args)) = cli.command else {
+            panic!("parsed `start` as another command");
+        };
+        let spec = sup_proto::AppSpec::default();
+        let health = &spec.health;
+        assert_eq!(args.restart, spec.restart);
+        assert_eq!(args.restart_delay.0, spec.restart_delay_ms);
+        assert_eq!(args.backoff_max.0, spec.backoff_max_ms);
+        assert_eq!(args.min_uptime.0, spec.min_uptime_ms);
+        assert_eq!(args.max_restarts, spec.max_restarts);
+        assert_eq!(args.stop_signal, spec.stop_signal);
+        assert_eq!(args.kill_timeout.0, spec.kill_timeout_ms);
+        assert_eq!(args.time, spec.logs.timestamps);
+        assert_eq!(args.log_max_size.0, spec.logs.max_size);
+        assert_eq!(args.log_keep, spec.logs.keep);
+        assert_eq!(args.health_interval.0, health.interval_ms);
+        assert_eq!(args.health_timeout.0, health.timeout_ms);
+        assert_eq!(args.health_retries, health.retries);
+        assert_eq!(args.health_start_period.0, health.start_period_ms);
+        assert_eq!(args.ready_timeout.0, health.ready_timeout_ms);
     }
 
     #[test]

@@ -160,18 +160,18 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         cwd: cwd.display().to_string(),
         env,
         restart: args.restart,
-        restart_delay_ms: millis(args.restart_delay),
-        backoff_max_ms: millis(args.backoff_max),
-        min_uptime_ms: millis(args.min_uptime),
+        restart_delay_ms: args.restart_delay.0,
+        backoff_max_ms: args.backoff_max.0,
+        min_uptime_ms: args.min_uptime.0,
         max_restarts: args.max_restarts,
         stop_signal: args.stop_signal,
-        kill_timeout_ms: millis(args.kill_timeout),
+        kill_timeout_ms: args.kill_timeout.0,
         logs: LogSpec {
             out_file: log_file(&cwd, args.output.as_deref())?,
             err_file: log_file(&cwd, args.error.as_deref())?,
             combined_file: log_file(&cwd, args.log.as_deref())?,
             timestamps: args.time && !args.no_time,
-            max_size: args.log_max_size,
+            max_size: args.log_max_size.0,
             keep: args.log_keep,
         },
         health,
@@ -505,11 +505,11 @@ fn health_spec(args: &StartArgs) -> HealthSpec {
     HealthSpec {
         liveness,
         readiness,
-        interval_ms: millis(args.health_interval),
-        timeout_ms: millis(args.health_timeout),
+        interval_ms: args.health_interval.0,
+        timeout_ms: args.health_timeout.0,
         retries: args.health_retries,
-        start_period_ms: millis(args.health_start_period),
-        ready_timeout_ms: millis(args.ready_timeout),
+        start_period_ms: args.health_start_period.0,
+        ready_timeout_ms: args.ready_timeout.0,
     }
 }
 
@@ -548,8 +548,4 @@ fn log_file(cwd: &std::path::Path, file: Option<&str>) -> Result<Option<String>>
 /// `file` made absolute against `cwd`: the daemon's cwd is not the user's.
 fn absolute(cwd: &std::path::Path, file: &str) -> String {
     cwd.join(file).display().to_string()
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

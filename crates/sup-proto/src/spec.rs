@@ -1,7 +1,9 @@
 //! The app spec: everything the daemon needs to run and restart one app.
 //!
-//! One serde type serves the CLI flags, the socket and (later) saved dumps and
-//! config files, so every field has a default and new fields are additive.
+//! One serde type serves the CLI flags, the socket, the dump, the state file
+//! and `sup update`'s handover, so every field has a default and new fields
+//! are additive. The defaults are the `DEFAULT_*` constants below, which the
+//! CLI's flags take too.
 
 use crate::Signal;
 use serde::{Deserialize, Serialize};
@@ -87,6 +89,14 @@ impl RestartPolicy {
     }
 }
 
+impl std::fmt::Display for RestartPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Default delay before the first restart after a crash: none.
+pub const DEFAULT_RESTART_DELAY_MS: u64 = 0;
 /// Default `min_uptime_ms`: PM2's one second (docs/guide.md, "Backoff", says why).
 pub const DEFAULT_MIN_UPTIME_MS: u64 = 1_000;
 /// Default cap of the exponential backoff.
@@ -112,6 +122,8 @@ pub fn too_many_sockets(count: usize) -> String {
 pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
 /// Default number of rotated files kept per log.
 pub const DEFAULT_LOG_KEEP: u32 = 5;
+/// Whether log lines carry their arrival time by default.
+pub const DEFAULT_LOG_TIMESTAMPS: bool = true;
 
 /// Where and how an app's output is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,7 +149,7 @@ impl Default for LogSpec {
             out_file: None,
             err_file: None,
             combined_file: None,
-            timestamps: true,
+            timestamps: DEFAULT_LOG_TIMESTAMPS,
             max_size: DEFAULT_LOG_MAX_SIZE,
             keep: DEFAULT_LOG_KEEP,
         }
@@ -173,6 +185,8 @@ pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 10_000;
 pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 2_000;
 /// Default consecutive failures that make an app unhealthy.
 pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
+/// Default time after a start during which failed probes do not count.
+pub const DEFAULT_HEALTH_START_PERIOD_MS: u64 = 0;
 /// Default time an instance has to become ready.
 pub const DEFAULT_READY_TIMEOUT_MS: u64 = 60_000;
 
@@ -204,7 +218,7 @@ impl Default for HealthSpec {
             interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
             timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
             retries: DEFAULT_HEALTH_RETRIES,
-            start_period_ms: 0,
+            start_period_ms: DEFAULT_HEALTH_START_PERIOD_MS,
             ready_timeout_ms: DEFAULT_READY_TIMEOUT_MS,
         }
     }
@@ -261,8 +275,8 @@ impl Default for AppSpec {
             args: Vec::new(),
             cwd: "/".into(),
             env: BTreeMap::new(),
-            restart: RestartPolicy::Always,
-            restart_delay_ms: 0,
+            restart: RestartPolicy::default(),
+            restart_delay_ms: DEFAULT_RESTART_DELAY_MS,
             backoff_max_ms: DEFAULT_BACKOFF_MAX_MS,
             min_uptime_ms: DEFAULT_MIN_UPTIME_MS,
             max_restarts: None,

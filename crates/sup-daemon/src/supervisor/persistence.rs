@@ -21,7 +21,8 @@ use tracing::{info, warn};
 const STATE_COALESCE: Duration = Duration::from_millis(200);
 
 /// Kill timeout for a tagged process whose app the state file does not know.
-const DEFAULT_KILL_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_KILL_TIMEOUT: Duration =
+    Duration::from_millis(sup_proto::spec::DEFAULT_KILL_TIMEOUT_MS);
 
 /// Longest time startup waits for a dead daemon's apps to stop.
 const ORPHAN_STOP_LIMIT: Duration = Duration::from_secs(10);
