@@ -7,6 +7,7 @@
 //! each other. Types grow by adding fields with serde defaults, never by
 //! renaming them.
 
+mod decode;
 mod frame;
 mod kinds;
 pub mod logfmt;
@@ -15,6 +16,7 @@ mod name;
 mod signal;
 pub mod spec;
 
+pub use decode::decode_request;
 pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
 pub use kinds::{ErrorKind, EventKind, HealthStatus};
 pub use message::{
