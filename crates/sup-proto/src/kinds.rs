@@ -180,6 +180,20 @@ mod tests {
         assert_eq!(wire(HealthStatus::Unhealthy), r#""unhealthy""#);
     }
 
+    /// The docs list every kind, in a table row of its own.
+    #[test]
+    fn docs_list_every_kind() {
+        let row = |kind: &dyn fmt::Display| format!("\n| `{kind}` |");
+        let events = include_str!("../../../docs/health.md");
+        for kind in EventKind::KNOWN {
+            assert!(events.contains(&row(kind)), "docs/health.md misses {kind}");
+        }
+        let errors = include_str!("../../../docs/design.md");
+        for kind in ErrorKind::KNOWN {
+            assert!(errors.contains(&row(kind)), "docs/design.md misses {kind}");
+        }
+    }
+
     #[test]
     fn words_from_a_newer_sup_read_as_unknown() {
         let read = |text| serde_json::from_str::<ErrorKind>(text).unwrap();
