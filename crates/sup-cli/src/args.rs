@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::fmt;
 use std::time::Duration;
 use sup_proto::spec::*;
+use sup_proto::Scale;
 use sup_proto::{RestartPolicy, Signal};
 
 /// sup: keeps your apps running, restarts them when they die, and tells you.
@@ -70,6 +71,79 @@ pub enum Command {
     Reload(TargetsArg),
     /// Show what happened: exits, restarts, health changes, reloads.
     Events(EventsArgs),
+    /// Change how many instances an app runs: `sup scale api 8`, `+2` or `-1`.
+    Scale(ScaleArgs),
+    /// Send a signal to the main process of every instance of apps (or `api:N` for one).
+    Signal(SignalArgs),
+}
+
+/// `sup scale`.
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// App name or id.
+    pub target: String,
+    /// The new count (`8`), or a change (`+2`, `-1`).
+    #[arg(allow_hyphen_values = true, value_parser = parse_scale)]
+    pub count: Scale,
+}
+
+/// `sup signal`.
+#[derive(Debug, Args)]
+pub struct SignalArgs {
+    /// The signal: `SIGUSR2`, `USR2` or a number.
+    pub signal: Signal,
+    /// App names, ids, `all`, or `app:N` for one instance.
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+}
+
+/// `--instances` as given: resolved against the CPU count at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Instances {
+    /// Exactly this many.
+    Count(u32),
+    /// One per CPU, minus this many (`max` is 0 fewer).
+    Fewer(u32),
+}
+
+impl Instances {
+    /// The count on a machine with `cpus` CPUs: at least one.
+    pub fn resolve(self, cpus: u32) -> u32 {
+        match self {
+            Instances::Count(n) => n,
+            Instances::Fewer(k) => cpus.saturating_sub(k).max(1),
+        }
+    }
+}
+
+fn parse_instances(text: &str) -> Result<Instances, String> {
+    let max = sup_proto::spec::MAX_INSTANCES;
+    match text {
+        "max" | "0" => Ok(Instances::Fewer(0)),
+        _ => match text.parse::<i64>() {
+            Ok(n) if n < 0 => Ok(Instances::Fewer(n.unsigned_abs().min(u64::from(max)) as u32)),
+            Ok(n) if n <= i64::from(max) => Ok(Instances::Count(n as u32)),
+            Ok(n) => Err(format!("{n} instances is more than the {max} an app may have")),
+            Err(_) => Err(format!(
+                "invalid instance count {text:?}: use a number, `max` (one per CPU) or -N (N fewer than the CPUs)"
+            )),
+        },
+    }
+}
+
+fn parse_scale(text: &str) -> Result<Scale, String> {
+    let bad = || format!("invalid count {text:?}: use a number (8), or a change (+2, -1)");
+    if let Some(rest) = text.strip_prefix('+') {
+        return rest.parse::<i32>().map(Scale::By).map_err(|_| bad());
+    }
+    if text.starts_with('-') {
+        return text.parse::<i32>().map(Scale::By).map_err(|_| bad());
+    }
+    match text.parse::<u32>() {
+        Ok(0) => Err("an app runs at least one instance; `sup stop` stops it".into()),
+        Ok(n) => Ok(Scale::To(n)),
+        Err(_) => Err(bad()),
+    }
 }
 
 /// `sup list`.
@@ -128,6 +202,14 @@ pub struct StartArgs {
     /// Unstable restarts allowed before the app turns errored (default: no limit).
     #[arg(long)]
     pub max_restarts: Option<u32>,
+    /// Instances to run: a number, `max` (one per CPU, as does 0), or `-N`
+    /// (N fewer than the CPUs, at least one). Each gets its index in
+    /// SUP_INSTANCE and NODE_APP_INSTANCE.
+    #[arg(long, short = 'i', allow_hyphen_values = true, value_parser = parse_instances, default_value = "1")]
+    pub instances: Instances,
+    /// Also put the instance index in this variable (PM2's instance_var).
+    #[arg(long, value_name = "VAR")]
+    pub instance_var: Option<String>,
     /// Signal sent to the app's process group to stop it.
     #[arg(long, default_value_t = DEFAULT_STOP_SIGNAL)]
     pub stop_signal: Signal,
@@ -497,6 +579,29 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
+    use super::{parse_instances, parse_scale, Instances};
+    use sup_proto::Scale;
+
+    #[test]
+    fn instance_counts_as_pm2_spells_them() {
+        assert_eq!(parse_instances("4"), Ok(Instances::Count(4)));
+        assert_eq!(parse_instances("max").map(|i| i.resolve(8)), Ok(8));
+        assert_eq!(parse_instances("0").map(|i| i.resolve(8)), Ok(8));
+        assert_eq!(parse_instances("-1").map(|i| i.resolve(8)), Ok(7));
+        assert_eq!(parse_instances("-1").map(|i| i.resolve(1)), Ok(1));
+        assert!(parse_instances("1025").unwrap_err().contains("1024"));
+        assert!(parse_instances("many").is_err());
+    }
+
+    #[test]
+    fn scale_takes_a_count_or_a_change() {
+        assert_eq!(parse_scale("8"), Ok(Scale::To(8)));
+        assert_eq!(parse_scale("+2"), Ok(Scale::By(2)));
+        assert_eq!(parse_scale("-1"), Ok(Scale::By(-1)));
+        assert!(parse_scale("0").unwrap_err().contains("at least one"));
+        assert!(parse_scale("x").is_err());
+    }
+
     use super::*;
 
     #[test]

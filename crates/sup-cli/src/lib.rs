@@ -117,6 +117,28 @@ fn execute(command: Command) -> Result<()> {
             Ok(())
         }),
         Command::Events(args) => events(&home, args),
+        Command::Scale(args) => {
+            let scale = args.count;
+            act(
+                &home,
+                &[args.target],
+                |target| Request::Scale { target, scale },
+                |r, _| report(r, "scaled"),
+            )
+        }
+        Command::Signal(args) => {
+            let signal = args.signal;
+            act(
+                &home,
+                &args.targets,
+                |target| Request::Signal { target, signal },
+                |r, target| {
+                    expect_ok(r)?;
+                    println!("[sup] sent {signal} to {target}");
+                    Ok(())
+                },
+            )
+        }
         Command::Flush(args) => flush(&home, &args.targets),
         Command::Kill => kill(&home),
     }
@@ -177,6 +199,8 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         health,
         listen: args.listen.iter().map(|a| listen_addr(&cwd, a)).collect(),
         on_event: args.on_event.clone(),
+        instances: args.instances.resolve(cpus()),
+        instance_var: args.instance_var.clone(),
     };
     let mut client = Client::connect_or_spawn(home)?;
     let time = targets::apps_time([&spec]);
@@ -185,6 +209,11 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         wait: args.wait,
     };
     report(client.request_waiting(request, time)?, "started")
+}
+
+/// CPUs this process may run on (`-i max`).
+fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
 /// `sup start api` where `api` is no file or command: an app the daemon knows.

@@ -1,7 +1,7 @@
 //! Human-readable output: the app table and the describe page.
 
 use std::fmt::Write;
-use sup_proto::{AppInfo, EventRecord, HealthStatus, Program};
+use sup_proto::{AppInfo, EventRecord, HealthStatus, InstanceInfo, Program};
 
 /// Names are never cut shorter than this to fit the width.
 const NAME_MIN: usize = 8;
@@ -32,23 +32,32 @@ pub fn table(apps: &[AppInfo], width: Option<usize>) -> String {
     let header = [
         "id", "name", "pid", "status", "health", "restarts", "uptime", "cpu", "memory",
     ];
-    let rows: Vec<[String; 9]> = apps
-        .iter()
-        .map(|a| {
-            [
-                a.id.to_string(),
-                a.name.clone(),
-                a.pid.map_or("-".into(), |p| p.to_string()),
-                a.status.as_str().to_string(),
-                health(a),
-                a.restarts.to_string(),
-                a.uptime_ms.map_or("-".into(), duration),
-                a.pid.map_or("-".into(), |_| format!("{:.1}%", a.cpu)),
-                a.pid.map_or("-".into(), |_| bytes(a.memory)),
-            ]
-        })
-        .collect();
-    let mut rows = rows;
+    let mut rows: Vec<[String; 9]> = Vec::new();
+    for a in apps {
+        let several = a.instances.len() > 1;
+        let running = a.pid.is_some() || a.instances.iter().any(|i| i.pid.is_some());
+        rows.push([
+            a.id.to_string(),
+            a.name.clone(),
+            match several {
+                true => format!("{}/{}", a.ready_instances, a.instances.len()),
+                false => a.pid.map_or("-".into(), |p| p.to_string()),
+            },
+            a.status.as_str().to_string(),
+            health(a),
+            a.restarts.to_string(),
+            a.uptime_ms.map_or("-".into(), duration),
+            if running {
+                format!("{:.1}%", a.cpu)
+            } else {
+                "-".into()
+            },
+            if running { bytes(a.memory) } else { "-".into() },
+        ]);
+        if several {
+            rows.extend(a.instances.iter().map(|i| instance_row(&a.name, i)));
+        }
+    }
     let mut widths = column_widths(&header, &rows);
     if let Some(max) = width {
         let total = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
@@ -74,6 +83,21 @@ pub fn table(apps: &[AppInfo], width: Option<usize>) -> String {
         line(&row.each_ref().map(String::as_str));
     }
     out
+}
+
+/// An instance's line under its app's: `api:2` and its own figures.
+fn instance_row(app: &str, i: &InstanceInfo) -> [String; 9] {
+    [
+        String::new(),
+        format!("{app}:{}", i.index),
+        i.pid.map_or("-".into(), |p| p.to_string()),
+        i.status.as_str().to_string(),
+        String::new(),
+        i.restarts.to_string(),
+        i.uptime_ms.map_or("-".into(), duration),
+        i.pid.map_or("-".into(), |_| format!("{:.1}%", i.cpu)),
+        i.pid.map_or("-".into(), |_| bytes(i.memory)),
+    ]
 }
 
 fn column_widths(header: &[&str; 9], rows: &[[String; 9]]) -> [usize; 9] {
@@ -277,6 +301,7 @@ mod tests {
             restart_reason: None,
             dump_warning: None,
             instances: vec![],
+            ready_instances: 0,
             logs: Default::default(),
             health: Default::default(),
             listen: vec![],

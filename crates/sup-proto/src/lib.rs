@@ -21,7 +21,7 @@ pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
 pub use kinds::{ErrorKind, EventKind, HealthStatus};
 pub use message::{
     AppInfo, EventRecord, HealthInfo, InstanceInfo, LogInfo, Request, RequestEnvelope, Response,
-    ResponseEnvelope, Severity, Status, Target,
+    ResponseEnvelope, Scale, Severity, Status, Target,
 };
 pub use name::{validate_name, NameError};
 pub use signal::{Signal, SignalError};

@@ -15,11 +15,27 @@ pub enum Target {
     Id(u32),
     /// The app with this name.
     Name(String),
+    /// One instance of an app (`api:2`, `3:0`).
+    Instance {
+        /// The app (by name or id).
+        app: Box<Target>,
+        /// The instance's index.
+        index: u32,
+    },
 }
 
 impl Target {
-    /// Reads a CLI argument: `all`, digits (an id) or a name.
+    /// Reads a CLI argument: `all`, digits (an id), a name, or either of
+    /// them with `:N` for one instance.
     pub fn parse(arg: &str) -> Target {
+        if let Some((app, index)) = arg.rsplit_once(':') {
+            if let (false, Ok(index)) = (app.is_empty(), index.parse::<u32>()) {
+                return Target::Instance {
+                    app: Box::new(Target::parse(app)),
+                    index,
+                };
+            }
+        }
         if arg == "all" {
             Target::All
         } else if let Ok(id) = arg.parse::<u32>() {
@@ -28,6 +44,24 @@ impl Target {
             Target::Name(arg.to_string())
         }
     }
+
+    /// The app this names, and the instance if it names one.
+    pub fn split(&self) -> (&Target, Option<u32>) {
+        match self {
+            Target::Instance { app, index } => (app, Some(*index)),
+            other => (other, None),
+        }
+    }
+}
+
+/// How `sup scale` changes the number of instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    /// To exactly this many (`sup scale api 8`).
+    To(u32),
+    /// By this many more or fewer (`sup scale api +2`, `-1`).
+    By(i32),
 }
 
 impl fmt::Display for Target {
@@ -36,6 +70,7 @@ impl fmt::Display for Target {
             Target::All => f.write_str("all"),
             Target::Id(id) => write!(f, "id {id}"),
             Target::Name(name) => write!(f, "{name:?}"),
+            Target::Instance { app, index } => write!(f, "instance {index} of {app}"),
         }
     }
 }
@@ -55,6 +90,20 @@ pub enum Request {
     },
     /// Start apps that are already known (stopped or errored ones).
     Start(Target),
+    /// Change how many instances an app runs.
+    Scale {
+        /// The app.
+        target: Target,
+        /// The new count.
+        scale: Scale,
+    },
+    /// Send a signal to the main process of each instance (or one).
+    Signal {
+        /// The apps or instance.
+        target: Target,
+        /// The signal.
+        signal: crate::Signal,
+    },
     /// Stop apps; they stay stopped.
     Stop(Target),
     /// Stop (if running) and start apps again.
@@ -244,8 +293,18 @@ impl Status {
 /// One running (or last run) copy of an app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceInfo {
+    /// Its index (`SUP_INSTANCE`); a reload's new instance has the index
+    /// of the one it replaces.
+    #[serde(default)]
+    pub index: u32,
     /// Pid of the instance's main process (null when none runs).
     pub pid: Option<u32>,
+    /// Restarts of this instance.
+    #[serde(default)]
+    pub restarts: u32,
+    /// It passed its readiness check (or runs without one).
+    #[serde(default)]
+    pub ready: bool,
     /// Lifecycle state.
     pub status: Status,
     /// Milliseconds since this instance started (null when none runs).
@@ -333,6 +392,9 @@ pub struct AppInfo {
     pub restart_in_ms: Option<u64>,
     /// The instances of the app.
     pub instances: Vec<InstanceInfo>,
+    /// How many of its instances are ready (online).
+    #[serde(default)]
+    pub ready_instances: u32,
     /// Where its logs are, and whether writing them works.
     #[serde(default)]
     pub logs: LogInfo,

@@ -263,7 +263,16 @@ pub struct AppSpec {
     /// Command run for each event of the app (the event as JSON on stdin
     /// and in `SUP_EVENT`).
     pub on_event: Option<String>,
+    /// How many instances run (each with its index in `SUP_INSTANCE`); at
+    /// most [`MAX_INSTANCES`].
+    pub instances: u32,
+    /// Also give each instance its index in this variable (PM2's
+    /// `instance_var`; `NODE_APP_INSTANCE` when unset).
+    pub instance_var: Option<String>,
 }
+
+/// Most instances an app may have.
+pub const MAX_INSTANCES: u32 = 1024;
 
 impl Default for AppSpec {
     fn default() -> Self {
@@ -286,6 +295,8 @@ impl Default for AppSpec {
             listen: Vec::new(),
             health: HealthSpec::default(),
             on_event: None,
+            instances: 1,
+            instance_var: None,
         }
     }
 }

@@ -198,6 +198,8 @@ fn spec() -> BoxedStrategy<AppSpec> {
                     min_uptime_ms,
                     max_restarts,
                     stop_signal: stop,
+                    instances: restart_delay_ms as u32 % 1024 + 1,
+                    instance_var: None,
                     kill_timeout_ms: kill,
                     logs,
                     listen,
@@ -344,7 +346,10 @@ fn app_info() -> BoxedStrategy<AppInfo> {
         any::<u64>(),
     )
         .prop_map(|(pid, status, cpu, memory)| InstanceInfo {
+            index: pid.unwrap_or(0) % 8,
             pid,
+            restarts: memory as u32,
+            ready: pid.is_some(),
             status,
             uptime_ms: pid.map(u64::from),
             cpu,
@@ -378,6 +383,7 @@ fn app_info() -> BoxedStrategy<AppInfo> {
                     error,
                     restart_reason: None,
                     restart_in_ms: None,
+                    ready_instances: instances.len() as u32,
                     instances,
                     logs: LogInfo::default(),
                     health: HealthInfo {

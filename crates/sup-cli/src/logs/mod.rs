@@ -126,6 +126,7 @@ fn default_sources(home: &Home, target: &Target) -> Option<Vec<Source>> {
             })
             .collect(),
         Target::Id(_) => return None,
+        Target::Instance { app, .. } => return default_sources(home, app),
     };
     names.sort();
     let mut sources = Vec::new();

@@ -47,6 +47,9 @@ pub struct Style {
     pub timestamps: bool,
     /// Offset of local time from UTC, seconds.
     pub offset_s: i32,
+    /// The instance the source belongs to, written as `[N] ` at the start
+    /// of each line, for apps of several instances.
+    pub tag: Option<u16>,
 }
 
 /// Appends to `out` every whole line of `data` (completing `partial`), and
@@ -116,6 +119,10 @@ fn emit(line: &[u8], at_ms: i64, sep: u8, style: Style, stamper: &mut Stamper, o
         out.extend_from_slice(stamper.prefix(at_ms, style.offset_s));
         out.push(sep);
     }
+    if let Some(tag) = style.tag {
+        use std::io::Write;
+        let _ = write!(out, "[{tag}] ");
+    }
     out.extend_from_slice(line);
     out.push(b'\n');
 }
@@ -128,11 +135,30 @@ mod tests {
     const RAW: Style = Style {
         timestamps: false,
         offset_s: 0,
+        tag: None,
     };
     const TS: Style = Style {
         timestamps: true,
         offset_s: 0,
+        tag: None,
     };
+
+    #[test]
+    fn lines_of_an_instance_carry_its_tag_after_the_stamp() {
+        let tagged = Style { tag: Some(2), ..TS };
+        let (out, _) = run(&[b"hello\n"], tagged);
+        let (ts, continued, rest) = split_line(out.strip_suffix(b"\n").unwrap());
+        assert!(ts.is_some() && !continued);
+        assert_eq!(rest, b"[2] hello");
+        let (out, _) = run(
+            &[b"x\n"],
+            Style {
+                tag: Some(0),
+                ..RAW
+            },
+        );
+        assert_eq!(out, b"[0] x\n");
+    }
 
     fn run(chunks: &[&[u8]], style: Style) -> (Vec<u8>, Partial) {
         let (mut p, mut s, mut out) = (Partial::default(), Stamper::default(), Vec::new());

@@ -97,6 +97,12 @@ impl Logs {
         })
     }
 
+    /// Tags the lines of capture `source` with an instance index, or stops.
+    pub fn tag(&self, source: u64, tag: Option<usize>) {
+        let tag = tag.map(|t| u16::try_from(t).unwrap_or(u16::MAX));
+        let _ = self.tx.send(WriterMsg::Tag { source, tag });
+    }
+
     /// Captures one pipe into `target`, after `after` fires (see
     /// [`capture::start`]); `seed` is an unfinished line to continue.
     pub fn capture(

@@ -47,6 +47,13 @@ pub enum WriterMsg {
         /// Released when written.
         permit: OwnedSemaphorePermit,
     },
+    /// Tag the lines of `source` with an instance index (or stop tagging).
+    Tag {
+        /// The source.
+        source: u64,
+        /// The instance index.
+        tag: Option<u16>,
+    },
     /// Continue `source` with an unfinished line (handed over by `sup update`).
     Seed {
         /// The source.
@@ -87,6 +94,7 @@ pub type HealthMap = Arc<Mutex<HashMap<PathBuf, Health>>>;
 pub struct Writer {
     files: HashMap<PathBuf, LogFile>,
     partials: HashMap<u64, Partial>,
+    tags: HashMap<u64, u16>,
     stamper: Stamper,
     health: HealthMap,
     offset: (i64, i32),
@@ -99,6 +107,7 @@ impl Writer {
         Writer {
             files: HashMap::new(),
             partials: HashMap::new(),
+            tags: HashMap::new(),
             stamper: Stamper::default(),
             health,
             offset: (i64::MIN, 0),
@@ -139,7 +148,7 @@ impl Writer {
                 data,
                 permit,
             } => {
-                let style = self.style(&target, at_ms);
+                let style = self.style(&target, at_ms, source);
                 let partial = self.partials.entry(source).or_default();
                 // One output buffer, reused: no fresh pages for every chunk.
                 let mut out = std::mem::take(&mut self.out);
@@ -152,12 +161,21 @@ impl Writer {
                     self.out = out;
                 }
             }
+            WriterMsg::Tag { source, tag } => match tag {
+                Some(tag) => {
+                    self.tags.insert(source, tag);
+                }
+                None => {
+                    self.tags.remove(&source);
+                }
+            },
             WriterMsg::Seed { source, partial } => {
                 self.partials.insert(source, partial);
             }
             WriterMsg::End { target, source } => {
+                let style = self.style(&target, now_ms(), source);
+                self.tags.remove(&source);
                 if let Some(mut partial) = self.partials.remove(&source) {
-                    let style = self.style(&target, now_ms());
                     let mut out = Vec::new();
                     finish(&mut partial, style, &mut self.stamper, &mut out);
                     self.append(&target, &out);
@@ -185,7 +203,7 @@ impl Writer {
         }
     }
 
-    fn style(&mut self, target: &Target, at_ms: i64) -> Style {
+    fn style(&mut self, target: &Target, at_ms: i64, source: u64) -> Style {
         // The local offset changes at most twice a year: look it up once a minute.
         if self.offset.0 != at_ms / 60_000 {
             self.offset = (at_ms / 60_000, local_offset(at_ms));
@@ -193,6 +211,7 @@ impl Writer {
         Style {
             timestamps: target.timestamps,
             offset_s: self.offset.1,
+            tag: self.tags.get(&source).copied(),
         }
     }
 

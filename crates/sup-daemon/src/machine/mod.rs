@@ -12,6 +12,7 @@
 //! orchestration case is unit-tested without processes (`tests.rs`).
 
 mod reload;
+mod scale;
 mod slot;
 
 use crate::health::Verdict;
@@ -20,7 +21,7 @@ use nix::sys::signal::Signal;
 use std::time::{Duration, Instant};
 use sup_proto::{AppSpec, EventKind, HealthInfo, Status};
 
-pub use slot::Slot;
+pub use slot::{Slot, Slots};
 
 /// How often a readiness check runs until it passes.
 pub const READY_EVERY: Duration = Duration::from_millis(100);
@@ -87,6 +88,33 @@ pub enum Input {
     },
     /// `sup delete`: stop by the user, then the app goes.
     Delete,
+    /// `sup scale`: grow or shrink to `to` instances (at least one).
+    Scale {
+        /// The new number of instances.
+        to: usize,
+    },
+    /// A request for one instance only (`sup stop api:2`): `Start`,
+    /// `Restart` or `Stop`.
+    OneSlot {
+        /// The instance index.
+        slot: usize,
+        /// The request.
+        input: Box<Input>,
+    },
+    /// `sup delete api:2`: stop instance `slot` and remove it; the others
+    /// keep their index.
+    Remove {
+        /// The instance index.
+        slot: usize,
+    },
+    /// `sup signal SIG api[:N]`: send `signal` to the main process of every
+    /// running instance, or of one.
+    Signal {
+        /// One instance, or all.
+        slot: Option<usize>,
+        /// The signal.
+        signal: Signal,
+    },
     /// `sup reload`; the answer comes as [`Effect::ReloadDone`] with `token`.
     Reload {
         /// Ties the answer to the request.
@@ -158,6 +186,13 @@ pub enum Effect {
         slot: usize,
         /// What the process will be.
         role: Role,
+    },
+    /// Send `signal` to the process `pid` only (not its group).
+    Kill {
+        /// The process.
+        pid: u32,
+        /// The signal.
+        signal: Signal,
     },
     /// Send `signal` to the process group `pid`.
     Signal {
@@ -266,7 +301,7 @@ struct Retired {
 /// An app and all of its instances.
 #[derive(Debug, Clone)]
 pub struct AppMachine {
-    slots: Vec<Slot>,
+    slots: Slots,
     retired: Vec<Retired>,
     reload: Option<reload::Reload>,
     deleting: bool,
@@ -277,7 +312,7 @@ impl AppMachine {
     /// An app of `instances` slots, all stopped.
     pub fn new(instances: usize) -> AppMachine {
         AppMachine {
-            slots: (0..instances.max(1)).map(|_| Slot::default()).collect(),
+            slots: Slots::new(instances.max(1)),
             retired: Vec::new(),
             reload: None,
             deleting: false,
@@ -318,7 +353,7 @@ impl AppMachine {
 
     /// Restores whether the user had stopped the app (from a dump).
     pub fn set_user_stopped(&mut self, stopped: bool) {
-        for slot in &mut self.slots {
+        for slot in self.slots.all_mut() {
             slot.lc.set_user_stopped(stopped);
         }
     }
@@ -342,6 +377,20 @@ impl AppMachine {
                 self.each_slot(spec, Event::Stop { by_user: true }, now)
             }
             Input::Reload { token } => self.begin_reload(spec, token, now),
+            Input::Scale { to } => self.scale(spec, to, now),
+            Input::OneSlot { slot, input } => self.one_slot(spec, slot, *input, now),
+            Input::Remove { slot } => self.remove_slot(spec, slot, now),
+            Input::Signal { slot, signal } => {
+                let pids: Vec<u32> = self
+                    .slots
+                    .iter()
+                    .filter(|(i, _)| slot.is_none_or(|s| s == *i))
+                    .filter_map(|(_, s)| s.running().map(|p| p.pid))
+                    .collect();
+                for pid in pids {
+                    self.emit(Effect::Kill { pid, signal });
+                }
+            }
             Input::Spawned { slot, role, pid } => self.spawned(spec, slot, role, pid, now),
             Input::SpawnFailed {
                 slot,
@@ -369,6 +418,7 @@ impl AppMachine {
             Input::Ready { pid } => self.ready(spec, pid, now),
             Input::Probed { pid, kind, outcome } => self.probed(spec, pid, kind, outcome, now),
         }
+        self.forget_left_slots();
         if !was_down && self.is_down() && !spec.listen.is_empty() {
             // Nobody will serve the held sockets: a proxy should fail fast.
             self.emit(Effect::CloseSockets);
@@ -378,7 +428,7 @@ impl AppMachine {
 
     fn spawned(&mut self, spec: &AppSpec, slot: usize, role: Role, pid: u32, now: Instant) {
         match role {
-            Role::Main if slot < self.slots.len() => self.spawned_main(spec, slot, pid, now),
+            Role::Main if self.slots.has(slot) => self.spawned_main(spec, slot, pid, now),
             Role::Main => {}
             Role::Incoming => self.spawned_incoming(spec, slot, pid, now),
         }
@@ -415,20 +465,20 @@ impl AppMachine {
             Online => 5,
         };
         self.slots
-            .iter()
+            .all()
             .map(|s| s.lc.status())
             .min_by_key(|&s| rank(s))
             .unwrap_or(Stopped)
     }
 
-    /// The slots, in order.
-    pub fn slots(&self) -> &[Slot] {
+    /// The slots, by instance index.
+    pub fn slots(&self) -> &Slots {
         &self.slots
     }
 
-    /// Slot 0, the one a single-instance app has.
+    /// The slot of the lowest index (a single-instance app's only one).
     pub fn first(&self) -> &Slot {
-        &self.slots[0]
+        self.slots.first()
     }
 
     /// Being deleted: forget it once [`AppMachine::is_gone`].
@@ -438,7 +488,7 @@ impl AppMachine {
 
     /// Nothing runs or will start on its own (every slot stopped or errored).
     pub fn is_down(&self) -> bool {
-        self.slots.iter().all(|s| s.lc.is_down())
+        self.slots.all().all(|s| s.lc.is_down())
     }
 
     /// Down, and no process of it is left stopping.
@@ -453,15 +503,25 @@ impl AppMachine {
 
     /// Every slot is neither launching nor stopping.
     pub fn is_settled(&self) -> bool {
-        self.slots.iter().all(|s| s.lc.is_settled())
+        self.slots.all().all(|s| s.lc.is_settled())
     }
 
     /// Every slot has settled or has a process running.
     pub fn is_spawned(&self) -> bool {
-        self.slots.iter().all(|s| {
+        self.slots.all().all(|s| {
             s.lc.is_settled()
                 || (s.lc.status() == Status::Launching && s.inst.is_some_and(|i| i.alive()))
         })
+    }
+
+    /// How many instances the app has, not counting those leaving.
+    pub fn instance_count(&self) -> usize {
+        self.slots.all().filter(|s| !s.leaving).count()
+    }
+
+    /// The slot a reload is replacing now.
+    pub fn reloading_slot(&self) -> Option<usize> {
+        self.reload.as_ref().map(|r| r.slot)
     }
 
     /// The reload's new instance, while one is starting.
@@ -516,14 +576,15 @@ impl AppMachine {
 
     /// Restarts so far, over every slot.
     pub fn restarts(&self) -> u32 {
-        self.slots.iter().map(|s| s.lc.restarts()).sum()
+        self.slots.all().map(|s| s.lc.restarts()).sum()
     }
 
     /// The slot whose current instance is `pid`.
     fn slot_of(&self, pid: u32) -> Option<usize> {
         self.slots
             .iter()
-            .position(|s| s.inst.is_some_and(|p| p.pid == pid))
+            .find(|(_, s)| s.inst.is_some_and(|p| p.pid == pid))
+            .map(|(i, _)| i)
     }
 
     fn emit(&mut self, effect: Effect) {
@@ -538,14 +599,14 @@ impl AppMachine {
     }
 
     fn each_slot(&mut self, spec: &AppSpec, event: Event, now: Instant) {
-        for slot in 0..self.slots.len() {
+        for slot in self.slots.indices() {
             self.feed(spec, slot, event.clone(), now);
         }
     }
 
     fn timer(&mut self, spec: &AppSpec, timer: Timer, now: Instant) {
         match timer {
-            Timer::Slot { slot, gen, kind } if slot < self.slots.len() => {
+            Timer::Slot { slot, gen, kind } if self.slots.has(slot) => {
                 self.feed(spec, slot, Event::Timer { kind, gen }, now)
             }
             Timer::Slot { .. } => {}

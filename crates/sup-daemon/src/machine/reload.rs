@@ -14,7 +14,7 @@ use sup_proto::{AppSpec, EventKind, Probe, Status};
 pub(super) struct Reload {
     token: u64,
     /// The slot being replaced now.
-    slot: usize,
+    pub(super) slot: usize,
     /// The slots after it.
     queue: VecDeque<usize>,
     /// Its new instance, once spawned.
@@ -39,15 +39,22 @@ impl AppMachine {
             let result = Ok(why.to_string());
             return self.emit(Effect::ReloadDone { token, result });
         }
+        let mut queue: VecDeque<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.leaving)
+            .map(|(i, _)| i)
+            .collect();
+        let first = queue.pop_front().expect("an app has a slot");
         self.reload = Some(Reload {
             token,
-            slot: 0,
-            queue: (1..self.slots.len()).collect(),
+            slot: first,
+            queue,
             incoming: None,
             notes: Vec::new(),
         });
         self.emit(Effect::Spawn {
-            slot: 0,
+            slot: first,
             role: Role::Incoming,
         });
     }
@@ -108,7 +115,10 @@ impl AppMachine {
             return;
         };
         reload.notes.push(note);
-        match reload.queue.pop_front() {
+        let slots = &self.slots;
+        let next = std::iter::from_fn(|| reload.queue.pop_front())
+            .find(|&i| slots.has(i) && !slots[i].leaving);
+        match next {
             Some(next) => {
                 reload.slot = next;
                 self.emit(Effect::Spawn {

@@ -5,9 +5,74 @@ use super::{stop_signal, AppMachine, Effect, Proc, Role, Timer};
 use crate::health::Health;
 use crate::lifecycle::{Action, Event, ExitKind, Lifecycle, TimerKind};
 use nix::sys::signal::Signal;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 use sup_proto::{AppSpec, EventKind, Status};
+
+/// An app's slots by instance index. Indices stay put when an instance is
+/// removed (`sup delete api:2`), so `SUP_INSTANCE` of the others never changes.
+#[derive(Debug, Clone, Default)]
+pub struct Slots(BTreeMap<usize, Slot>);
+
+impl Slots {
+    /// Slots `0..n`.
+    pub fn new(n: usize) -> Slots {
+        Slots((0..n).map(|i| (i, Slot::default())).collect())
+    }
+
+    /// Every slot with its index, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        self.0.iter().map(|(i, s)| (*i, s))
+    }
+
+    /// Every index, in order.
+    pub fn indices(&self) -> Vec<usize> {
+        self.0.keys().copied().collect()
+    }
+
+    /// Whether slot `i` exists.
+    pub fn has(&self, i: usize) -> bool {
+        self.0.contains_key(&i)
+    }
+
+    pub(super) fn all(&self) -> impl Iterator<Item = &Slot> {
+        self.0.values()
+    }
+
+    pub(super) fn all_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.0.values_mut()
+    }
+
+    /// Adds a slot at the lowest free index; returns it.
+    pub(super) fn add(&mut self) -> usize {
+        let i = (0..)
+            .find(|i| !self.0.contains_key(i))
+            .expect("a free index");
+        self.0.insert(i, Slot::default());
+        i
+    }
+
+    pub(super) fn remove(&mut self, i: usize) {
+        self.0.remove(&i);
+    }
+
+    pub(super) fn first(&self) -> &Slot {
+        self.0.values().next().expect("an app has a slot")
+    }
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = Slot;
+    fn index(&self, i: usize) -> &Slot {
+        &self.0[&i]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slots {
+    fn index_mut(&mut self, i: usize) -> &mut Slot {
+        self.0.get_mut(&i).expect("a slot of the app")
+    }
+}
 
 /// One instance of an app, over its restarts.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +89,8 @@ pub struct Slot {
     pub(super) spawn_waits: bool,
     pub(super) health: Health,
     pub(super) restart_due: Option<Instant>,
+    /// Scaled down or deleted: removed once stopped.
+    pub(super) leaving: bool,
 }
 
 impl Slot {
@@ -252,7 +319,8 @@ impl AppMachine {
         let Some(i) = self
             .slots
             .iter()
-            .position(|s| s.inst.is_some_and(|p| p.pid == pid && !p.alive()))
+            .find(|(_, s)| s.inst.is_some_and(|p| p.pid == pid && !p.alive()))
+            .map(|(i, _)| i)
         else {
             return;
         };

@@ -522,7 +522,7 @@ fn rolling_reload_replaces_slots_one_at_a_time() {
     let running: Vec<u32> =
         h.m.slots()
             .iter()
-            .filter_map(|s| s.running().map(|p| p.pid))
+            .filter_map(|(_, s)| s.running().map(|p| p.pid))
             .collect();
     assert_eq!(running, news);
 }
@@ -593,4 +593,111 @@ fn delete_is_gone_once_quiet() {
     assert!(!h.m.is_gone(), "its group still drains");
     h.send(Input::GroupGone { pid });
     assert!(h.m.is_gone());
+}
+
+fn running(m: &AppMachine) -> Vec<(usize, u32)> {
+    m.slots()
+        .iter()
+        .filter_map(|(i, s)| s.running().map(|p| (i, p.pid)))
+        .collect()
+}
+
+#[test]
+fn scale_up_starts_new_instances_and_leaves_the_others() {
+    let mut h = Harness::new(AppSpec::default());
+    let first = h.start();
+    let (effects, pids) = h.run(Input::Scale { to: 3 });
+    assert_eq!(pids.len(), 2);
+    assert!(signalled(&effects, first).is_empty());
+    assert_eq!(running(&h.m), vec![(0, first), (1, pids[0]), (2, pids[1])]);
+    assert_eq!(h.m.status(), Status::Online);
+}
+
+#[test]
+fn scale_down_stops_the_highest_then_forgets_them() {
+    let mut h = Harness::new(AppSpec::default());
+    h.m = AppMachine::new(3);
+    let (_, pids) = h.run(Input::Start);
+    let effects = h.send(Input::Scale { to: 1 });
+    assert_eq!(signalled(&effects, pids[1]), vec![Signal::SIGTERM]);
+    assert_eq!(signalled(&effects, pids[2]), vec![Signal::SIGTERM]);
+    assert!(signalled(&effects, pids[0]).is_empty());
+    h.exit(pids[1], ExitKind::Signal(15), false);
+    h.exit(pids[2], ExitKind::Signal(15), false);
+    assert_eq!(h.m.slots().indices(), vec![0]);
+    assert_eq!(h.m.status(), Status::Online);
+    // Scaling to zero keeps one instance: deleting the app does that.
+    h.send(Input::Scale { to: 0 });
+    assert_eq!(h.m.slots().indices(), vec![0]);
+}
+
+#[test]
+fn a_new_instance_of_a_stopped_app_stays_stopped() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.send(Input::Stop { by_user: true });
+    h.exit(pid, ExitKind::Signal(15), false);
+    let (_, pids) = h.run(Input::Scale { to: 2 });
+    assert!(pids.is_empty());
+    assert_eq!(h.m.status(), Status::Stopped);
+}
+
+#[test]
+fn one_instance_restarts_alone_and_removal_keeps_the_other_indices() {
+    let mut h = Harness::new(AppSpec::default());
+    h.m = AppMachine::new(3);
+    let (_, pids) = h.run(Input::Start);
+    let effects = h.send(Input::OneSlot {
+        slot: 1,
+        input: Box::new(Input::Restart),
+    });
+    assert_eq!(signalled(&effects, pids[1]), vec![Signal::SIGTERM]);
+    let (_, new) = h.exit(pids[1], ExitKind::Signal(15), false);
+    assert_eq!(new.len(), 1);
+    assert_eq!(running(&h.m), vec![(0, pids[0]), (1, new[0]), (2, pids[2])]);
+    h.send(Input::Remove { slot: 0 });
+    h.exit(pids[0], ExitKind::Signal(15), false);
+    assert_eq!(h.m.slots().indices(), vec![1, 2]);
+    // A new instance takes the lowest free index.
+    let (_, more) = h.run(Input::Scale { to: 3 });
+    assert_eq!(running(&h.m)[0], (0, more[0]));
+    // The last instance is never removed.
+    let mut single = Harness::new(AppSpec::default());
+    single.start();
+    assert!(single.send(Input::Remove { slot: 0 }).is_empty());
+}
+
+#[test]
+fn signal_goes_to_each_main_process_or_one() {
+    let mut h = Harness::new(AppSpec::default());
+    h.m = AppMachine::new(2);
+    let (_, pids) = h.run(Input::Start);
+    let all = h.send(Input::Signal {
+        slot: None,
+        signal: Signal::SIGUSR2,
+    });
+    assert_eq!(
+        all,
+        vec![
+            Effect::Kill {
+                pid: pids[0],
+                signal: Signal::SIGUSR2
+            },
+            Effect::Kill {
+                pid: pids[1],
+                signal: Signal::SIGUSR2
+            }
+        ]
+    );
+    let one = h.send(Input::Signal {
+        slot: Some(1),
+        signal: Signal::SIGHUP,
+    });
+    assert_eq!(
+        one,
+        vec![Effect::Kill {
+            pid: pids[1],
+            signal: Signal::SIGHUP
+        }]
+    );
 }

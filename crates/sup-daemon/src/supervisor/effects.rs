@@ -42,6 +42,11 @@ impl Supervisor {
                 signal_group(Some(pid), signal);
                 None
             }
+            Effect::Kill { pid, signal } => {
+                // The pid is ours until reaped, so it is not reused yet.
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal);
+                None
+            }
             Effect::Arm { after, timer } => {
                 self.after(after, Msg::Timer { app: id, timer });
                 None
@@ -111,8 +116,8 @@ impl Supervisor {
             return;
         };
         let gates = inst.end_captures();
-        if let Some(slot) = slot.filter(|&s| s < app.gates.len()) {
-            app.gates[slot] = gates;
+        if let Some(slot) = slot {
+            app.gates.insert(slot, gates);
         }
     }
 

@@ -194,7 +194,7 @@ impl Supervisor {
                 .machine
                 .slots()
                 .iter()
-                .any(|s| s.process() != s.running());
+                .any(|(_, s)| s.process() != s.running());
             let moving =
                 app.machine.incoming().is_some() || app.machine.retired_pids().next().is_some();
             if !quiet || draining || moving || app.hook_pid.is_some() {

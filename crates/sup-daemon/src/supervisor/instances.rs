@@ -29,7 +29,7 @@ impl Supervisor {
             pass_fds,
             notify,
             pid_cell,
-        } = self.prepare_instance(id)?;
+        } = self.prepare_instance(id, slot)?;
         let app = self.table.get_mut(id).ok_or("no such app")?;
         let launch = spawn::Launch {
             argv: app.spec.program.argv(&app.spec.args),
@@ -46,15 +46,23 @@ impl Supervisor {
         pid_cell.store(pid, Ordering::SeqCst);
         let (out_target, err_target) = (app.logs.out.clone(), app.logs.err.clone());
         // A slot's new instance writes after the last one's final lines.
-        let gates = match (role, app.gates.get_mut(slot)) {
-            (MRole::Main, Some(gates)) => std::mem::take(gates),
-            _ => Vec::new(),
+        let gates = match role {
+            MRole::Main => app.gates.remove(&slot).unwrap_or_default(),
+            MRole::Incoming => Vec::new(),
         };
         // Indexed at once: whatever happens next, its exit is ours to reap.
         self.table.index_pid(pid, id, Role::Instance);
         let pipes = [(out_read, out_target), (err_read, err_target)];
         match self.start_captures(pipes, gates, Vec::new()) {
             Ok((captures, pipes)) => {
+                if let Some(app) = self.table.get(id) {
+                    // Several instances share the app's log files: each
+                    // line says whose it is.
+                    let tag = (app.machine.slots().indices().len() > 1).then_some(slot);
+                    for c in &captures {
+                        self.logs.tag(c.source, tag);
+                    }
+                }
                 let mut instance = Instance::new(pid, captures);
                 instance.notify = notify;
                 instance.pipes = pipes;
@@ -77,7 +85,7 @@ impl Supervisor {
     /// What an instance of app `id` gets besides its spec: the held sockets
     /// (bound again if they were closed) with `LISTEN_*`, and its own
     /// `NOTIFY_SOCKET` when it reports readiness by sd_notify.
-    fn prepare_instance(&mut self, id: u32) -> Result<Prepared, String> {
+    fn prepare_instance(&mut self, id: u32, slot: usize) -> Result<Prepared, String> {
         let home_dir = self.home.dir().to_path_buf();
         let seq = self.next_seq();
         let notify_path = self.home.notify_dir().join(format!("{id}-{seq}.sock"));
@@ -87,6 +95,17 @@ impl Supervisor {
             app.sockets = sockets::bind_all(&app.spec.listen)?;
         }
         let mut env = app_env(&app.spec, &home_dir, id);
+        // Its index, under sup's name and PM2's (`NODE_APP_INSTANCE`, or the
+        // spec's `instance_var`).
+        let pm2_var = app
+            .spec
+            .instance_var
+            .as_deref()
+            .unwrap_or("NODE_APP_INSTANCE");
+        for var in [INSTANCE_VAR, pm2_var] {
+            env.retain(|(k, _)| k != var);
+            env.push((var.into(), slot.to_string()));
+        }
         let pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
         if !pass_fds.is_empty() {
             env.push(("LISTEN_FDS".into(), pass_fds.len().to_string()));
@@ -249,6 +268,9 @@ fn app_env(spec: &AppSpec, home: &Path, id: u32) -> Vec<(String, String)> {
     env.push((TAG_VAR.into(), id.to_string()));
     env
 }
+
+/// The variable that holds an instance's index.
+pub const INSTANCE_VAR: &str = "SUP_INSTANCE";
 
 /// The variable that marks a process as started by a sup daemon for an app.
 pub const TAG_VAR: &str = "SUP_APP_ID";

@@ -21,7 +21,8 @@ use nix::unistd::Pid;
 use std::collections::HashMap;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
-use sup_proto::{validate_name, AppSpec, ErrorKind, EventRecord, Request, Response, Target};
+use sup_proto::spec::MAX_INSTANCES;
+use sup_proto::{validate_name, AppSpec, ErrorKind, EventRecord, Request, Response, Scale, Target};
 use table::Table;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
@@ -296,6 +297,8 @@ impl Supervisor {
             )),
             Request::Add { spec, wait } => self.add(*spec, wait),
             Request::Start(target) => self.each(&target, Input::Start, Until::Settled),
+            Request::Scale { target, scale } => self.scale(&target, scale),
+            Request::Signal { target, signal } => self.signal(&target, signal),
             Request::Stop(target) => {
                 self.each(&target, Input::Stop { by_user: true }, Until::Settled)
             }
@@ -357,13 +360,90 @@ impl Supervisor {
         ))
     }
 
-    /// Applies `input` to every app `target` names.
+    /// Applies `input` to every app `target` names, or to the one instance
+    /// it names (`api:2`; deleting an instance removes it from the app).
     fn each(&mut self, target: &Target, input: Input, until: Until) -> Result<Answer, Response> {
-        let ids = self.table.resolve(target)?;
+        let (ids, slot) = self.table.resolve_slot(target)?;
+        let (input, until) = match (slot, input) {
+            (None, input) => (input, until),
+            (Some(slot), Input::Delete) => (Input::Remove { slot }, Until::Settled),
+            (Some(slot), input) => (
+                Input::OneSlot {
+                    slot,
+                    input: Box::new(input),
+                },
+                until,
+            ),
+        };
+        let removes = matches!(input, Input::Remove { .. });
         for &id in &ids {
             self.apply(id, input.clone());
+            if removes {
+                self.instances_changed(id);
+            }
         }
         Ok(Answer::When(ids, until))
+    }
+
+    /// `sup scale`: every app named gets its new count, or none does.
+    fn scale(&mut self, target: &Target, scale: Scale) -> Result<Answer, Response> {
+        if target.split().1.is_some() {
+            let why = "scale takes an app, not one instance: `sup scale api 4`";
+            return Err(Response::error(ErrorKind::BadRequest, why));
+        }
+        let ids = self.table.resolve(target)?;
+        let mut counts = Vec::new();
+        for &id in &ids {
+            let Some(app) = self.table.get(id) else {
+                continue;
+            };
+            let now = i64::from(app.spec.instances);
+            let wanted = match scale {
+                Scale::To(n) => i64::from(n),
+                Scale::By(d) => now + i64::from(d),
+            };
+            if wanted < 1 || wanted > i64::from(MAX_INSTANCES) {
+                let why = format!(
+                    "{} would run {wanted} instances; an app runs 1 to {MAX_INSTANCES} (`sup stop {}` stops it)",
+                    app.spec.name, app.spec.name
+                );
+                return Err(Response::error(ErrorKind::BadRequest, why));
+            }
+            counts.push((id, wanted as usize));
+        }
+        for (id, to) in counts {
+            self.apply(id, Input::Scale { to });
+            self.instances_changed(id);
+        }
+        Ok(Answer::When(ids, Until::Settled))
+    }
+
+    /// The app's set of instances changed: its spec says how many it has
+    /// now, and with several, each line of its logs says whose it is.
+    fn instances_changed(&mut self, id: u32) {
+        let Some(app) = self.table.get_mut(id) else {
+            return;
+        };
+        let staying = app.machine.instance_count();
+        app.spec.instances = staying as u32;
+        self.state_urgent = true;
+        let several = app.machine.slots().indices().len() > 1;
+        for (slot, s) in app.machine.slots().iter() {
+            let captures = s.running().and_then(|p| app.procs.get(&p.pid));
+            for c in captures.into_iter().flat_map(|i| &i.captures) {
+                self.logs.tag(c.source, several.then_some(slot));
+            }
+        }
+    }
+
+    /// `sup signal`: to the main process of each instance, or of one.
+    fn signal(&mut self, target: &Target, signal: sup_proto::Signal) -> Result<Answer, Response> {
+        let (ids, slot) = self.table.resolve_slot(target)?;
+        let signal = crate::signal::to_nix(signal);
+        for &id in &ids {
+            self.apply(id, Input::Signal { slot, signal });
+        }
+        Ok(Answer::Now(Response::Ok))
     }
 
     /// Empties the logs of the apps `target` names; answers once done.
@@ -411,7 +491,7 @@ impl Supervisor {
             self.state_urgent = true;
             if let Some(app) = self.table.get_mut(id) {
                 info!(app = %app.spec.name, "deleted");
-                let gates = app.gates.drain(..).flatten().collect();
+                let gates = app.gates.drain().flat_map(|(_, g)| g).collect();
                 self.logs.close_after(&app.logs, gates);
             }
             self.table.remove(id);

@@ -70,15 +70,15 @@ impl Instance {
             .collect()
     }
 
-    /// What `list` shows of it.
-    fn info(&mut self, status: Status, now: Instant) -> InstanceInfo {
+    /// What `list` shows of it: its usage, on top of what its slot says.
+    fn info(&mut self, base: InstanceInfo, now: Instant) -> InstanceInfo {
         let u = tree_usage(self.pid);
         InstanceInfo {
             pid: Some(self.pid),
-            status,
             uptime_ms: Some(now.duration_since(self.started).as_millis() as u64),
             cpu: self.meter.percent(u.ticks, now),
             memory: u.rss_bytes,
+            ..base
         }
     }
 }
@@ -106,7 +106,7 @@ pub struct App {
     /// Per slot: fire when the last instance's captures are done; the next
     /// instance's output waits for them, so lines keep their order across a
     /// restart.
-    pub gates: Vec<Vec<Option<oneshot::Receiver<()>>>>,
+    pub gates: HashMap<usize, Vec<Option<oneshot::Receiver<()>>>>,
 }
 
 /// What a pid is to the daemon, so that its exit goes to the right owner.
@@ -126,26 +126,42 @@ impl App {
         let listen = self.sockets.iter().map(|h| h.addr.clone()).collect();
         let now = Instant::now();
         let mut instances = Vec::new();
-        for slot in self.machine.slots() {
-            let status = slot.lc().status();
-            let running = slot.running().and_then(|p| self.procs.get_mut(&p.pid));
-            instances.push(match running {
-                Some(inst) => inst.info(status, now),
-                None => InstanceInfo {
-                    pid: None,
-                    status,
-                    uptime_ms: None,
-                    cpu: 0.0,
-                    memory: 0,
-                },
+        for (index, slot) in self.machine.slots().iter() {
+            let running = slot.running();
+            let base = InstanceInfo {
+                index: index as u32,
+                pid: None,
+                restarts: slot.lc().restarts(),
+                ready: running.is_some_and(|p| p.ready) || slot.lc().status() == Status::Online,
+                status: slot.lc().status(),
+                uptime_ms: None,
+                cpu: 0.0,
+                memory: 0,
+            };
+            instances.push(match running.and_then(|p| self.procs.get_mut(&p.pid)) {
+                Some(inst) => inst.info(base, now),
+                None => base,
             });
         }
-        if let Some(inst) = self
+        let ready_instances = instances.iter().filter(|i| i.ready).count() as u32;
+        let reloading = self.machine.reloading_slot();
+        if let Some((slot, inst)) = self
             .machine
             .incoming()
-            .and_then(|p| self.procs.get_mut(&p.pid))
+            .zip(reloading)
+            .and_then(|(p, slot)| Some((slot, self.procs.get_mut(&p.pid)?)))
         {
-            instances.push(inst.info(Status::Launching, now));
+            let base = InstanceInfo {
+                index: slot as u32,
+                pid: None,
+                restarts: 0,
+                ready: false,
+                status: Status::Launching,
+                uptime_ms: None,
+                cpu: 0.0,
+                memory: 0,
+            };
+            instances.push(inst.info(base, now));
         }
         let first = self.machine.first();
         let lc = first.lc();
@@ -159,13 +175,15 @@ impl App {
             unstable_restarts: lc.unstable_restarts(),
             stopped_by_user: lc.user_stopped(),
             uptime_ms: main.uptime_ms,
-            cpu: main.cpu,
-            memory: main.memory,
+            // Over every instance (the figures of one are in `instances`).
+            cpu: instances.iter().map(|i| i.cpu).sum(),
+            memory: instances.iter().map(|i| i.memory).sum(),
             last_exit: lc.last_exit().map(|e| e.to_string()),
             error: lc.error().map(str::to_string),
             restart_reason: lc.restart_reason().map(str::to_string),
             restart_in_ms: first.restart_in(now).map(|d| d.as_millis() as u64),
             instances,
+            ready_instances,
             dump_warning: None,
             logs,
             health: self.machine.health(&self.spec, 0),
@@ -200,14 +218,14 @@ impl Table {
         self.next_id = self.next_id.max(id + 1);
         let app = App {
             id,
+            machine: AppMachine::new(spec.instances.max(1) as usize),
             spec,
-            machine: AppMachine::new(1),
             logs,
             procs: HashMap::new(),
             sockets: Vec::new(),
             hook_queue: VecDeque::new(),
             hook_pid: None,
-            gates: vec![Vec::new()],
+            gates: HashMap::new(),
         };
         self.apps.insert(id, app);
         id
@@ -251,16 +269,37 @@ impl Table {
             .map(|a| a.id)
     }
 
-    /// Ids a target names; an unknown name or id is a `not_found` error.
+    /// Ids a target names (the app of `api:2`); an unknown name or id is a
+    /// `not_found` error.
     pub fn resolve(&self, target: &Target) -> Result<Vec<u32>, Response> {
         let found = match target {
             Target::All => return Ok(self.apps.keys().copied().collect()),
             Target::Id(id) => self.apps.contains_key(id).then_some(*id),
             Target::Name(name) => self.find_name(name),
+            Target::Instance { app, .. } => return self.resolve(app),
         };
         found
             .map(|id| vec![id])
             .ok_or_else(|| Response::error(ErrorKind::NotFound, format!("no app {target}")))
+    }
+
+    /// The apps a target names, with the one instance it names if any (an
+    /// instance the app does not have is a `not_found` error).
+    pub fn resolve_slot(&self, target: &Target) -> Result<(Vec<u32>, Option<usize>), Response> {
+        let ids = self.resolve(target)?;
+        let (_, index) = target.split();
+        let Some(index) = index else {
+            return Ok((ids, None));
+        };
+        let has = ids
+            .iter()
+            .filter_map(|id| self.get(*id))
+            .all(|a| a.machine.slots().has(index as usize));
+        if !has {
+            let why = format!("no {target}");
+            return Err(Response::error(ErrorKind::NotFound, why));
+        }
+        Ok((ids, Some(index as usize)))
     }
 
     /// Records that `pid` plays `role` for app `id`.
