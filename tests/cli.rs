@@ -7,6 +7,7 @@ mod boot;
 mod commands;
 mod daemon;
 mod health;
+mod instances;
 mod logs;
 mod persistence;
 mod processes;

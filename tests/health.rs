@@ -9,35 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The test web app (tests/apps/web.py).
-fn web_app() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/apps/web.py").to_string()
-}
-
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP GET on a new connection; the body, or why it failed.
-fn get(port: u16, path: &str, timeout: Duration) -> Result<String, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(timeout)).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write: {e}"))?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer)
-        .map_err(|e| format!("read: {e}"))?;
-    if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
-        Ok(answer)
-    } else {
-        Err(format!("bad answer: {answer:?}"))
-    }
-}
-
 #[test]
 fn a_stuck_app_is_restarted_by_its_liveness_probe() {
     let sup = Sup::new();

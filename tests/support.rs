@@ -6,6 +6,8 @@
 
 use serde_json::Value;
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -260,4 +262,33 @@ pub fn skip(reason: &str) -> bool {
     assert!(!in_ci(), "cannot run in CI: {reason}");
     eprintln!("SKIPPED: {reason}");
     true
+}
+
+/// The test HTTP app (`tests/apps/web.py`).
+pub fn web_app() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/apps/web.py").to_string()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP GET on a new connection; the body, or why it failed.
+pub fn get(port: u16, path: &str, timeout: Duration) -> Result<String, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout)).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").map_err(|e| format!("write: {e}"))?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)
+        .map_err(|e| format!("read: {e}"))?;
+    if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+        Ok(answer)
+    } else {
+        Err(format!("bad answer: {answer:?}"))
+    }
 }

@@ -261,6 +261,19 @@ pub enum Effect {
     },
 }
 
+/// One slot of an app taken over by `sup update`.
+#[derive(Debug)]
+pub struct Adopted {
+    /// Its index.
+    pub index: usize,
+    /// Its lifecycle, as the old daemon left it.
+    pub lc: Lifecycle,
+    /// Its running process.
+    pub main: Option<Proc>,
+    /// Time left before a pending restart.
+    pub restart_in: Option<Duration>,
+}
+
 /// The process of an instance, as far as the machine knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Proc {
@@ -320,32 +333,33 @@ impl AppMachine {
         }
     }
 
-    /// An app taken over from a previous daemon: slot 0 has `lc` and, if it
-    /// runs, process `main`; a restart was due in `restart_in`. Returns the
+    /// An app taken over from a previous daemon, slot by slot. Returns the
     /// effects (timers, probes) its state needs, since timers don't survive
     /// the handover.
-    pub fn adopt(
-        spec: &AppSpec,
-        lc: Lifecycle,
-        main: Option<Proc>,
-        restart_in: Option<Duration>,
-        now: Instant,
-    ) -> (Self, Vec<Effect>) {
+    pub fn adopt(spec: &AppSpec, slots: Vec<Adopted>, now: Instant) -> (Self, Vec<Effect>) {
         let mut m = AppMachine::new(1);
-        m.slots[0].inst = main;
-        m.slots[0].lc = lc;
-        if let Some(after) = restart_in {
-            m.slots[0].restart_due = Some(now + after);
-            let (slot, gen, kind) = (0, m.slots[0].lc.generation(), TimerKind::Restart);
-            m.emit(Effect::Arm {
-                after,
-                timer: Timer::Slot { slot, gen, kind },
-            });
+        m.slots = Slots::default();
+        for a in slots {
+            let i = a.index;
+            m.slots.put(i, Slot::default());
+            m.slots[i].inst = a.main;
+            m.slots[i].lc = a.lc;
+            if let Some(after) = a.restart_in {
+                m.slots[i].restart_due = Some(now + after);
+                let (gen, kind) = (m.slots[i].lc.generation(), TimerKind::Restart);
+                m.emit(Effect::Arm {
+                    after,
+                    timer: Timer::Slot { slot: i, gen, kind },
+                });
+            }
+            let actions = m.slots[i].lc.resume(spec);
+            m.lc_actions(spec, i, actions, now);
+            if m.slots[i].lc.status() == Status::Online {
+                m.start_liveness(spec, i);
+            }
         }
-        let actions = m.slots[0].lc.resume(spec);
-        m.lc_actions(spec, 0, actions, now);
-        if m.slots[0].lc.status() == Status::Online {
-            m.start_liveness(spec, 0);
+        if m.slots.indices().is_empty() {
+            m.slots = Slots::new(1);
         }
         let out = std::mem::take(&mut m.out);
         (m, out)
@@ -569,9 +583,9 @@ impl AppMachine {
                 .is_some_and(|p| now.saturating_duration_since(p.since) < quick)
     }
 
-    /// The health view of slot `slot`.
-    pub fn health(&self, spec: &AppSpec, slot: usize) -> HealthInfo {
-        self.slots[slot].health.info(spec.health.liveness.is_some())
+    /// The health view of the first instance.
+    pub fn health(&self, spec: &AppSpec) -> HealthInfo {
+        self.first().health.info(spec.health.liveness.is_some())
     }
 
     /// Restarts so far, over every slot.

@@ -52,6 +52,10 @@ impl Slots {
         i
     }
 
+    pub(super) fn put(&mut self, i: usize, slot: Slot) {
+        self.0.insert(i, slot);
+    }
+
     pub(super) fn remove(&mut self, i: usize) {
         self.0.remove(&i);
     }

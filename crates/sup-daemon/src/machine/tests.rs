@@ -658,6 +658,7 @@ fn one_instance_restarts_alone_and_removal_keeps_the_other_indices() {
     h.send(Input::Remove { slot: 0 });
     h.exit(pids[0], ExitKind::Signal(15), false);
     assert_eq!(h.m.slots().indices(), vec![1, 2]);
+    assert_eq!(h.m.health(&h.spec).failures, 0, "the first slot is now 1");
     // A new instance takes the lowest free index.
     let (_, more) = h.run(Input::Scale { to: 3 });
     assert_eq!(running(&h.m)[0], (0, more[0]));

@@ -3,14 +3,16 @@
 //! pipes (with any unfinished line), the held sockets and the daemon lock,
 //! as open fds and a file.
 
+use super::table::App;
 use super::table::{Instance, Role};
 use super::Supervisor;
 use crate::lifecycle::Lifecycle;
 use crate::logs::{AppLogs, Logs, Partial, Partials};
-use crate::machine::{AppMachine, Proc};
+use crate::machine::{Adopted, AppMachine, Proc, Slot};
 use crate::sockets::Held;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -47,9 +49,23 @@ pub struct Handover {
 struct HandedApp {
     id: u32,
     spec: AppSpec,
+    /// The first instance slot, flattened (the only one 0.1.0 knew).
+    #[serde(flatten)]
+    first: HandedSlot,
+    sockets: Vec<(String, RawFd)>,
+    /// The other instance slots.
+    #[serde(default)]
+    more: Vec<HandedSlot>,
+}
+
+/// One instance slot, handed over.
+#[derive(Debug, Serialize, Deserialize)]
+struct HandedSlot {
+    /// Its index (0.1.0 had only 0).
+    #[serde(default)]
+    index: usize,
     lc: Lifecycle,
     instance: Option<HandedInstance>,
-    sockets: Vec<(String, RawFd)>,
     /// Time left before a pending restart.
     restart_in_ms: Option<u64>,
 }
@@ -96,12 +112,10 @@ impl Supervisor {
         // Stop reading the pipes at once: what the apps write from now on
         // waits in the pipes for the next daemon; what was read reaches the
         // disk, and unfinished lines are handed over.
-        let mut sources = Vec::new();
+        let mut sources = HashMap::new();
         for app in self.table.iter_mut() {
-            if let Some(p) = app.machine.first().running() {
-                if let Some(inst) = app.procs.get_mut(&p.pid) {
-                    sources.push((app.id, inst.detach_captures()));
-                }
+            for inst in app.procs.values_mut() {
+                sources.insert(inst.pid, inst.detach_captures());
             }
         }
         let fresh = match Logs::start() {
@@ -129,26 +143,27 @@ impl Supervisor {
     /// Takes the fds back and carries on as before.
     fn update_failed(&mut self, why: String, handover: Option<Handover>) -> Refusal {
         error!("update failed, this daemon goes on: {why}");
-        let seeds: Vec<(u32, Vec<Option<Partial>>)> = handover
-            .map(|h| {
-                h.apps
-                    .into_iter()
-                    .filter_map(|a| Some((a.id, a.instance?.partials)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut seeds: HashMap<u32, Vec<Option<Partial>>> = handover
+            .into_iter()
+            .flat_map(|h| h.apps)
+            .flat_map(|a| std::iter::once(a.first).chain(a.more))
+            .filter_map(|s| s.instance)
+            .map(|i| (i.pid, i.partials))
+            .collect();
         for id in self.table.ids() {
-            let seed = seeds
-                .iter()
-                .find(|(i, _)| *i == id)
-                .map(|(_, p)| p.clone())
+            let pids: Vec<u32> = self
+                .table
+                .get(id)
+                .map(|a| a.procs.keys().copied().collect())
                 .unwrap_or_default();
-            self.resume_captures(id, seed);
+            for pid in pids {
+                self.resume_captures(id, pid, seeds.remove(&pid).unwrap_or_default());
+            }
         }
         Response::error(ErrorKind::Update, format!("{why}; the old daemon goes on"))
     }
 
-    fn resume_captures(&mut self, id: u32, seeds: Vec<Option<Partial>>) {
+    fn resume_captures(&mut self, id: u32, pid: u32, seeds: Vec<Option<Partial>>) {
         let Some(app) = self.table.get_mut(id) else {
             return;
         };
@@ -156,9 +171,6 @@ impl Supervisor {
         for held in &app.sockets {
             set_cloexec(held.fd.as_raw_fd(), true);
         }
-        let Some(pid) = app.machine.first().running().map(|p| p.pid) else {
-            return;
-        };
         let Some(inst) = app.procs.get_mut(&pid) else {
             return;
         };
@@ -211,46 +223,30 @@ impl Supervisor {
     fn handover(
         &self,
         lock_fd: RawFd,
-        sources: &[(u32, Vec<u64>)],
+        sources: &HashMap<u32, Vec<u64>>,
         partials: &mut Partials,
     ) -> Handover {
-        let apps = self
-            .table
-            .iter()
-            .map(|app| HandedApp {
+        let mut apps = Vec::new();
+        for app in self.table.iter() {
+            let mut slots = app
+                .machine
+                .slots()
+                .iter()
+                .map(|(index, slot)| hand_slot(app, index, slot, sources, partials));
+            let Some(first) = slots.next() else { continue };
+            let more = slots.collect();
+            apps.push(HandedApp {
                 id: app.id,
                 spec: app.spec.clone(),
-                lc: app.machine.first().lc().clone(),
-                instance: app.machine.first().running().and_then(|p| {
-                    let i = app.procs.get(&p.pid)?;
-                    let own = sources
-                        .iter()
-                        .find(|(id, _)| *id == app.id)
-                        .map(|(_, s)| s.as_slice())
-                        .unwrap_or_default();
-                    Some(HandedInstance {
-                        pid: i.pid,
-                        uptime_ms: i.started.elapsed().as_millis() as u64,
-                        pipes: i.pipes.iter().map(AsRawFd::as_raw_fd).collect(),
-                        partials: own
-                            .iter()
-                            .map(|s| partials.remove(s).filter(|p| !p.is_empty()))
-                            .collect(),
-                        ready: p.ready,
-                    })
-                }),
+                first,
                 sockets: app
                     .sockets
                     .iter()
                     .map(|h| (h.addr.clone(), h.fd.as_raw_fd()))
                     .collect(),
-                restart_in_ms: app
-                    .machine
-                    .first()
-                    .restart_in(Instant::now())
-                    .map(|d| d.as_millis() as u64),
-            })
-            .collect();
+                more,
+            });
+        }
         Handover {
             version: HANDOVER_VERSION,
             lock_fd,
@@ -264,9 +260,21 @@ impl Supervisor {
         for app in handover.apps {
             let logs = AppLogs::for_spec(&app.spec, &self.home.logs_dir());
             let id = self.table.insert_with_id(app.id, app.spec, logs.clone());
-            let main = app
-                .instance
-                .map(|handed| self.adopt_instance(id, handed, &logs));
+            let several = !app.more.is_empty();
+            let mut slots = Vec::new();
+            for handed in std::iter::once(app.first).chain(app.more) {
+                let tag = several.then_some(handed.index);
+                let main = handed
+                    .instance
+                    .map(|i| self.adopt_instance(id, i, &logs, tag));
+                let restart_in = handed.restart_in_ms.map(Duration::from_millis);
+                slots.push(Adopted {
+                    index: handed.index,
+                    lc: handed.lc,
+                    main,
+                    restart_in,
+                });
+            }
             let Some(entry) = self.table.get_mut(id) else {
                 continue;
             };
@@ -282,9 +290,7 @@ impl Supervisor {
                     }
                 })
                 .collect();
-            let restart_in = app.restart_in_ms.map(Duration::from_millis);
-            let (machine, effects) =
-                AppMachine::adopt(&entry.spec, app.lc, main, restart_in, Instant::now());
+            let (machine, effects) = AppMachine::adopt(&entry.spec, slots, Instant::now());
             entry.machine = machine;
             for effect in effects {
                 if let Some(input) = self.execute(id, effect) {
@@ -301,7 +307,13 @@ impl Supervisor {
 
     /// Resumes capturing a handed-over instance's pipes; what the machine
     /// will know of it.
-    fn adopt_instance(&mut self, id: u32, handed: HandedInstance, logs: &AppLogs) -> Proc {
+    fn adopt_instance(
+        &mut self,
+        id: u32,
+        handed: HandedInstance,
+        logs: &AppLogs,
+        tag: Option<usize>,
+    ) -> Proc {
         let since = Instant::now()
             .checked_sub(Duration::from_millis(handed.uptime_ms))
             .unwrap_or_else(Instant::now);
@@ -326,6 +338,9 @@ impl Supervisor {
             }
             None => (Vec::new(), Vec::new()),
         };
+        for c in &captures {
+            self.logs.tag(c.source, tag);
+        }
         let mut instance = Instance::new(handed.pid, captures);
         instance.started = since;
         instance.pipes = pipes;
@@ -333,6 +348,38 @@ impl Supervisor {
             entry.procs.insert(handed.pid, instance);
         }
         proc
+    }
+}
+
+/// Slot `index` of `app`, with its running instance's fds and unfinished lines.
+fn hand_slot(
+    app: &App,
+    index: usize,
+    slot: &Slot,
+    sources: &HashMap<u32, Vec<u64>>,
+    partials: &mut Partials,
+) -> HandedSlot {
+    let instance = slot.running().and_then(|p| {
+        let i = app.procs.get(&p.pid)?;
+        let own = sources.get(&p.pid).map(Vec::as_slice).unwrap_or_default();
+        Some(HandedInstance {
+            pid: i.pid,
+            uptime_ms: i.started.elapsed().as_millis() as u64,
+            pipes: i.pipes.iter().map(AsRawFd::as_raw_fd).collect(),
+            partials: own
+                .iter()
+                .map(|s| partials.remove(s).filter(|p| !p.is_empty()))
+                .collect(),
+            ready: p.ready,
+        })
+    });
+    HandedSlot {
+        index,
+        lc: slot.lc().clone(),
+        instance,
+        restart_in_ms: slot
+            .restart_in(Instant::now())
+            .map(|d| d.as_millis() as u64),
     }
 }
 
@@ -361,8 +408,10 @@ fn exec(binary: &str, path: &Path, handover: &Handover) -> std::io::Result<()> {
     let mut fds = vec![handover.lock_fd];
     for app in &handover.apps {
         fds.extend(app.sockets.iter().map(|(_, fd)| *fd));
-        if let Some(inst) = &app.instance {
-            fds.extend(&inst.pipes);
+        for slot in std::iter::once(&app.first).chain(&app.more) {
+            if let Some(inst) = &slot.instance {
+                fds.extend(&inst.pipes);
+            }
         }
     }
     for &fd in &fds {
@@ -406,4 +455,26 @@ pub fn read_handover(path: &Path) -> std::io::Result<Handover> {
     }
     let _ = std::fs::remove_file(path);
     Ok(handover)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handover_of_0_1_0_reads_as_one_slot() {
+        // 0.1.0 wrote one instance per app, its fields at the app's level.
+        let old = serde_json::json!({
+            "id": 4,
+            "spec": AppSpec::default(),
+            "lc": Lifecycle::default(),
+            "instance": {"pid": 77, "uptime_ms": 5, "pipes": [8, 9], "partials": [null, null], "ready": true},
+            "sockets": [],
+            "restart_in_ms": null
+        });
+        let app: HandedApp = serde_json::from_value(old).unwrap();
+        assert_eq!(app.first.index, 0);
+        assert_eq!(app.first.instance.map(|i| i.pid), Some(77));
+        assert!(app.more.is_empty());
+    }
 }

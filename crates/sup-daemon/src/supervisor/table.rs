@@ -186,7 +186,7 @@ impl App {
             ready_instances,
             dump_warning: None,
             logs,
-            health: self.machine.health(&self.spec, 0),
+            health: self.machine.health(&self.spec),
             listen,
             spec: with_spec.then(|| self.spec.clone()),
         }

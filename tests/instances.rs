@@ -1,0 +1,313 @@
+//! Several instances of one app: indices, scaling, one held socket shared
+//! by all, kills and rolling reloads under a client loop.
+
+use crate::support::*;
+use serde_json::Value;
+use std::fs;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// Pids of the app's instances, by index.
+fn instance_pids(sup: &Sup, name: &str) -> Vec<(u64, Option<u64>)> {
+    sup.app(name)["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["index"].as_u64().unwrap(), i["pid"].as_u64()))
+        .collect()
+}
+
+fn all_online(app: &Value, n: usize) -> bool {
+    let instances = app["instances"].as_array().unwrap();
+    instances.len() == n && instances.iter().all(|i| i["status"] == "online")
+}
+
+#[test]
+fn each_instance_gets_its_index_and_tags_its_lines() {
+    let sup = Sup::new();
+    let app = sup.script(
+        "app.sh",
+        "echo \"index $SUP_INSTANCE node ${NODE_APP_INSTANCE-unset} worker ${WORKER-unset}\"\nexec sleep 1000",
+    );
+    // PM2's instance_var renames NODE_APP_INSTANCE; SUP_INSTANCE stays.
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "w",
+        "-i",
+        "3",
+        "--instance-var",
+        "WORKER",
+    ]);
+    sup.ok(&["start", &app, "--name", "v", "-i", "2"]);
+    let a = sup.wait_status("w", "online");
+    assert_eq!(a["ready_instances"], 3);
+    let pids: Vec<_> = instance_pids(&sup, "w");
+    assert_eq!(pids.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(pids.iter().all(|p| p.1.is_some()));
+    let log = sup.home.join("logs/w-out.log");
+    wait_for("three lines", DEADLINE, || {
+        fs::read_to_string(&log).unwrap_or_default().lines().count() == 3
+    });
+    let text = fs::read_to_string(&log).unwrap();
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!("[{i}] index {i} node unset worker {i}")),
+            "{text}"
+        );
+    }
+    let log = sup.home.join("logs/v-out.log");
+    wait_for("v's lines", DEADLINE, || {
+        fs::read_to_string(&log).unwrap_or_default().lines().count() == 2
+    });
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.contains("[1] index 1 node 1 worker unset"), "{text}");
+    let table = sup.ok(&["list"]);
+    assert!(table.contains("3/3") && table.contains("w:2"), "{table}");
+}
+
+#[test]
+fn scale_grows_and_shrinks_leaving_the_others_alone() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app, "--name", "w", "-i", "2"]);
+    let before = instance_pids(&sup, "w");
+    sup.ok(&["scale", "w", "+2"]);
+    sup.wait("four online", || all_online(&sup.app("w"), 4));
+    let grown = instance_pids(&sup, "w");
+    assert_eq!(grown[..2], before[..], "the first two kept running");
+    sup.ok(&["scale", "w", "1"]);
+    sup.wait("one left", || all_online(&sup.app("w"), 1));
+    assert_eq!(instance_pids(&sup, "w"), before[..1]);
+    for (_, pid) in &grown[1..] {
+        assert!(!alive(pid.unwrap() as u32));
+    }
+    // Below one is refused, at the flag and by the daemon.
+    let err = sup.fails(&["scale", "w", "0"], 2);
+    assert!(err.contains("at least one"), "{err}");
+    let err = sup.fails(&["scale", "w", "-1"], 1);
+    assert!(err.contains("1 to 1024"), "{err}");
+    let err = sup.fails(&["start", &app, "--name", "big", "-i", "1025"], 2);
+    assert!(err.contains("1024"), "{err}");
+    // The count is part of the spec: a save keeps it.
+    assert_eq!(sup.app("w")["instances"].as_array().unwrap().len(), 1);
+    let describe = sup.ok(&["describe", "w", "--json"]);
+    assert!(describe.contains("\"instances\": 1") || describe.contains("\"instances\":1"));
+}
+
+#[test]
+fn one_instance_can_be_stopped_restarted_signalled_and_deleted() {
+    let sup = Sup::new();
+    let marks = sup.path("usr1");
+    let app = sup.script(
+        "app.sh",
+        &format!(
+            "trap 'echo $SUP_INSTANCE >> {}' USR1\nwhile :; do sleep 0.05; done",
+            marks.display()
+        ),
+    );
+    sup.ok(&["start", &app, "--name", "w", "-i", "3"]);
+    let pids = instance_pids(&sup, "w");
+    sup.ok(&["signal", "SIGUSR1", "w:1"]);
+    wait_for("instance 1 got the signal", DEADLINE, || {
+        fs::read_to_string(&marks).unwrap_or_default() == "1\n"
+    });
+    sup.ok(&["restart", "w:2"]);
+    let now = instance_pids(&sup, "w");
+    assert_eq!(now[..2], pids[..2]);
+    assert_ne!(now[2], pids[2]);
+    sup.ok(&["stop", "w:0"]);
+    let a = sup.app("w");
+    assert_eq!(a["instances"][0]["status"], "stopped");
+    assert_eq!(a["ready_instances"], 2);
+    sup.ok(&["delete", "w:0"]);
+    assert_eq!(
+        instance_pids(&sup, "w")
+            .iter()
+            .map(|p| p.0)
+            .collect::<Vec<_>>(),
+        [1, 2],
+        "the others keep their index"
+    );
+    let err = sup.fails(&["stop", "w:7"], 1);
+    assert!(err.contains("instance 7"), "{err}");
+}
+
+/// A client that requests `/` on `port` in a loop, counting failures,
+/// until `stop` is set.
+struct Client {
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicU32>,
+    done: Arc<AtomicU32>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Client {
+    /// Starts the loop; with `pause`, it pauses after each request until
+    /// the test lets it go on.
+    fn start(port: u16, pause: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>) -> Client {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(AtomicU32::new(0));
+        let done = Arc::new(AtomicU32::new(0));
+        let (s, f, d) = (stop.clone(), failures.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            while !s.load(Ordering::SeqCst) {
+                if let Err(e) = get(port, "/", Duration::from_secs(10)) {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    errors.push(e);
+                }
+                d.fetch_add(1, Ordering::SeqCst);
+                if let Some((idle, go)) = &pause {
+                    let _ = idle.send(());
+                    let _ = go.recv();
+                }
+            }
+            errors
+        });
+        Client {
+            stop,
+            failures,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (u32, u32, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let errors = self.thread.take().unwrap().join().unwrap();
+        (
+            self.failures.load(Ordering::SeqCst),
+            self.done.load(Ordering::SeqCst),
+            errors,
+        )
+    }
+}
+
+/// Starts `web.py` with `n` instances on a held port; returns the port.
+fn start_web(sup: &Sup, n: &str, extra: &[&str]) -> u16 {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "start",
+        web_app_str(),
+        "--name",
+        "web",
+        "-i",
+        n,
+        "--listen",
+        &listen,
+        "--wait",
+    ];
+    args.extend_from_slice(extra);
+    sup.ok(&args);
+    port
+}
+
+fn web_app_str() -> &'static str {
+    Box::leak(web_app().into_boxed_str())
+}
+
+#[test]
+fn killing_one_instance_leaves_the_others_serving() {
+    let sup = Sup::new();
+    let port = start_web(&sup, "2", &[]);
+    let (idle_tx, idle_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let client = Client::start(port, Some((idle_tx, go_rx)));
+    idle_rx.recv().unwrap();
+    let victim = instance_pids(&sup, "web")[0].1.unwrap() as u32;
+    // Killed between two requests: nothing is in flight in it, so every
+    // request from now on must be served by the other instance.
+    signal(victim, libc::SIGKILL);
+    go_tx.send(()).unwrap();
+    sup.wait("instance 0 restarted", || {
+        let a = sup.app("web");
+        a["instances"][0]["pid"]
+            .as_u64()
+            .is_some_and(|p| p as u32 != victim)
+            && all_online(&a, 2)
+    });
+    for _ in 0..50 {
+        idle_rx.recv().unwrap();
+        go_tx.send(()).unwrap();
+    }
+    drop(go_tx);
+    let (failures, done, errors) = client.finish();
+    assert!(done >= 50);
+    assert_eq!(failures, 0, "failed requests: {errors:?}");
+}
+
+#[test]
+fn rolling_reload_of_four_instances_under_load_fails_no_request() {
+    let sup = Sup::new();
+    let port = start_web(&sup, "4", &[]);
+    let before = instance_pids(&sup, "web");
+    let client = Client::start(port, None);
+    let out = sup.ok(&["reload", "web", "--timeout", "60s"]);
+    assert!(out.contains("reloaded"), "{out}");
+    let after = instance_pids(&sup, "web");
+    let (failures, done, errors) = client.finish();
+    assert_eq!(after.len(), 4);
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(old.0, new.0);
+        assert_ne!(old.1, new.1, "instance {} was replaced", old.0);
+    }
+    assert!(done > 0);
+    assert_eq!(failures, 0, "{failures} of {done} failed: {errors:?}");
+}
+
+#[test]
+fn a_reload_whose_new_instance_never_gets_ready_keeps_the_old_ones() {
+    let sup = Sup::new();
+    let ready = sup.path("ready");
+    fs::write(&ready, "").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    sup.command(&[
+        "start",
+        &web_app(),
+        "--name",
+        "web",
+        "-i",
+        "2",
+        "--listen",
+        &listen,
+        "--ready-notify",
+        "--ready-timeout",
+        "1s",
+        "--wait",
+    ])
+    .env("READY_FILE", &ready)
+    .status()
+    .unwrap();
+    sup.wait("both ready", || all_online(&sup.app("web"), 2));
+    let before = instance_pids(&sup, "web");
+    fs::remove_file(&ready).unwrap();
+    let err = sup.fails(&["reload", "web"], 1);
+    assert!(err.contains("not ready within"), "{err}");
+    assert_eq!(instance_pids(&sup, "web"), before);
+    assert!(get(port, "/", Duration::from_secs(5)).is_ok());
+}
+
+#[test]
+fn update_keeps_every_instance_running() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "echo \"hi $SUP_INSTANCE\"\nexec sleep 1000");
+    sup.ok(&["start", &app, "--name", "w", "-i", "3"]);
+    sup.ok(&["delete", "w:1"]);
+    sup.wait("two left", || all_online(&sup.app("w"), 2));
+    let before = instance_pids(&sup, "w");
+    let out = sup.ok(&["update"]);
+    assert!(out.contains("daemon updated"), "{out}");
+    assert_eq!(instance_pids(&sup, "w"), before);
+    // The new daemon supervises each of them.
+    signal(before[1].1.unwrap() as u32, libc::SIGKILL);
+    sup.wait("instance 2 restarted", || {
+        let a = sup.app("w");
+        all_online(&a, 2) && a["instances"][1]["pid"].as_u64() != before[1].1
+    });
+    assert_eq!(sup.app("w")["instances"][1]["index"], 2);
+}
