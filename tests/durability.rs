@@ -122,7 +122,7 @@ fn an_app_set_change_that_cannot_be_written_is_refused() {
     let real = sup.home.join("state.real");
     // Files cannot be created under a `state` that is not a directory
     // (ENOTDIR, which holds for root too).
-    fs::rename(&state, &real).unwrap();
+    let moved = fs::rename(&state, &real).is_ok();
     fs::write(&state, b"not a directory").unwrap();
     let err = sup.fails(&["start", &app, "--name", "b"], 1);
     assert!(
@@ -132,7 +132,9 @@ fn an_app_set_change_that_cannot_be_written_is_refused() {
     let err = sup.fails(&["delete", "a"], 1);
     assert!(err.contains("cannot delete"), "{err}");
     fs::remove_file(&state).unwrap();
-    fs::rename(&real, &state).unwrap();
+    if moved {
+        fs::rename(&real, &state).unwrap();
+    }
     // A directory where the next app's file goes: the rename fails after
     // the temp file was written.
     for id in 0..20 {

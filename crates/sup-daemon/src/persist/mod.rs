@@ -132,12 +132,17 @@ pub fn read(path: &Path) -> Result<Snapshot, LoadError> {
             })
         }
     };
+    parse(path, &text)
+}
+
+/// Parses the text of a snapshot file read from `path` (named in errors).
+pub fn parse(path: &Path, text: &[u8]) -> Result<Snapshot, LoadError> {
     let corrupt = |reason: String| LoadError::Corrupt {
         path: path.into(),
         reason,
     };
     let value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
     let version = value
         .get("version")
         .and_then(serde_json::Value::as_u64)
@@ -248,6 +253,9 @@ fn read_boot_id() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {

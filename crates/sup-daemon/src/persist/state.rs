@@ -259,7 +259,14 @@ fn read_app(path: &Path, warnings: &mut Vec<String>) -> Option<(String, SavedApp
 
 /// One app's file: a snapshot of exactly one app.
 fn read_one(path: &Path) -> Result<(String, SavedApp), LoadError> {
-    let mut snapshot = read(path)?;
+    one_app(path, read(path)?)
+}
+
+/// The boot id and app of one app's file, which holds exactly one app.
+pub(super) fn one_app(
+    path: &Path,
+    mut snapshot: super::Snapshot,
+) -> Result<(String, SavedApp), LoadError> {
     match (snapshot.apps.pop(), snapshot.apps.is_empty()) {
         (Some(app), true) => Ok((snapshot.boot_id, app)),
         _ => Err(LoadError::Corrupt {
