@@ -6,6 +6,7 @@ mod support;
 mod boot;
 mod commands;
 mod daemon;
+mod durability;
 mod health;
 mod instances;
 mod logs;

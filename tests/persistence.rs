@@ -190,9 +190,8 @@ fn a_killed_daemon_leaves_no_duplicate_and_no_orphan() {
         .collect();
     let daemon = sup.daemon_pid().unwrap();
     // Let the state writer catch up with the last start.
-    wait_for("state file lists 10 running apps", DEADLINE, || {
-        fs::read_to_string(sup.home.join("state.json"))
-            .is_ok_and(|t| t.matches("\"start_time\"").count() == 10)
+    wait_for("live state lists 10 running apps", DEADLINE, || {
+        live_state(&sup).matches("\"start_time\"").count() == 10
     });
     signal(daemon, libc::SIGKILL);
     wait_for("daemon gone", DEADLINE, || !alive(daemon));
@@ -415,7 +414,7 @@ fn recovery_also_stops_processes_that_left_the_group() {
         .unwrap();
     assert!(alive(child));
     wait_for("state written", DEADLINE, || {
-        sup.home.join("state.json").exists()
+        live_state(&sup).contains("\"start_time\"")
     });
     let daemon = sup.daemon_pid().unwrap();
     signal(daemon, libc::SIGKILL);
@@ -432,6 +431,17 @@ fn recovery_also_stops_processes_that_left_the_group() {
         let pid: u32 = pid.parse().unwrap();
         assert!(!alive(pid), "escaped child {pid} survived sup kill");
     }
+}
+
+/// The live state files (`state/<id>.json`), concatenated.
+fn live_state(sup: &Sup) -> String {
+    let Ok(dir) = fs::read_dir(sup.home.join("state")) else {
+        return String::new();
+    };
+    dir.flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| fs::read_to_string(e.path()).ok())
+        .collect()
 }
 
 /// Bytes waiting in the pipe or FIFO behind `file`.

@@ -19,6 +19,9 @@ use sup_proto::{
 /// Set once the version warning was printed.
 static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Set once the daemon's standing warnings were printed: once per command.
+static WARNINGS_SHOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How long a CLI waits for a daemon it started to answer.
 const SPAWN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -215,6 +218,13 @@ fn decode_response(body: &[u8]) -> Result<Response> {
     let envelope: ResponseEnvelope = serde_json::from_value(value).map_err(|e| {
         anyhow!("cannot understand the answer of daemon sup {daemon} (this CLI is sup {SUP_VERSION}): {e}")
     })?;
+    if !envelope.warnings.is_empty()
+        && !WARNINGS_SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        for warning in &envelope.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
     Ok(envelope.response)
 }
 

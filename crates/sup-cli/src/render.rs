@@ -183,6 +183,9 @@ fn state_fields(page: &mut Page, app: &AppInfo) {
     page.some("error", app.error.as_ref());
     page.some("stopped by user", app.stopped_by_user.then_some("yes"));
     page.some("dump warning", app.dump_warning.as_ref());
+    for warning in &app.state_warnings {
+        page.field("state warning", warning);
+    }
 }
 
 fn log_fields(page: &mut Page, app: &AppInfo) {
@@ -300,6 +303,7 @@ mod tests {
             restart_in_ms: None,
             restart_reason: None,
             dump_warning: None,
+            state_warnings: vec![],
             instances: vec![],
             ready_instances: 0,
             logs: Default::default(),

@@ -113,9 +113,15 @@ async fn serve(
     })?;
     let (tx, rx) = mpsc::unbounded_channel();
     let (inflight, mut flushed) = mpsc::channel::<()>(1);
-    let server = tokio::spawn(server::serve(listener, tx.clone(), inflight.downgrade()));
+    let (warnings, shown) = tokio::sync::watch::channel(Vec::new());
+    let server = tokio::spawn(server::serve(
+        listener,
+        tx.clone(),
+        inflight.downgrade(),
+        shown,
+    ));
     let logs = logs::Logs::start()?;
-    let mut supervisor = Supervisor::new(home.clone(), tx, logs, lock_fd)?;
+    let mut supervisor = Supervisor::new(home.clone(), tx, logs, lock_fd, warnings)?;
     match handover {
         Some(handover) => supervisor.adopt(handover),
         None => {

@@ -13,7 +13,7 @@ use sup_proto::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 /// How long a client may take to send the body of a frame whose header it sent.
@@ -51,12 +51,19 @@ pub async fn serve(
     listener: UnixListener,
     tx: mpsc::UnboundedSender<Msg>,
     inflight: mpsc::WeakSender<()>,
+    warnings: watch::Receiver<Vec<String>>,
 ) {
     let budget = Arc::new(Semaphore::new(REQUEST_BUDGET));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                let conn = connection(stream, tx.clone(), inflight.clone(), budget.clone());
+                let conn = connection(
+                    stream,
+                    tx.clone(),
+                    inflight.clone(),
+                    budget.clone(),
+                    warnings.clone(),
+                );
                 tokio::spawn(conn);
             }
             Err(err) => {
@@ -73,6 +80,7 @@ async fn connection(
     tx: mpsc::UnboundedSender<Msg>,
     inflight: mpsc::WeakSender<()>,
     budget: Arc<Semaphore>,
+    warnings: watch::Receiver<Vec<String>>,
 ) {
     if let Err(refusal) = check_peer(&stream) {
         let _ = write_response(&mut stream, refusal).await;
@@ -129,7 +137,9 @@ async fn connection(
             Ok(request) => ask(&tx, request).await,
             Err(response) => response,
         };
-        if write_response(&mut stream, response).await.is_err() {
+        let mut envelope = ResponseEnvelope::new(response);
+        envelope.warnings = warnings.borrow().clone();
+        if write_envelope(&mut stream, envelope).await.is_err() {
             return;
         }
     }
@@ -223,7 +233,11 @@ async fn ask(tx: &mpsc::UnboundedSender<Msg>, request: Request) -> Response {
 }
 
 async fn write_response(stream: &mut UnixStream, response: Response) -> io::Result<()> {
-    let frame = encode_frame(&ResponseEnvelope::new(response)).unwrap_or_else(|e| {
+    write_envelope(stream, ResponseEnvelope::new(response)).await
+}
+
+async fn write_envelope(stream: &mut UnixStream, envelope: ResponseEnvelope) -> io::Result<()> {
+    let frame = encode_frame(&envelope).unwrap_or_else(|e| {
         encode_frame(&ResponseEnvelope::new(Response::error(
             ErrorKind::Internal,
             e.to_string(),

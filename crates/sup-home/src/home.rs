@@ -102,17 +102,38 @@ impl Home {
         self.dump().exists() || self.dump_backup().exists()
     }
 
-    /// The live state of the running daemon: rewritten on each change,
-    /// removed by a clean shutdown.
+    /// sup 0.1.0's live state file, one file for every app: read once by
+    /// the recovery after a crash of a 0.1.0 daemon, never written.
     pub fn state(&self) -> PathBuf {
         self.dir.join("state.json")
     }
 
-    /// Whether the last daemon died without a clean shutdown: its state file
-    /// is still there. Only meaningful while no daemon runs; the next daemon
-    /// restores that state (or drops it when it is of an earlier boot).
+    /// The live state of the running daemon: one file per app,
+    /// `state/<id>.json` (and its previous generation `<id>.json.bak`),
+    /// written on each change of that app, emptied by a clean shutdown.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// The live state file of app `id`.
+    pub fn app_state(&self, id: u32) -> PathBuf {
+        self.state_dir().join(format!("{id}.json"))
+    }
+
+    /// Whether the last daemon died without a clean shutdown: a live state
+    /// file (or its previous generation) is still there, in the layout of
+    /// this sup or of 0.1.0. Only meaningful while no daemon runs; the next
+    /// daemon restores that state (or drops it when it is of an earlier boot).
     pub fn last_daemon_died_uncleanly(&self) -> bool {
-        self.state().exists()
+        if self.state().exists() {
+            return true;
+        }
+        let Ok(entries) = fs::read_dir(self.state_dir()) else {
+            return false;
+        };
+        entries
+            .flatten()
+            .any(|e| is_live_state_file(&e.file_name().to_string_lossy()))
     }
 
     /// The directory of per-instance sd_notify sockets.
@@ -149,7 +170,7 @@ impl Home {
         if meta.uid() != nix::unistd::geteuid().as_raw() {
             return Err(HomeError::Owner(self.dir.clone()));
         }
-        for dir in [self.logs_dir(), self.notify_dir()] {
+        for dir in [self.logs_dir(), self.notify_dir(), self.state_dir()] {
             private_dir(&dir).map_err(io_err)?;
         }
         Ok(())
@@ -178,6 +199,15 @@ impl LogStream {
 /// [`Home::app_log`] for a logs directory already at hand.
 pub fn app_log_in(logs_dir: &Path, app: &str, stream: LogStream) -> PathBuf {
     logs_dir.join(format!("{app}-{}.log", stream.as_str()))
+}
+
+/// Whether `name`, in the state directory, is live state: `<id>.json` or
+/// its previous generation `<id>.json.bak` (not a corrupt file set aside).
+pub fn is_live_state_file(name: &str) -> bool {
+    let id = name
+        .strip_suffix(".json")
+        .or_else(|| name.strip_suffix(".json.bak"));
+    id.is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The backup of a file written with a backup kept: `<path>.bak`.
@@ -227,6 +257,10 @@ mod tests {
     #[test]
     fn layout_names() {
         let home = Home::at(PathBuf::from("/h"));
+        assert_eq!(home.app_state(7), Path::new("/h/state/7.json"));
+        assert!(is_live_state_file("7.json") && is_live_state_file("7.json.bak"));
+        assert!(!is_live_state_file(".json") && !is_live_state_file("a.json"));
+        assert!(!is_live_state_file("7.json.corrupt-x") && !is_live_state_file(".7.json.tmp.1"));
         assert_eq!(home.dump_backup(), Path::new("/h/dump.json.bak"));
         assert_eq!(
             home.app_log("api", LogStream::Err),
@@ -245,6 +279,17 @@ mod tests {
         home.prepare().unwrap();
         assert!(!home.last_daemon_died_uncleanly());
         fs::write(home.state(), b"{}").unwrap();
+        assert!(home.last_daemon_died_uncleanly());
+        fs::remove_file(home.state()).unwrap();
+        let aside = home
+            .state_dir()
+            .join("3.json.corrupt-2024-01-01T000000.000+0000");
+        fs::write(aside, b"x").unwrap();
+        assert!(
+            !home.last_daemon_died_uncleanly(),
+            "a file set aside is not live"
+        );
+        fs::write(backup_of(&home.app_state(3)), b"{").unwrap();
         assert!(home.last_daemon_died_uncleanly());
         fs::remove_dir_all(base).unwrap();
     }

@@ -9,7 +9,7 @@
 mod home;
 mod lock;
 
-pub use home::{app_log_in, backup_of, Home, HomeError, LogStream};
+pub use home::{app_log_in, backup_of, is_live_state_file, Home, HomeError, LogStream};
 pub use lock::{write_daemon_pid, LockError};
 
 /// Exit code of `sup daemon` when another daemon already holds the lock on

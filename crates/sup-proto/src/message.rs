@@ -245,6 +245,11 @@ pub struct ResponseEnvelope {
     pub daemon: String,
     /// The answer.
     pub response: Response,
+    /// What the user should know whatever they asked, while it stands
+    /// (state lost in a crash, say); the CLI prints each to stderr. Absent
+    /// when empty, so an older CLI reads the envelope as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ResponseEnvelope {
@@ -254,6 +259,7 @@ impl ResponseEnvelope {
             proto: crate::PROTOCOL_VERSION,
             daemon: crate::SUP_VERSION.to_string(),
             response,
+            warnings: Vec::new(),
         }
     }
 }
@@ -408,6 +414,10 @@ pub struct AppInfo {
     /// dump's backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dump_warning: Option<String>,
+    /// Set by `describe`: what the recovery after a daemon crash could not
+    /// read (live state set aside, apps lost), until the next `sup save`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_warnings: Vec<String>,
     /// The full spec; filled by `describe` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<AppSpec>,
@@ -453,6 +463,22 @@ mod tests {
         assert_eq!(
             text,
             r#"{"type":"error","data":{"kind":"not_found","message":"no app"}}"#
+        );
+    }
+
+    #[test]
+    fn warnings_are_absent_when_empty_and_default_when_missing() {
+        let plain = serde_json::to_string(&ResponseEnvelope::new(Response::Ok)).unwrap();
+        assert!(!plain.contains("warnings"), "{plain}");
+        let old = r#"{"proto":1,"daemon":"0.1.0","response":{"type":"ok"}}"#;
+        let env: ResponseEnvelope = serde_json::from_str(old).unwrap();
+        assert!(env.warnings.is_empty());
+        let mut warned = ResponseEnvelope::new(Response::Ok);
+        warned.warnings.push("state lost".into());
+        let text = serde_json::to_string(&warned).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ResponseEnvelope>(&text).unwrap(),
+            warned
         );
     }
 

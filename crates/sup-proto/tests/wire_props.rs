@@ -380,6 +380,7 @@ fn app_info() -> BoxedStrategy<AppInfo> {
                     cpu,
                     memory,
                     last_exit: error.clone(),
+                    state_warnings: error.iter().cloned().collect(),
                     error,
                     restart_reason: None,
                     restart_in_ms: None,

@@ -68,7 +68,7 @@ impl Supervisor {
                 None
             }
             Effect::Status { slot, from, to } => {
-                self.state_dirty = true;
+                self.state_dirty.insert(id);
                 let name = self.table.get(id).map_or("", |a| a.spec.name.as_str());
                 info!(app = %name, slot, from = from.as_str(), to = to.as_str());
                 None

@@ -301,6 +301,7 @@ impl Supervisor {
         for event in handover.events {
             self.events.record(event);
         }
+        self.state_dirty.extend(self.table.ids());
         self.state_urgent = true;
         info!("took over from the previous daemon");
     }

@@ -2,6 +2,7 @@
 //! requests, child exits, probe results and timers, and drives each app's
 //! lifecycle.
 
+mod appset;
 mod effects;
 mod events;
 mod handover;
@@ -12,20 +13,21 @@ mod reload;
 mod table;
 
 use crate::events::Events;
-use crate::logs::{AppLogs, Logs};
+use crate::logs::Logs;
 use crate::machine::{Input, ProbeKind, Timer};
+use crate::persist::state::StateWriter;
 use crate::probe::Outcome;
 pub use handover::{read_handover, Handover, HANDOVER_VERSION};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
 use sup_proto::spec::MAX_INSTANCES;
-use sup_proto::{validate_name, AppSpec, ErrorKind, EventRecord, Request, Response, Scale, Target};
+use sup_proto::{ErrorKind, EventRecord, Request, Response, Scale, Target};
 use table::Table;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
 
 /// A message for the supervisor.
@@ -83,8 +85,13 @@ pub enum Msg {
         /// The group id.
         pid: u32,
     },
-    /// `sup save` wrote the dump: a warning about its backup is void now.
+    /// `sup save` wrote the dump: warnings about its backup, and about
+    /// live state lost in a crash, are void now.
     Saved,
+    /// A new app's state file was written (or could not be).
+    Added(Box<appset::PendingAdd>, Result<(), String>),
+    /// The state files of a `delete` were removed (or some could not be).
+    Removed(appset::Removals, oneshot::Sender<Response>),
     /// Time to write the state file (changes are coalesced).
     FlushState,
     /// The kill timeout of a process an app left outside its group ran out.
@@ -148,11 +155,18 @@ pub struct Supervisor {
     seq: u64,
     /// Apps stopped by the user in this turn: their escaped processes go too.
     escaped_of: Vec<u32>,
-    /// The live state file's writer, and whether the state changed.
-    state: crate::persist::StateWriter,
-    state_dirty: bool,
-    /// The app set changed: the state file must be written this turn.
+    /// The live state's writer, and the apps whose state changed.
+    state: StateWriter,
+    state_dirty: HashSet<u32>,
+    /// The state must be written this turn, not coalesced.
     state_urgent: bool,
+    /// New apps whose state file is being written: name -> reserved id.
+    adding: HashMap<String, u32>,
+    /// Apps whose state file is being removed by a `delete`.
+    removing: HashSet<u32>,
+    /// What the user must be told on every answer (live state the crash
+    /// recovery could not read), until `sup save`.
+    warnings: watch::Sender<Vec<String>>,
     /// When the state file was last written, and whether a write is scheduled.
     state_written: Instant,
     state_flush_pending: bool,
@@ -169,12 +183,14 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// A supervisor whose timers post back through `tx`.
+    /// A supervisor whose timers post back through `tx`, and whose
+    /// standing warnings go to `warnings` (the server adds them to answers).
     pub fn new(
         home: Home,
         tx: mpsc::UnboundedSender<Msg>,
         logs: Logs,
         lock_fd: std::os::fd::RawFd,
+        warnings: watch::Sender<Vec<String>>,
     ) -> std::io::Result<Supervisor> {
         // Registered before the first spawn, so no exit goes unnoticed.
         let signals = (
@@ -185,9 +201,12 @@ impl Supervisor {
         Ok(Supervisor {
             lock_fd,
             signals: Some(signals),
-            state: crate::persist::StateWriter::start(home.state())?,
-            state_dirty: false,
+            state: StateWriter::start(home.clone())?,
+            state_dirty: HashSet::new(),
             state_urgent: false,
+            adding: HashMap::new(),
+            removing: HashSet::new(),
+            warnings,
             state_written: Instant::now(),
             state_flush_pending: false,
             dump_warning: None,
@@ -267,7 +286,12 @@ impl Supervisor {
             Msg::Ready { app, pid } => self.apply(app, Input::Ready { pid }),
             Msg::GroupGone { app, pid } => self.apply(app, Input::GroupGone { pid }),
             Msg::FlushState => self.state_flush_pending = false,
-            Msg::Saved => self.dump_warning = None,
+            Msg::Saved => {
+                self.dump_warning = None;
+                self.warnings.send_replace(Vec::new());
+            }
+            Msg::Added(pending, result) => self.added(pending, result),
+            Msg::Removed(results, reply) => self.removed(results, reply),
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::Deadline { pid } => {
                 // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
@@ -295,7 +319,7 @@ impl Supervisor {
                 ErrorKind::ShuttingDown,
                 "the daemon is shutting down",
             )),
-            Request::Add { spec, wait } => self.add(*spec, wait),
+            Request::Add { spec, wait } => return self.add(*spec, wait, reply),
             Request::Start(target) => self.each(&target, Input::Start, Until::Settled),
             Request::Scale { target, scale } => self.scale(&target, scale),
             Request::Signal { target, signal } => self.signal(&target, signal),
@@ -303,7 +327,7 @@ impl Supervisor {
                 self.each(&target, Input::Stop { by_user: true }, Until::Settled)
             }
             Request::Restart(target) => self.each(&target, Input::Restart, Until::Settled),
-            Request::Delete(target) => self.each(&target, Input::Delete, Until::Gone),
+            Request::Delete(target) => return self.delete(&target, reply),
             Request::Flush(target) => return self.flush(&target, reply),
             Request::Reload(target) => return self.reload(&target, reply),
             Request::Save { force } => return self.save(force, reply),
@@ -328,36 +352,6 @@ impl Supervisor {
             started_at_ms: self.started_at_ms,
             home: self.home.dir().display().to_string(),
         }
-    }
-
-    fn add(&mut self, spec: AppSpec, wait: bool) -> Result<Answer, Response> {
-        validate_name(&spec.name)
-            .map_err(|e| Response::error(ErrorKind::BadRequest, e.to_string()))?;
-        if let Some(id) = self.table.find_name(&spec.name) {
-            return Err(Response::error(
-                ErrorKind::Conflict,
-                format!(
-                    "an app named {:?} already exists (id {id}); use `sup restart {}` or pick another --name",
-                    spec.name, spec.name
-                ),
-            ));
-        }
-        // Bound before the first start, so that an address in use is an error now.
-        let sockets = crate::sockets::bind_all(&spec.listen)
-            .map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
-        info!(app = %spec.name, argv = ?spec.program.argv(&spec.args), "added");
-        let logs = AppLogs::for_spec(&spec, &self.home.logs_dir());
-        self.logs.open(&logs);
-        let id = self.table.insert(spec, logs);
-        self.state_urgent = true;
-        if let Some(app) = self.table.get_mut(id) {
-            app.sockets = sockets;
-        }
-        self.apply(id, Input::Start);
-        Ok(Answer::When(
-            vec![id],
-            if wait { Until::Settled } else { Until::Spawned },
-        ))
     }
 
     /// Applies `input` to every app `target` names, or to the one instance
@@ -426,6 +420,7 @@ impl Supervisor {
         };
         let staying = app.machine.instance_count();
         app.spec.instances = staying as u32;
+        self.state_dirty.insert(id);
         self.state_urgent = true;
         let several = app.machine.slots().indices().len() > 1;
         for (slot, s) in app.machine.slots().iter() {
@@ -488,7 +483,6 @@ impl Supervisor {
             .map(|a| a.id)
             .collect();
         for id in gone {
-            self.state_urgent = true;
             if let Some(app) = self.table.get_mut(id) {
                 info!(app = %app.spec.name, "deleted");
                 let gates = app.gates.drain().flat_map(|(_, g)| g).collect();
@@ -529,6 +523,7 @@ impl Supervisor {
                 let mut info = app.info(logs, with_spec);
                 if with_spec {
                     info.dump_warning = self.dump_warning.clone();
+                    info.state_warnings = self.warnings.borrow().clone();
                 }
                 infos.push(info);
             }

@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 use sup_proto::{AppSpec, ErrorKind, Response, Severity};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
@@ -39,42 +39,21 @@ struct Restored {
 }
 
 impl Supervisor {
-    /// The apps as a snapshot; `live` adds each running instance's identity.
-    fn snapshot(&self, live: bool) -> Snapshot<&AppSpec> {
+    /// The apps as a snapshot (the dump).
+    fn snapshot(&self) -> Snapshot<&AppSpec> {
         let apps = self
             .table
             .iter()
             .filter(|app| !app.machine.deleting())
-            .map(|app| SavedApp {
-                id: app.id,
-                spec: &app.spec,
-                stopped_by_user: app.machine.first().lc().user_stopped(),
-                was_running: is_running(app.machine.status()),
-                instance: live
-                    .then(|| app.machine.first().running())
-                    .flatten()
-                    .and_then(|p| app.procs.get(&p.pid))
-                    .and_then(|i| {
-                        Some(LiveInstance {
-                            pid: i.pid,
-                            start_time: i.start_time?,
-                        })
-                    }),
-            })
+            .map(|app| saved_app(app, false))
             .collect();
-        Snapshot {
-            version: persist::FORMAT_VERSION,
-            sup: sup_proto::SUP_VERSION.to_string(),
-            written_at_ms: super::epoch_ms(SystemTime::now()),
-            boot_id: persist::boot_id(),
-            apps,
-        }
+        Snapshot::new(apps)
     }
 
     /// `sup save`: writes the dump (fsynced, previous one kept as backup)
     /// on a blocking thread, and answers once it is on disk.
     pub(super) fn save(&mut self, force: bool, reply: oneshot::Sender<Response>) {
-        let snapshot = self.snapshot(false);
+        let snapshot = self.snapshot();
         let count = snapshot.apps.len();
         if count == 0 && !force {
             let _ = reply.send(Response::error(
@@ -179,18 +158,21 @@ impl Supervisor {
             } else {
                 done.stopped.push(name);
             }
+            self.state_dirty.insert(id);
         }
         self.state_urgent = true;
         done
     }
 
-    /// Writes the live state file (by the state writer thread). A change of
-    /// the app set is written at once; status and pid changes are coalesced,
-    /// at most one write per [`STATE_COALESCE`]: the pids of a crash window
-    /// that short are found by their tags anyway (see `stop_orphans`).
+    /// Writes the live state of the apps that changed (by the state writer
+    /// thread, one small file per app). Changes of the app set are written
+    /// before they are applied (see `appset`); status and pid changes are
+    /// coalesced, at most one write per [`STATE_COALESCE`]: the pids of a
+    /// crash window that short are found by their tags anyway (see
+    /// `stop_orphans`).
     pub(super) fn write_state(&mut self) {
         let urgent = std::mem::take(&mut self.state_urgent);
-        if !urgent && !self.state_dirty {
+        if self.state_dirty.is_empty() {
             return;
         }
         let due = self.state_written + STATE_COALESCE;
@@ -201,43 +183,75 @@ impl Supervisor {
             }
             return;
         }
-        self.state_dirty = false;
         self.state_written = Instant::now();
-        match serde_json::to_vec(&self.snapshot(true)) {
-            Ok(data) => self.state.write(data),
-            Err(e) => warn!("cannot serialize the state: {e}"),
+        for id in std::mem::take(&mut self.state_dirty) {
+            let Some(app) = self.table.get(id) else {
+                continue;
+            };
+            if app.machine.deleting() || self.removing.contains(&id) {
+                continue;
+            }
+            match serde_json::to_vec(&Snapshot::new(vec![saved_app(app, true)])) {
+                Ok(data) => self.state.put(id, data, None),
+                Err(e) => warn!("cannot serialize the state of app {id}: {e}"),
+            }
         }
     }
 
     /// At startup: if the previous daemon of this boot died without a clean
-    /// shutdown, stop the apps it left running and start them afresh, so no
-    /// app ever runs twice. A state file of an earlier boot is void.
+    /// shutdown, stop every process it left running (found by its live
+    /// state and by their tags, so a corrupt file loses none), and start
+    /// its apps afresh, so no app ever runs twice. What could not be read
+    /// is kept aside and told on every answer until `sup save`.
     pub fn recover(&mut self) {
-        let path = self.home.state();
-        let snapshot = match persist::read(&path) {
-            Ok(snapshot) => snapshot,
-            Err(LoadError::Missing(_)) => return,
-            Err(err) => {
-                warn!("ignoring the state file: {err}");
-                return;
-            }
-        };
-        if snapshot.boot_id != persist::boot_id() {
-            info!("state file from an earlier boot; the dump (`sup resurrect`) brings apps back");
-            let _ = std::fs::remove_file(&path);
+        let found = persist::state::recover(&self.home, &persist::boot_id());
+        if !found.found {
             return;
         }
         warn!(
-            apps = snapshot.apps.len(),
+            apps = found.apps.len(),
             "the previous daemon died without a clean shutdown; restoring its apps"
         );
-        stop_orphans(self.home.dir(), &snapshot.apps);
-        let done = self.restore(snapshot.apps);
+        stop_orphans(self.home.dir(), &found.apps);
+        let done = self.restore(found.apps);
         info!(
             started = done.started.len(),
             stopped = done.stopped.len(),
             "restored the previous daemon's apps"
         );
+        if found.warnings.is_empty() {
+            return;
+        }
+        let warnings: Vec<String> = found
+            .warnings
+            .into_iter()
+            .map(|w| format!("the previous daemon died, and its live state is damaged: {w} (`sup save` clears this warning)"))
+            .collect();
+        for w in &warnings {
+            warn!("{w}");
+        }
+        self.warnings.send_replace(warnings);
+    }
+}
+
+/// How an app is saved; `live` adds its running instance's identity (for
+/// the live state, to find it after a crash).
+fn saved_app(app: &super::table::App, live: bool) -> SavedApp<&AppSpec> {
+    SavedApp {
+        id: app.id,
+        spec: &app.spec,
+        stopped_by_user: app.machine.first().lc().user_stopped(),
+        was_running: is_running(app.machine.status()),
+        instance: live
+            .then(|| app.machine.first().running())
+            .flatten()
+            .and_then(|p| app.procs.get(&p.pid))
+            .and_then(|i| {
+                Some(LiveInstance {
+                    pid: i.pid,
+                    start_time: i.start_time?,
+                })
+            }),
     }
 }
 

@@ -185,6 +185,7 @@ impl App {
             instances,
             ready_instances,
             dump_warning: None,
+            state_warnings: Vec::new(),
             logs,
             health: self.machine.health(&self.spec),
             listen,
@@ -202,9 +203,12 @@ pub struct Table {
 }
 
 impl Table {
-    /// Adds an app with the next id; the caller checked the name is free.
-    pub fn insert(&mut self, spec: AppSpec, logs: AppLogs) -> u32 {
-        self.insert_with_id(self.next_id, spec, logs)
+    /// Takes the next id for an app that is added later (with
+    /// [`Table::insert_with_id`]), so no other app gets it meanwhile.
+    pub fn reserve_id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
     }
 
     /// Adds an app with id `wanted` if it is free (a restored app keeps its
@@ -324,7 +328,8 @@ mod tests {
 
     impl Table {
         fn insert_pair(&mut self, (spec, logs): (AppSpec, AppLogs)) -> u32 {
-            self.insert(spec, logs)
+            let id = self.reserve_id();
+            self.insert_with_id(id, spec, logs)
         }
     }
 

@@ -1,6 +1,8 @@
 //! Files that outlive the daemon: the dump `sup save` writes (and
-//! `resurrect` reads), and the live state file a daemon that died uncleanly
-//! leaves for the next one.
+//! `resurrect` reads), and the live state a daemon that died uncleanly
+//! leaves for the next one ([`state`]).
+
+pub mod state;
 
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -39,7 +41,8 @@ pub struct LiveInstance {
     pub start_time: u64,
 }
 
-/// The dump, or the state file.
+/// The dump, 0.1.0's state file, or one app's live state file (then with
+/// exactly one app).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot<S = AppSpec> {
     /// [`FORMAT_VERSION`] of the writer.
@@ -53,6 +56,22 @@ pub struct Snapshot<S = AppSpec> {
     pub boot_id: String,
     /// The apps, by id.
     pub apps: Vec<SavedApp<S>>,
+}
+
+impl<S> Snapshot<S> {
+    /// `apps`, stamped with this sup, the time and this boot.
+    pub fn new(apps: Vec<SavedApp<S>>) -> Snapshot<S> {
+        let written_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        Snapshot {
+            version: FORMAT_VERSION,
+            sup: sup_proto::SUP_VERSION.to_string(),
+            written_at_ms,
+            boot_id: boot_id(),
+            apps,
+        }
+    }
 }
 
 /// Whether a saved app starts on `resurrect` (and after a daemon crash):
@@ -113,12 +132,17 @@ pub fn read(path: &Path) -> Result<Snapshot, LoadError> {
             })
         }
     };
+    parse(path, &text)
+}
+
+/// Parses the text of a snapshot file read from `path` (named in errors).
+pub fn parse(path: &Path, text: &[u8]) -> Result<Snapshot, LoadError> {
     let corrupt = |reason: String| LoadError::Corrupt {
         path: path.into(),
         reason,
     };
     let value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        serde_json::from_slice(text).map_err(|e| corrupt(e.to_string()))?;
     let version = value
         .get("version")
         .and_then(serde_json::Value::as_u64)
@@ -168,6 +192,7 @@ fn err_with_backup(err: &LoadError, backup: &Path) -> LoadError {
 /// directory, written (and fsynced, if `durable`), renamed over `path`.
 /// With `keep_backup`, the previous file becomes `<path>.bak` first (by
 /// link and rename, so there is never a moment without a file at `path`).
+/// On failure, no temp file is left behind.
 pub fn write_atomic(path: &Path, data: &[u8], durable: bool, keep_backup: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
@@ -176,11 +201,26 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool, keep_backup: bool) 
         std::process::id()
     ));
     let _ = fs::remove_file(&tmp);
+    let result = write_through(&tmp, path, data, durable, keep_backup);
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_through(
+    tmp: &Path,
+    path: &Path,
+    data: &[u8],
+    durable: bool,
+    keep_backup: bool,
+) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&tmp)?;
+        .open(tmp)?;
     file.write_all(data)?;
     if durable {
         file.sync_all()?;
@@ -190,72 +230,16 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool, keep_backup: bool) 
         let bak_tmp = dir.join(format!(".bak.tmp.{}", std::process::id()));
         let _ = fs::remove_file(&bak_tmp);
         fs::hard_link(path, &bak_tmp)?;
-        fs::rename(&bak_tmp, backup_of(path))?;
+        if let Err(e) = fs::rename(&bak_tmp, backup_of(path)) {
+            let _ = fs::remove_file(&bak_tmp);
+            return Err(e);
+        }
     }
-    fs::rename(&tmp, path)?;
+    fs::rename(tmp, path)?;
     if durable {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
-}
-
-/// Writes the live state file on its own thread, so the event loop never
-/// waits for the disk; only the newest of several pending states is written.
-pub struct StateWriter {
-    tx: Option<std::sync::mpsc::Sender<Option<Vec<u8>>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl StateWriter {
-    /// Starts the writer for `path`.
-    pub fn start(path: PathBuf) -> io::Result<StateWriter> {
-        let (tx, rx) = std::sync::mpsc::channel::<Option<Vec<u8>>>();
-        let thread = std::thread::Builder::new()
-            .name("sup-state-writer".into())
-            .spawn(move || {
-                while let Ok(mut next) = rx.recv() {
-                    // Skip to the newest state.
-                    while let Ok(newer) = rx.try_recv() {
-                        next = newer;
-                    }
-                    let result = match next {
-                        Some(data) => write_atomic(&path, &data, false, false),
-                        None => fs::remove_file(&path).or_else(|e| {
-                            if e.kind() == io::ErrorKind::NotFound {
-                                Ok(())
-                            } else {
-                                Err(e)
-                            }
-                        }),
-                    };
-                    if let Err(e) = result {
-                        tracing::warn!("cannot write {}: {e}", path.display());
-                    }
-                }
-            })?;
-        Ok(StateWriter {
-            tx: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
-    /// Queues a new state.
-    pub fn write(&self, data: Vec<u8>) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Some(data));
-        }
-    }
-
-    /// A clean shutdown: removes the state file (so the next daemon does not
-    /// treat this one as crashed) and waits for the writer.
-    pub fn finish_clean(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(None);
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
@@ -269,6 +253,9 @@ fn read_boot_id() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod proptests;
 
 #[cfg(test)]
 mod tests {
@@ -335,6 +322,24 @@ mod tests {
         );
         fs::write(backup_of(&path), b"junk").unwrap();
         assert!(matches!(read_dump(&path), Err(LoadError::Corrupt { .. })));
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temp_file() {
+        let d = dir("tmp");
+        let path = d.join("0.json");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), b"occupied").unwrap();
+        assert!(write_atomic(&path, b"{}", false, false).is_err());
+        assert!(write_atomic(&path, b"{}", false, true).is_err());
+        let left: Vec<_> = fs::read_dir(&d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         fs::remove_dir_all(d).unwrap();
     }
 
