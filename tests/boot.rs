@@ -434,12 +434,23 @@ fn startup_and_save_bring_the_app_back_after_a_reboot() {
     machine.wait("systemd killed nap with the daemon", ms(1500), || {
         machine.gone(pid)
     });
-    // Only systemctl until the unit runs again: a `sup` command in the
-    // RestartSec window starts a daemon outside the unit (see the report).
+    // A `sup` command in the RestartSec window waits for the unit's next
+    // daemon instead of starting one outside the unit.
+    let listed = machine.run(&["sup", "list"]);
+    assert!(
+        listed.status.success(),
+        "sup list right after the daemon died: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     machine.wait("the unit restarted the daemon", secs(10), || {
         let now = machine.unit_prop("MainPID");
         now != "0" && now != main && machine.unit_prop("ActiveState") == "active"
     });
+    let cmdline = machine.read(&format!("/proc/{}/cmdline", machine.unit_prop("MainPID")));
+    assert!(
+        cmdline.contains("--resurrect"),
+        "the unit's daemon serves: {cmdline}"
+    );
     let (again, env) = machine.nap_online();
     assert_ne!(again, pid);
     assert!(

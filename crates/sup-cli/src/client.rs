@@ -10,7 +10,7 @@ use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use sup_home::Home;
+use sup_home::{Home, ManagingUnit};
 use sup_proto::{
     decode_len, encode_frame, Request, RequestEnvelope, Response, ResponseEnvelope, HEADER_LEN,
     PROTOCOL_VERSION, SUP_VERSION,
@@ -121,7 +121,12 @@ impl Client {
         if let Some(client) = Client::connect(home)? {
             return Ok(client);
         }
-        spawn_daemon(home)
+        match home.managing_unit() {
+            // Its unit brings it back: a daemon started here would run
+            // outside the unit, and the unit's would find the home taken.
+            Some(unit) => wait_for_unit(home, &unit),
+            None => spawn_daemon(home),
+        }
     }
 
     /// Sends a plain request and reads the answer, within a few seconds.
@@ -368,5 +373,48 @@ mod tests {
     fn current_protocol_decodes() {
         let frame = encode_frame(&ResponseEnvelope::new(Response::Ok)).unwrap();
         assert_eq!(decode_response(&frame[HEADER_LEN..]).unwrap(), Response::Ok);
+    }
+}
+
+/// How long the CLI waits for a unit to restart its daemon (the unit's
+/// `RestartSec=2`, and its start) before asking systemd to start it.
+const UNIT_RESTART_WAIT: Duration = Duration::from_secs(5);
+
+/// Connects to the daemon that systemd `unit` runs, once it is back; asks
+/// systemd to start the unit if it does not come back by itself.
+fn wait_for_unit(home: &Home, unit: &ManagingUnit) -> Result<Client> {
+    if let Some(client) = connect_within(home, UNIT_RESTART_WAIT)? {
+        return Ok(client);
+    }
+    let mut systemctl = Command::new("systemctl");
+    if unit.user {
+        systemctl.arg("--user");
+    }
+    let started = systemctl.args(["start", &unit.name]).status();
+    if started.is_ok_and(|s| s.success()) {
+        if let Some(client) = connect_within(home, UNIT_RESTART_WAIT)? {
+            return Ok(client);
+        }
+    }
+    bail!(
+        "the sup daemon runs under the systemd unit {} and did not come back; see `systemctl{} status {}` \
+         (or `sup unstartup` to run sup without the unit)",
+        unit.name,
+        if unit.user { " --user" } else { "" },
+        unit.name
+    )
+}
+
+/// Tries to connect until `within` has passed.
+fn connect_within(home: &Home, within: Duration) -> Result<Option<Client>> {
+    let until = Instant::now() + within;
+    loop {
+        if let Some(client) = Client::connect(home)? {
+            return Ok(Some(client));
+        }
+        if Instant::now() >= until {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -262,6 +262,8 @@ pub fn unstartup(args: &StartupArgs, home: &Home) -> Result<()> {
     target.systemctl(&["disable", &target.unit_name()])?;
     std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     target.systemctl(&["daemon-reload"])?;
+    // No unit will bring a dead daemon back now: the CLI starts its own.
+    let _ = Home::at(target.sup_home.clone()).forget_unit();
     println!(
         "[sup] disabled and removed {}; the running daemon, if any, keeps running",
         path.display()

@@ -86,18 +86,35 @@ pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
         FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC),
     );
     sup_home::write_daemon_pid(&lock);
+    record_unit(&home);
     reaper::become_subreaper()?;
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let lock_fd = std::os::fd::AsRawFd::as_raw_fd(&lock);
-    let result = runtime.block_on(serve(home, options, handover, lock_fd));
+    let result = runtime.block_on(serve(home.clone(), options, handover, lock_fd));
     drop(runtime);
+    if result.is_ok() {
+        // A clean exit: no unit will start this daemon again on its own.
+        let _ = home.forget_unit();
+    }
     // Released by the kernel as the process exits, not a moment before: a
     // CLI waiting on the lock (`sup kill`) then finds the daemon gone.
     std::mem::forget(lock);
     result
+}
+
+/// Under systemd (`INVOCATION_ID` set), records the unit that runs us, so
+/// that a CLI finding us dead waits for the unit to restart us instead of
+/// starting a daemon outside it.
+fn record_unit(home: &Home) {
+    let unit = std::env::var_os("INVOCATION_ID")
+        .and_then(|_| std::fs::read_to_string("/proc/self/cgroup").ok())
+        .and_then(|text| sup_home::ManagingUnit::from_cgroup(&text));
+    if let Err(e) = home.record_unit(unit.as_ref()) {
+        tracing::warn!("cannot record the daemon's systemd unit: {e}");
+    }
 }
 
 async fn serve(

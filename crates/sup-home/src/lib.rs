@@ -8,9 +8,11 @@
 
 mod home;
 mod lock;
+mod unit;
 
 pub use home::{app_log_in, backup_of, is_live_state_file, Home, HomeError, LogStream};
 pub use lock::{write_daemon_pid, LockError};
+pub use unit::ManagingUnit;
 
 /// Exit code of `sup daemon` when another daemon already holds the lock on
 /// the home: the systemd unit lists it in `RestartPreventExitStatus=`, so a
