@@ -235,6 +235,17 @@ impl Table {
         id
     }
 
+    /// The id the next new app gets.
+    pub fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
+    /// Makes ids below `next` unavailable to new apps (they belonged to
+    /// apps a previous daemon deleted).
+    pub fn skip_ids_below(&mut self, next: u32) {
+        self.next_id = self.next_id.max(next);
+    }
+
     /// Removes an app.
     pub fn remove(&mut self, id: u32) {
         self.apps.remove(&id);
