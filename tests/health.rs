@@ -516,3 +516,40 @@ fn events_follow_prints_the_last_few_then_what_happens() {
         "the oldest history came back: {text}"
     );
 }
+
+#[test]
+fn a_quoted_command_line_is_the_app_and_takes_the_held_socket() {
+    let sup = Sup::new();
+    // Like gunicorn: web.py takes fd 3 only when LISTEN_PID is its own pid,
+    // else it binds $PORT itself. Plain words run directly; a line with an
+    // expansion runs as `sh -c 'exec …'`.
+    let plain = format!("python3 '{}'", web_app());
+    for (name, line) in [("plain", plain.as_str()), ("expands", "python3 \"$WEB\"")] {
+        let port = free_port();
+        let status = sup
+            .command(&[
+                "start",
+                line,
+                "--name",
+                name,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--ready-http",
+                &format!("http://127.0.0.1:{port}/health"),
+                "--ready-timeout",
+                "5s",
+                "--wait",
+            ])
+            .env("WEB", web_app())
+            .env("PORT", free_port().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{line}");
+        let pid = sup.pid(name);
+        let body = get(port, "/", Duration::from_secs(3)).unwrap();
+        assert!(
+            body.ends_with(&format!("\r\n\r\npid {pid}\n")),
+            "{line}: {body}"
+        );
+    }
+}

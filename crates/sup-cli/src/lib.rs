@@ -170,12 +170,12 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let path_var = std::env::var("PATH").unwrap_or_default();
-    let program = match resolve::resolve(&args.script, args.interpreter.as_deref(), &cwd, &path_var)
-    {
-        Ok(program) => program,
-        Err(ResolveError::Invalid(msg)) => bail!(msg),
-        Err(ResolveError::NotFound(what)) => return start_known(home, &what, &args.given),
-    };
+    let resolved =
+        match resolve::resolve(&args.script, args.interpreter.as_deref(), &cwd, &path_var) {
+            Ok(resolved) => resolved,
+            Err(ResolveError::Invalid(msg)) => bail!(msg),
+            Err(ResolveError::NotFound(what)) => return start_known(home, &what, &args.given),
+        };
     let name = args
         .name
         .clone()
@@ -183,11 +183,13 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
     validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
     let mut env = environment();
     env.extend(args.env.iter().cloned());
+    // `PORT=1 cmd`: the line's assignments win, as in a shell.
+    env.extend(resolved.env);
     let health = health_spec(&args);
     let spec = AppSpec {
         name,
-        program,
-        args: args.args,
+        program: resolved.program,
+        args: [resolved.args, args.args].concat(),
         cwd: cwd.display().to_string(),
         env,
         restart: args.restart,
