@@ -186,6 +186,7 @@ impl App {
             ready_instances,
             dump_warning: None,
             state_warnings: Vec::new(),
+            socket_warning: None,
             logs,
             health: self.machine.health(&self.spec),
             listen,
