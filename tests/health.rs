@@ -516,3 +516,86 @@ fn events_follow_prints_the_last_few_then_what_happens() {
         "the oldest history came back: {text}"
     );
 }
+
+#[test]
+fn a_quoted_command_line_is_the_app_and_takes_the_held_socket() {
+    let sup = Sup::new();
+    // Like gunicorn: web.py takes fd 3 only when LISTEN_PID is its own pid,
+    // else it binds $PORT itself. Plain words run directly; a line with an
+    // expansion runs as `sh -c 'exec …'`.
+    let plain = format!("python3 '{}'", web_app());
+    for (name, line) in [("plain", plain.as_str()), ("expands", "python3 \"$WEB\"")] {
+        let port = free_port();
+        let status = sup
+            .command(&[
+                "start",
+                line,
+                "--name",
+                name,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--ready-http",
+                &format!("http://127.0.0.1:{port}/health"),
+                "--ready-timeout",
+                "5s",
+                "--wait",
+            ])
+            .env("WEB", web_app())
+            .env("PORT", free_port().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{line}");
+        let pid = sup.pid(name);
+        let body = get(port, "/", Duration::from_secs(3)).unwrap();
+        assert!(
+            body.ends_with(&format!("\r\n\r\npid {pid}\n")),
+            "{line}: {body}"
+        );
+    }
+}
+
+#[test]
+fn an_app_that_ignores_the_held_socket_is_diagnosed() {
+    let sup = Sup::new();
+    // Like an app without systemd socket support: it binds $PORT itself.
+    let app = sup.script(
+        "own-port.sh",
+        &format!("unset LISTEN_FDS\nexec python3 '{}'", web_app()),
+    );
+    let held = free_port();
+    let own = free_port();
+    let status = sup
+        .command(&[
+            "start",
+            &app,
+            "--name",
+            "own",
+            "--listen",
+            &format!("127.0.0.1:{held}"),
+            "--health",
+            &format!("http://127.0.0.1:{held}/health"),
+            "--health-interval",
+            "300ms",
+            "--health-timeout",
+            "200ms",
+        ])
+        .env("PORT", own.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut events = String::new();
+    sup.wait("a socket-not-taken event", || {
+        events = sup.ok(&["events", "own"]);
+        events.contains("socket-not-taken")
+    });
+    assert!(
+        events.contains(&format!("127.0.0.1:{held}")) && events.contains(&format!(":{own}")),
+        "{events}"
+    );
+    let mut page = String::new();
+    sup.wait("describe names the port the app took instead", || {
+        page = sup.ok(&["describe", "own"]);
+        page.contains("does not take the socket")
+    });
+    assert!(page.contains("fd 3"), "{page}");
+}

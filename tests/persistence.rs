@@ -458,3 +458,45 @@ fn unread_bytes(file: &fs::File) -> i32 {
 fn process_state(pid: u32) -> Option<char> {
     proc_stat(pid).map(|(state, _, _)| state)
 }
+
+#[test]
+fn update_keeps_ids_of_deleted_apps_retired() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app, "--name", "kept"]);
+    sup.ok(&["start", &app, "--name", "gone"]);
+    let gone_id = sup.app("gone")["id"].as_u64().unwrap();
+    sup.ok(&["delete", "gone"]);
+    let out = sup.ok(&["update"]);
+    assert!(out.contains("daemon updated"), "{out}");
+    sup.ok(&["start", &app, "--name", "new"]);
+    let new_id = sup.app("new")["id"].as_u64().unwrap();
+    assert!(
+        new_id > gone_id,
+        "a new app got id {new_id}, which the deleted app had ({gone_id})"
+    );
+}
+
+#[test]
+fn cpu_after_update_is_a_rate_not_a_lifetime_total() {
+    let sup = Sup::new();
+    // Burns 0.6 s of CPU (counted by the shell itself, without forking),
+    // then sleeps: a lifetime average of at most 100 % of one core.
+    let burn = sup.script(
+        "burn.sh",
+        r#"while :; do read s < /proc/$$/stat; set -- $s; [ $((${14} + ${15})) -ge 60 ] && break; done
+exec sleep 1000"#,
+    );
+    sup.ok(&["start", &burn, "--name", "burn"]);
+    let pid = sup.pid("burn");
+    sup.wait("the app burnt its CPU and sleeps", || {
+        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let out = sup.ok(&["update"]);
+    assert!(out.contains("daemon updated"), "{out}");
+    let cpu = sup.app("burn")["cpu"].as_f64().unwrap();
+    assert!(
+        cpu <= 100.5,
+        "one single-threaded process shows {cpu} % CPU right after update"
+    );
+}

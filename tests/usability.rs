@@ -117,3 +117,24 @@ fn several_targets_at_once() {
     let names: Vec<String> = sup.list().iter().map(|a| a["name"].to_string()).collect();
     assert_eq!(names, ["\"web3\""]);
 }
+
+#[test]
+fn spec_flags_on_an_existing_app_are_refused_not_ignored() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app, "--name", "api"]);
+    sup.ok(&["stop", "api"]);
+    let err = sup.fails(&["start", "api", "--env", "MODE=new"], 2);
+    assert!(
+        err.contains("--env") && err.contains("sup delete api && sup start"),
+        "{err}"
+    );
+    // Nothing happened: still stopped, and its spec has no MODE.
+    let described: serde_json::Value =
+        serde_json::from_str(&sup.ok(&["describe", "api", "--json"])).unwrap();
+    assert_eq!(described[0]["status"], "stopped");
+    assert!(described[0]["spec"]["env"].get("MODE").is_none());
+    // Without spec flags, the known app starts as before.
+    sup.ok(&["start", "api", "--wait"]);
+    sup.wait_status("api", "online");
+}

@@ -1,6 +1,7 @@
 //! Command-line syntax (clap), and parsers for the values it takes.
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::fmt;
 use std::time::Duration;
 use sup_proto::spec::*;
@@ -17,6 +18,42 @@ pub struct Cli {
     /// Longest wait for the daemon's answer (default: 5s; for commands that wait for apps, their longest kill and ready timeouts plus 5s).
     #[arg(long, global = true, value_parser = parse_duration, allow_hyphen_values = true, value_name = "DURATION")]
     pub timeout: Option<Duration>,
+}
+
+impl Cli {
+    /// Parses the process's arguments (a usage error exits, as clap does),
+    /// and notes which spec flags a `sup start` line gave.
+    pub fn parse_noting_flags() -> Cli {
+        let matches = Cli::command().get_matches();
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let (TopCommand::Cli(Command::Start(start)), Some(("start", sub))) =
+            (&mut cli.command, matches.subcommand())
+        {
+            start.given = given_spec_flags(sub);
+        }
+        cli
+    }
+}
+
+/// Flags of `sup start` that are not part of the new app's spec.
+const NOT_SPEC: [&str; 3] = ["script", "wait", "timeout"];
+
+/// The spec flags typed on a `sup start` line (`--env`, ...), and
+/// "arguments after --" when there were some.
+fn given_spec_flags(matches: &ArgMatches) -> Vec<String> {
+    let command = Cli::command();
+    let Some(start) = command.find_subcommand("start") else {
+        return Vec::new();
+    };
+    start
+        .get_arguments()
+        .filter(|arg| !NOT_SPEC.contains(&arg.get_id().as_str()))
+        .filter(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .map(|arg| match arg.get_long() {
+            Some(long) => format!("--{long}"),
+            None => "arguments after --".to_string(),
+        })
+        .collect()
 }
 
 /// `sup daemon`, which the binary runs, or a command of the CLI's.
@@ -291,6 +328,9 @@ pub struct StartArgs {
     /// Command run for each event of the app (event as JSON on stdin and in $SUP_EVENT).
     #[arg(long, value_name = "CMD")]
     pub on_event: Option<String>,
+    /// The spec flags given on the command line (set by [`Cli::parse_noting_flags`]).
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
 
 /// `sup daemon`.

@@ -15,7 +15,6 @@ pub use args::DaemonArgs;
 
 use anyhow::{bail, Context, Result};
 use args::{Cli, Command, StartArgs, TopCommand};
-use clap::Parser;
 use client::{expect_ok, Client};
 use resolve::ResolveError;
 use std::process::ExitCode;
@@ -48,7 +47,7 @@ pub struct CommandLine {
 /// Parses the process's arguments; on a usage error (or `--help`), prints
 /// it and exits, as clap does.
 pub fn parse() -> Invocation {
-    let cli = Cli::parse();
+    let cli = Cli::parse_noting_flags();
     match cli.command {
         TopCommand::Daemon(args) => Invocation::Daemon(args),
         TopCommand::Cli(command) => Invocation::Command(CommandLine {
@@ -70,10 +69,20 @@ pub fn run(line: CommandLine) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sup: {err:#}");
-            ExitCode::FAILURE
+            if err.is::<UsageError>() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// A command line that cannot mean what it says: exit code 2, as for
+/// clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
 
 fn execute(command: Command) -> Result<()> {
     let home = Home::from_env()?;
@@ -161,12 +170,12 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let path_var = std::env::var("PATH").unwrap_or_default();
-    let program = match resolve::resolve(&args.script, args.interpreter.as_deref(), &cwd, &path_var)
-    {
-        Ok(program) => program,
-        Err(ResolveError::Invalid(msg)) => bail!(msg),
-        Err(ResolveError::NotFound(what)) => return start_known(home, &what),
-    };
+    let resolved =
+        match resolve::resolve(&args.script, args.interpreter.as_deref(), &cwd, &path_var) {
+            Ok(resolved) => resolved,
+            Err(ResolveError::Invalid(msg)) => bail!(msg),
+            Err(ResolveError::NotFound(what)) => return start_known(home, &what, &args.given),
+        };
     let name = args
         .name
         .clone()
@@ -174,11 +183,13 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
     validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
     let mut env = environment();
     env.extend(args.env.iter().cloned());
+    // `PORT=1 cmd`: the line's assignments win, as in a shell.
+    env.extend(resolved.env);
     let health = health_spec(&args);
     let spec = AppSpec {
         name,
-        program,
-        args: args.args,
+        program: resolved.program,
+        args: [resolved.args, args.args].concat(),
         cwd: cwd.display().to_string(),
         env,
         restart: args.restart,
@@ -216,25 +227,60 @@ fn cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
-/// `sup start api` where `api` is no file or command: an app the daemon knows.
-fn start_known(home: &Home, what: &str) -> Result<()> {
+/// `sup start api` where `api` is no file or command: an app the daemon
+/// knows. Flags of a new app's spec (`given`) would be ignored: refused.
+fn start_known(home: &Home, what: &str, given: &[String]) -> Result<()> {
     let target = Target::parse(what);
+    let request = if given.is_empty() {
+        Request::Start(target.clone())
+    } else {
+        Request::Describe(target.clone())
+    };
     let known = match Client::connect(home)? {
-        Some(mut client) => {
-            match targets::request_waiting(&mut client, &target, Request::Start(target.clone()))? {
-                Response::Error {
-                    kind: ErrorKind::NotFound,
-                    ..
-                } => None,
-                other => Some(other),
-            }
-        }
+        Some(mut client) => match targets::request_waiting(&mut client, &target, request)? {
+            Response::Error {
+                kind: ErrorKind::NotFound,
+                ..
+            } => None,
+            other => Some(other),
+        },
         None => None,
     };
     match known {
-        Some(response) => report(response, "started"),
         None => bail!("no such file, command or app: {what}"),
+        Some(response) if given.is_empty() => report(response, "started"),
+        Some(response) => {
+            let name = apps(response)?
+                .first()
+                .map_or(what.to_string(), |a| a.name.clone());
+            Err(UsageError(spec_flags_refused(&name, given)).into())
+        }
     }
+}
+
+/// Why `sup start NAME --env ...` is refused, and what to do instead.
+fn spec_flags_refused(name: &str, given: &[String]) -> String {
+    let flags: Vec<&str> = given
+        .iter()
+        .map(String::as_str)
+        .filter(|f| f.starts_with("--"))
+        .collect();
+    let what = if flags.len() < given.len() {
+        [flags.join(", "), "arguments after --".into()]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" and ")
+    } else {
+        flags.join(", ")
+    };
+    let example: String = flags.iter().map(|f| format!(" {f} ...")).collect();
+    format!(
+        "{name} is an app already; {what} only apply when an app is created, so sup would \
+         ignore them. Nothing was changed. To run {name} with them, delete it and start it \
+         anew: `sup delete {name} && sup start <script> --name {name}{example}` \
+         (`sup describe {name}` shows its command)."
+    )
 }
 
 /// A command that waits for apps, once per target: `request` makes the

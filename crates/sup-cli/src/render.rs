@@ -186,6 +186,7 @@ fn state_fields(page: &mut Page, app: &AppInfo) {
     for warning in &app.state_warnings {
         page.field("state warning", warning);
     }
+    page.some("sockets", app.socket_warning.as_ref());
 }
 
 fn log_fields(page: &mut Page, app: &AppInfo) {
@@ -304,6 +305,7 @@ mod tests {
             restart_reason: None,
             dump_warning: None,
             state_warnings: vec![],
+            socket_warning: None,
             instances: vec![],
             ready_instances: 0,
             logs: Default::default(),

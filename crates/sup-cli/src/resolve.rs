@@ -5,7 +5,29 @@
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use sup_proto::shellwords;
 use sup_proto::Program;
+
+/// What to run: the program, and what a quoted command line adds to it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The program.
+    pub program: Program,
+    /// Its arguments from the command line (before any after `--`).
+    pub args: Vec<String>,
+    /// Leading `NAME=value` words of the command line.
+    pub env: Vec<(String, String)>,
+}
+
+impl From<Program> for Resolved {
+    fn from(program: Program) -> Resolved {
+        Resolved {
+            program,
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
 
 /// Why the program cannot be resolved.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,7 +55,7 @@ pub fn resolve(
     interpreter: Option<&str>,
     cwd: &Path,
     path_var: &str,
-) -> Result<Program, ResolveError> {
+) -> Result<Resolved, ResolveError> {
     let file = cwd.join(script);
     if let Some(interp) = interpreter {
         if !file.is_file() {
@@ -47,10 +69,11 @@ pub fn resolve(
                 ResolveError::Invalid(format!("interpreter {interp:?} not found in PATH"))
             })?,
             script: file.display().to_string(),
-        });
+        }
+        .into());
     }
     if file.is_file() {
-        return script_or_executable(&file, cwd, path_var);
+        return script_or_executable(&file, cwd, path_var).map(Resolved::from);
     }
     if script.split_whitespace().nth(1).is_some() {
         return command_line(script, cwd, path_var);
@@ -59,7 +82,7 @@ pub fn resolve(
         .then(|| find_command(script, cwd, path_var))
         .flatten()
     {
-        return Ok(Program::Exec { path });
+        return Ok(Program::Exec { path }.into());
     }
     Err(ResolveError::NotFound(script.to_string()))
 }
@@ -88,9 +111,30 @@ fn script_or_executable(file: &Path, cwd: &Path, path_var: &str) -> Result<Progr
     )))
 }
 
-/// A quoted command line runs under `/bin/sh -c`; its first word must exist,
-/// so that a typo is an error now rather than a crash loop later.
-fn command_line(line: &str, cwd: &Path, path_var: &str) -> Result<Program, ResolveError> {
+/// A quoted command line. Without shell syntax it is split as a shell
+/// would and its command run directly (so the app, not a shell, is the
+/// process sup watches); with syntax it runs under `/bin/sh -c`. Its first
+/// word must exist, so that a typo is an error now rather than a crash loop.
+fn command_line(line: &str, cwd: &Path, path_var: &str) -> Result<Resolved, ResolveError> {
+    if let Some(plain) = shellwords::analyse(line).plain {
+        let (command, args) = plain
+            .argv
+            .split_first()
+            .expect("a plain line has a command");
+        // `PATH=... cmd` looks cmd up in that PATH, as the shell would.
+        let search = plain
+            .assignments
+            .iter()
+            .rfind(|(k, _)| k == "PATH")
+            .map_or(path_var, |(_, v)| v.as_str());
+        let path = find_command(command, cwd, search)
+            .ok_or_else(|| ResolveError::Invalid(format!("command not found: {command}")))?;
+        return Ok(Resolved {
+            program: Program::Exec { path },
+            args: args.to_vec(),
+            env: plain.assignments,
+        });
+    }
     let first = line.split_whitespace().next().unwrap_or_default();
     let plain_word = first
         .chars()
@@ -105,7 +149,8 @@ fn command_line(line: &str, cwd: &Path, path_var: &str) -> Result<Program, Resol
     }
     Ok(Program::Shell {
         line: line.to_string(),
-    })
+    }
+    .into())
 }
 
 fn is_shell_builtin(word: &str) -> bool {
@@ -139,7 +184,13 @@ fn is_executable(path: &Path) -> bool {
 /// A default app name from the program: the script's or command's file name
 /// without extension, made safe for a name.
 pub fn default_name(script: &str) -> String {
-    let first = script.split_whitespace().next().unwrap_or("app");
+    let command = shellwords::analyse(script)
+        .plain
+        .and_then(|p| p.argv.into_iter().next());
+    let first = command
+        .as_deref()
+        .or_else(|| script.split_whitespace().next())
+        .unwrap_or("app");
     let stem = Path::new(first)
         .file_stem()
         .and_then(OsStr::to_str)
@@ -196,7 +247,7 @@ mod tests {
         let path_var = d.0.join("bin").display().to_string();
         let got = resolve("app.js", None, &d.0, &path_var).unwrap();
         assert_eq!(
-            got,
+            got.program,
             Program::Script {
                 interpreter: d.0.join("bin/node").display().to_string(),
                 script: d.0.join("app.js").display().to_string(),
@@ -217,20 +268,12 @@ mod tests {
         touch(&d.0.join("bin/tool"), 0o755);
         touch(&d.0.join("notes.txt"), 0o644);
         let path_var = d.0.join("bin").display().to_string();
+        let program = |script: &str| resolve(script, None, &d.0, &path_var).map(|r| r.program);
+        assert!(matches!(program("./worker"), Ok(Program::Exec { .. })));
+        assert!(matches!(program("tool"), Ok(Program::Exec { .. })));
+        assert!(matches!(program("tool $PORT"), Ok(Program::Shell { .. })));
         assert!(matches!(
-            resolve("./worker", None, &d.0, &path_var),
-            Ok(Program::Exec { .. })
-        ));
-        assert!(matches!(
-            resolve("tool", None, &d.0, &path_var),
-            Ok(Program::Exec { .. })
-        ));
-        assert!(matches!(
-            resolve("tool --port 1", None, &d.0, &path_var),
-            Ok(Program::Shell { .. })
-        ));
-        assert!(matches!(
-            resolve("nope --port 1", None, &d.0, &path_var),
+            program("nope --port 1"),
             Err(ResolveError::Invalid(_))
         ));
         assert!(matches!(
@@ -244,7 +287,40 @@ mod tests {
     }
 
     #[test]
+    fn a_command_line_without_shell_syntax_runs_directly() {
+        let d = tmp("line");
+        touch(&d.0.join("bin/tool"), 0o755);
+        touch(&d.0.join("other"), 0o755);
+        let path_var = d.0.join("bin").display().to_string();
+        let tool = d.0.join("bin/tool").display().to_string();
+        assert_eq!(
+            resolve("tool -w 2 'app:app x'", None, &d.0, &path_var),
+            Ok(Resolved {
+                program: Program::Exec { path: tool.clone() },
+                args: vec!["-w".into(), "2".into(), "app:app x".into()],
+                env: Vec::new(),
+            })
+        );
+        let got = resolve("PORT=8000 tool", None, &d.0, &path_var).unwrap();
+        assert_eq!(got.program, Program::Exec { path: tool });
+        assert_eq!(got.env, [("PORT".to_string(), "8000".to_string())]);
+        // The line's own PATH is where its command is looked up.
+        let got = resolve("PATH=. other --x", None, &d.0, &path_var).unwrap();
+        assert_eq!(
+            got.program,
+            Program::Exec {
+                path: d.0.join("./other").display().to_string()
+            }
+        );
+        assert!(matches!(
+            resolve("nope 1", None, &d.0, &path_var),
+            Err(ResolveError::Invalid(m)) if m == "command not found: nope"
+        ));
+    }
+
+    #[test]
     fn default_names() {
+        assert_eq!(default_name("PORT=1 gunicorn app:app"), "gunicorn");
         assert_eq!(default_name("app.js"), "app");
         assert_eq!(default_name("python3 -m http.server"), "python3");
         assert_eq!(default_name("./my worker.sh"), "my");

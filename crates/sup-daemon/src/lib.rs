@@ -15,6 +15,7 @@ mod procstat;
 mod reaper;
 mod server;
 mod signal;
+mod sockcheck;
 mod sockets;
 mod spawn;
 mod supervisor;

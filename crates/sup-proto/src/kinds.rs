@@ -102,6 +102,8 @@ wire_enum! {
         ReloadFailed = "reload-failed",
         /// An `on_event` hook could not run or failed.
         HookFailed = "hook-failed",
+        /// The app does not take the sockets sup holds for it.
+        SocketNotTaken = "socket-not-taken",
     }
 }
 

@@ -418,6 +418,10 @@ pub struct AppInfo {
     /// read (live state set aside, apps lost), until the next `sup save`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state_warnings: Vec<String>,
+    /// Why the app seems not to take the sockets sup holds for it
+    /// (`describe` only; see the `socket-not-taken` event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_warning: Option<String>,
     /// The full spec; filled by `describe` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<AppSpec>,

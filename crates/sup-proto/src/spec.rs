@@ -26,7 +26,9 @@ pub enum Program {
         /// Path of the script, as given (resolved against `cwd`).
         script: String,
     },
-    /// A command line run by `/bin/sh -c`.
+    /// A command line run by `/bin/sh -c`, with `exec` in front of its
+    /// command when it is one simple command, so that the shell becomes the
+    /// app (see [`crate::shellwords`]).
     Shell {
         /// The command line.
         line: String,
@@ -43,7 +45,13 @@ impl Program {
                 script,
             } => vec![interpreter.clone(), script.clone()],
             // `sh -c LINE sh ARGS...` makes ARGS the line's $1, $2, ...
-            Program::Shell { line } => vec!["/bin/sh".into(), "-c".into(), line.clone()],
+            Program::Shell { line } => {
+                vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    crate::shellwords::with_exec(line),
+                ]
+            }
         };
         if matches!(self, Program::Shell { .. }) && !args.is_empty() {
             argv.push("sh".into());
@@ -322,9 +330,20 @@ mod tests {
         };
         assert_eq!(
             shell.argv(&args),
-            ["/bin/sh", "-c", "echo $1", "sh", "--queue", "high"]
+            ["/bin/sh", "-c", "exec echo $1", "sh", "--queue", "high"]
         );
-        assert_eq!(shell.argv(&[]), ["/bin/sh", "-c", "echo $1"]);
+        // A 0.1.0 dump's plain line: the shell execs the app too.
+        let plain = Program::Shell {
+            line: "gunicorn -w 2 app:app".into(),
+        };
+        assert_eq!(
+            plain.argv(&[]),
+            ["/bin/sh", "-c", "exec gunicorn -w 2 app:app"]
+        );
+        let pipe = Program::Shell {
+            line: "a | b".into(),
+        };
+        assert_eq!(pipe.argv(&[]), ["/bin/sh", "-c", "a | b"]);
     }
 
     #[test]

@@ -381,6 +381,7 @@ fn app_info() -> BoxedStrategy<AppInfo> {
                     memory,
                     last_exit: error.clone(),
                     state_warnings: error.iter().cloned().collect(),
+                    socket_warning: error.clone(),
                     error,
                     restart_reason: None,
                     restart_in_ms: None,

@@ -9,6 +9,7 @@ use super::Supervisor;
 use crate::lifecycle::Lifecycle;
 use crate::logs::{AppLogs, Logs, Partial, Partials};
 use crate::machine::{Adopted, AppMachine, Proc, Slot};
+use crate::procstat::CpuMeter;
 use crate::sockets::Held;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,10 @@ pub struct Handover {
     apps: Vec<HandedApp>,
     /// Recent events, so `sup events` keeps its history.
     events: Vec<EventRecord>,
+    /// The id the next new app gets, so that no id of a deleted app comes
+    /// back (0.1.0 did not hand it over: then the highest id + 1).
+    #[serde(default)]
+    next_id: u32,
 }
 
 /// One app, handed over.
@@ -252,11 +257,13 @@ impl Supervisor {
             lock_fd,
             apps,
             events: self.events.history(None),
+            next_id: self.table.next_id(),
         }
     }
 
     /// In the new daemon: takes over the apps of `handover`.
     pub fn adopt(&mut self, handover: Handover) {
+        self.table.skip_ids_below(handover.next_id);
         for app in handover.apps {
             let logs = AppLogs::for_spec(&app.spec, &self.home.logs_dir());
             let id = self.table.insert_with_id(app.id, app.spec, logs.clone());
@@ -343,7 +350,9 @@ impl Supervisor {
             self.logs.tag(c.source, tag);
         }
         let mut instance = Instance::new(handed.pid, captures);
+        // Its CPU ticks count from its spawn, so its first rate does too.
         instance.started = since;
+        instance.meter = CpuMeter::new(since);
         instance.pipes = pipes;
         if let Some(entry) = self.table.get_mut(id) {
             entry.procs.insert(handed.pid, instance);
@@ -477,5 +486,12 @@ mod tests {
         assert_eq!(app.first.index, 0);
         assert_eq!(app.first.instance.map(|i| i.pid), Some(77));
         assert!(app.more.is_empty());
+    }
+
+    #[test]
+    fn a_handover_from_0_1_0_has_no_next_id_and_still_reads() {
+        let old = r#"{"version":1,"lock_fd":3,"apps":[],"events":[]}"#;
+        let handover: Handover = serde_json::from_str(old).unwrap();
+        assert_eq!(handover.next_id, 0);
     }
 }

@@ -10,6 +10,7 @@ mod instances;
 mod persistence;
 mod probes;
 mod reload;
+mod sockcheck;
 mod table;
 
 use crate::events::Events;
@@ -282,7 +283,12 @@ impl Supervisor {
                 pid,
                 kind,
                 outcome,
-            } => self.apply(app, Input::Probed { pid, kind, outcome }),
+            } => {
+                if !outcome.ok && kind == ProbeKind::Liveness {
+                    self.check_sockets_taken(app, pid);
+                }
+                self.apply(app, Input::Probed { pid, kind, outcome })
+            }
             Msg::Ready { app, pid } => self.apply(app, Input::Ready { pid }),
             Msg::GroupGone { app, pid } => self.apply(app, Input::GroupGone { pid }),
             Msg::FlushState => self.state_flush_pending = false,
@@ -524,6 +530,7 @@ impl Supervisor {
                 if with_spec {
                     info.dump_warning = self.dump_warning.clone();
                     info.state_warnings = self.warnings.borrow().clone();
+                    info.socket_warning = self.sockets_not_taken(id, None);
                 }
                 infos.push(info);
             }

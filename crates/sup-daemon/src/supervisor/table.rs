@@ -186,6 +186,7 @@ impl App {
             ready_instances,
             dump_warning: None,
             state_warnings: Vec::new(),
+            socket_warning: None,
             logs,
             health: self.machine.health(&self.spec),
             listen,
@@ -233,6 +234,17 @@ impl Table {
         };
         self.apps.insert(id, app);
         id
+    }
+
+    /// The id the next new app gets.
+    pub fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
+    /// Makes ids below `next` unavailable to new apps (they belonged to
+    /// apps a previous daemon deleted).
+    pub fn skip_ids_below(&mut self, next: u32) {
+        self.next_id = self.next_id.max(next);
     }
 
     /// Removes an app.
