@@ -352,30 +352,6 @@ pub fn expect_ok(response: Response) -> Result<Response> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn another_protocol_is_a_clear_error() {
-        let body = br#"{"proto":7,"daemon":"9.9.9","response":{"type":"apps","data":[]}}"#;
-        let err = decode_response(body).unwrap_err().to_string();
-        assert!(
-            err.contains("sup 9.9.9") && err.contains("sup update"),
-            "{err}"
-        );
-        // What `sup update` needs still reads, so an old daemon can be replaced.
-        let ok = br#"{"proto":7,"daemon":"9.9.9","response":{"type":"ok"}}"#;
-        assert_eq!(decode_response(ok).unwrap(), Response::Ok);
-    }
-
-    #[test]
-    fn current_protocol_decodes() {
-        let frame = encode_frame(&ResponseEnvelope::new(Response::Ok)).unwrap();
-        assert_eq!(decode_response(&frame[HEADER_LEN..]).unwrap(), Response::Ok);
-    }
-}
-
 /// How long the CLI waits for a unit to restart its daemon (the unit's
 /// `RestartSec=2`, and its start) before asking systemd to start it.
 const UNIT_RESTART_WAIT: Duration = Duration::from_secs(5);
@@ -416,5 +392,29 @@ fn connect_within(home: &Home, within: Duration) -> Result<Option<Client>> {
             return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_protocol_is_a_clear_error() {
+        let body = br#"{"proto":7,"daemon":"9.9.9","response":{"type":"apps","data":[]}}"#;
+        let err = decode_response(body).unwrap_err().to_string();
+        assert!(
+            err.contains("sup 9.9.9") && err.contains("sup update"),
+            "{err}"
+        );
+        // What `sup update` needs still reads, so an old daemon can be replaced.
+        let ok = br#"{"proto":7,"daemon":"9.9.9","response":{"type":"ok"}}"#;
+        assert_eq!(decode_response(ok).unwrap(), Response::Ok);
+    }
+
+    #[test]
+    fn current_protocol_decodes() {
+        let frame = encode_frame(&ResponseEnvelope::new(Response::Ok)).unwrap();
+        assert_eq!(decode_response(&frame[HEADER_LEN..]).unwrap(), Response::Ok);
     }
 }
