@@ -599,3 +599,46 @@ fn an_app_that_ignores_the_held_socket_is_diagnosed() {
     });
     assert!(page.contains("fd 3"), "{page}");
 }
+
+#[test]
+fn an_app_that_exits_because_the_held_port_is_in_use_is_diagnosed() {
+    let sup = Sup::new();
+    // Like an app that ignores LISTEN_FDS and binds the held port itself:
+    // it dies at once with EADDRINUSE, in a restart loop.
+    let held = free_port();
+    let app = sup.script(
+        "bind.py",
+        &format!(
+            "#!/usr/bin/env python3\nimport socket\nsocket.socket().bind(('127.0.0.1', {held}))\n"
+        ),
+    );
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "binder",
+        "--listen",
+        &format!("127.0.0.1:{held}"),
+        "--restart-delay",
+        "200ms",
+    ]);
+    let mut events = String::new();
+    sup.wait("the diagnosis", || {
+        events = sup.ok(&["events", "binder"]);
+        events.contains("socket-not-taken")
+    });
+    assert!(
+        events.contains("address already in use") && events.contains(&format!("127.0.0.1:{held}")),
+        "{events}"
+    );
+    sup.wait("more restarts", || {
+        sup.app("binder")["restarts"].as_u64() > Some(2)
+    });
+    let told = sup
+        .ok(&["events", "binder"])
+        .matches("socket-not-taken")
+        .count();
+    assert_eq!(told, 1, "told once, not at every crash");
+    let page = sup.ok(&["describe", "binder"]);
+    assert!(page.contains("address already in use"), "{page}");
+}

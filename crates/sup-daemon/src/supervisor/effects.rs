@@ -68,6 +68,9 @@ impl Supervisor {
                 None
             }
             Effect::Status { slot, from, to } => {
+                if to == sup_proto::Status::Online {
+                    self.bind_errors.remove(&id);
+                }
                 self.state_dirty.insert(id);
                 let name = self.table.get(id).map_or("", |a| a.spec.name.as_str());
                 info!(app = %name, slot, from = from.as_str(), to = to.as_str());
@@ -147,6 +150,9 @@ impl Supervisor {
             .then(|| self.leftover_pids(id).first().copied())
             .flatten();
         let group_alive = group_alive(pid);
+        if !exit.success() {
+            self.check_exit_for_bind_error(id);
+        }
         self.apply(
             id,
             Input::Exited {

@@ -86,6 +86,14 @@ pub enum Msg {
         /// The group id.
         pid: u32,
     },
+    /// The logs of an instance that exited say it could not bind an address
+    /// the daemon holds for it.
+    BindError {
+        /// App id.
+        app: u32,
+        /// The held addresses.
+        addrs: Vec<String>,
+    },
     /// `sup save` wrote the dump: warnings about its backup, and about
     /// live state lost in a crash, are void now.
     Saved,
@@ -143,6 +151,9 @@ pub struct Supervisor {
     table: Table,
     tx: mpsc::UnboundedSender<Msg>,
     waiters: Vec<Waiter>,
+    /// Apps whose instances exited unable to bind a held address, and what
+    /// to tell the user, until the app is online again.
+    bind_errors: HashMap<u32, String>,
     /// Reload requests waiting for their outcome, by token.
     reloads: HashMap<u64, oneshot::Sender<Result<String, String>>>,
     /// Some while shutting down: the `kill` requests to answer once all is down.
@@ -216,6 +227,7 @@ impl Supervisor {
             tx,
             waiters: Vec::new(),
             reloads: HashMap::new(),
+            bind_errors: HashMap::new(),
             shutdown: None,
             started_at_ms: epoch_ms(SystemTime::now()) as u64,
             logs,
@@ -299,6 +311,7 @@ impl Supervisor {
             Msg::Added(pending, result) => self.added(pending, result),
             Msg::Removed(results, reply) => self.removed(results, reply),
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
+            Msg::BindError { app, addrs } => self.bind_error(app, addrs),
             Msg::Deadline { pid } => {
                 // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
                 if self.table.role_of(pid).is_some() {
@@ -530,7 +543,9 @@ impl Supervisor {
                 if with_spec {
                     info.dump_warning = self.dump_warning.clone();
                     info.state_warnings = self.warnings.borrow().clone();
-                    info.socket_warning = self.sockets_not_taken(id, None);
+                    info.socket_warning = self
+                        .sockets_not_taken(id, None)
+                        .or_else(|| self.bind_errors.get(&id).cloned());
                 }
                 infos.push(info);
             }

@@ -1,11 +1,26 @@
 //! Telling the user when an app does not take the sockets sup holds for
 //! it (see [`crate::sockcheck`]): checked after a failed liveness probe,
-//! which is when such an app gets restarted, and for `describe`.
+//! which is when such an app gets restarted, and for `describe`; and when
+//! an instance exits saying the address is in use (it tried to bind the
+//! port sup holds).
 
-use super::Supervisor;
+use super::{Msg, Supervisor};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 use sup_proto::EventKind;
 
 const KIND: EventKind = EventKind::SocketNotTaken;
+
+/// How long after an exit the log tail is read: the exiting instance's last
+/// lines reach the file through the writer thread first.
+const LOG_SETTLE: Duration = Duration::from_millis(300);
+
+/// How much of the end of each log file is read.
+const TAIL: u64 = 8 * 1024;
+
+/// Where an exit-time diagnosis starts, so it is told once per app.
+const EXIT_PREFIX: &str = "its instances exit with \"address already in use\"";
 
 impl Supervisor {
     /// Why app `id`'s instance `pid` (its main one when None) does not
@@ -16,6 +31,43 @@ impl Supervisor {
         app.sockets
             .iter()
             .find_map(|held| crate::sockcheck::not_taken(&held.addr, &held.fd, pid))
+    }
+
+    /// After instance `pid` of an app with held sockets exited with a
+    /// failure: reads the end of its logs (off the loop, once its last lines
+    /// are written) for "address already in use".
+    pub(super) fn check_exit_for_bind_error(&mut self, id: u32) {
+        let Some(app) = self.table.get(id).filter(|a| !a.sockets.is_empty()) else {
+            return;
+        };
+        let files = [app.logs.out.path.clone(), app.logs.err.path.clone()];
+        let addrs: Vec<String> = app.sockets.iter().map(|h| h.addr.clone()).collect();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(LOG_SETTLE).await;
+            let found = tokio::task::spawn_blocking(move || tails_say_in_use(&files)).await;
+            if found.unwrap_or(false) {
+                let _ = tx.send(Msg::BindError { app: id, addrs });
+            }
+        });
+    }
+
+    /// The end of app `id`'s logs says its instance could not bind: tell the
+    /// user once (until the app is online again), and in `describe`.
+    pub(super) fn bind_error(&mut self, id: u32, addrs: Vec<String>) {
+        let why = format!(
+            "{EXIT_PREFIX}: the app binds {} itself, which sup already holds for it; \
+             make it take the socket sup passes as fd 3 (LISTEN_FDS/LISTEN_PID, \
+             gunicorn and uvicorn --fd 3, or drop --listen)",
+            addrs.join(", ")
+        );
+        let history = self.events.history(Some(id));
+        let last = history.iter().rev().find(|e| e.kind == KIND);
+        if last.is_none_or(|e| !e.detail.starts_with(EXIT_PREFIX)) {
+            tracing::warn!(app = id, "{why}");
+            self.record(id, KIND, why.clone());
+        }
+        self.bind_errors.insert(id, why);
     }
 
     /// After a failed liveness probe of instance `pid`: records a
@@ -38,4 +90,23 @@ impl Supervisor {
             self.record(id, KIND, format!("{prefix}{why}"));
         }
     }
+}
+
+/// Whether the last [`TAIL`] bytes of any of `files` say an address was in use.
+fn tails_say_in_use(files: &[PathBuf]) -> bool {
+    files.iter().any(|f| {
+        tail(f).is_some_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t.contains("address already in use") || t.contains("eaddrinuse")
+        })
+    })
+}
+
+fn tail(path: &Path) -> Option<String> {
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf).into_owned())
 }
