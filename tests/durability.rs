@@ -175,3 +175,24 @@ fn an_acknowledged_start_survives_a_daemon_kill() {
     sup.wait_status("b", "online");
     assert_eq!(tagged(&sup, "b").len(), 1, "one copy of b");
 }
+
+#[test]
+fn a_scale_that_cannot_be_written_changes_nothing() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&["start", &app, "--name", "a", "-i", "2"]);
+    sup.wait_status("a", "online");
+    let state = sup.home.join("state");
+    let real = sup.home.join("state.real");
+    fs::rename(&state, &real).unwrap();
+    fs::write(&state, b"not a directory").unwrap();
+    let err = sup.fails(&["scale", "a", "4"], 1);
+    assert!(err.contains("nothing was changed"), "{err}");
+    let a = sup.app("a");
+    assert_eq!(a["instances"].as_array().unwrap().len(), 2, "not scaled");
+    fs::remove_file(&state).unwrap();
+    fs::rename(&real, &state).unwrap();
+    sup.ok(&["scale", "a", "3"]);
+    let saved = fs::read_to_string(state.join("0.json")).unwrap();
+    assert!(saved.contains("\"instances\":3"), "{saved}");
+}

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
 use sup_proto::spec::MAX_INSTANCES;
-use sup_proto::{ErrorKind, EventRecord, Request, Response, Scale, Target};
+use sup_proto::{AppSpec, ErrorKind, EventRecord, Request, Response, Scale, Target};
 use table::Table;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -101,6 +101,8 @@ pub enum Msg {
     Added(Box<appset::PendingAdd>, Result<(), String>),
     /// The state files of a `delete` were removed (or some could not be).
     Removed(appset::Removals, oneshot::Sender<Response>),
+    /// The state files of a spec change are written, or could not be.
+    Changed(Box<appset::PendingChange>, Result<(), String>),
     /// Time to write the state file (changes are coalesced).
     FlushState,
     /// The kill timeout of a process an app left outside its group ran out.
@@ -310,6 +312,7 @@ impl Supervisor {
             }
             Msg::Added(pending, result) => self.added(pending, result),
             Msg::Removed(results, reply) => self.removed(results, reply),
+            Msg::Changed(pending, result) => self.changed(pending, result),
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::BindError { app, addrs } => self.bind_error(app, addrs),
             Msg::Deadline { pid } => {
@@ -340,7 +343,7 @@ impl Supervisor {
             )),
             Request::Add { spec, wait } => return self.add(*spec, wait, reply),
             Request::Start(target) => self.each(&target, Input::Start, Until::Settled),
-            Request::Scale { target, scale } => self.scale(&target, scale),
+            Request::Scale { target, scale } => return self.scale(&target, scale, reply),
             Request::Signal { target, signal } => self.signal(&target, signal),
             Request::Stop(target) => {
                 self.each(&target, Input::Stop { by_user: true }, Until::Settled)
@@ -398,15 +401,29 @@ impl Supervisor {
         Ok(Answer::When(ids, until))
     }
 
-    /// `sup scale`: every app named gets its new count, or none does.
-    fn scale(&mut self, target: &Target, scale: Scale) -> Result<Answer, Response> {
+    /// `sup scale`: every app named gets its new count, or none does; the
+    /// new counts are on disk before they take effect.
+    fn scale(&mut self, target: &Target, scale: Scale, reply: oneshot::Sender<Response>) {
+        match self.scaled_specs(target, scale) {
+            Ok(changes) => self.change_specs(changes, Until::Settled, reply),
+            Err(response) => {
+                let _ = reply.send(response);
+            }
+        }
+    }
+
+    /// Each app's spec with its new instance count, and the machine's input.
+    fn scaled_specs(
+        &self,
+        target: &Target,
+        scale: Scale,
+    ) -> Result<Vec<(u32, AppSpec, Input)>, Response> {
         if target.split().1.is_some() {
             let why = "scale takes an app, not one instance: `sup scale api 4`";
             return Err(Response::error(ErrorKind::BadRequest, why));
         }
-        let ids = self.table.resolve(target)?;
-        let mut counts = Vec::new();
-        for &id in &ids {
+        let mut changes = Vec::new();
+        for id in self.table.resolve(target)? {
             let Some(app) = self.table.get(id) else {
                 continue;
             };
@@ -422,18 +439,24 @@ impl Supervisor {
                 );
                 return Err(Response::error(ErrorKind::BadRequest, why));
             }
-            counts.push((id, wanted as usize));
+            let spec = AppSpec {
+                instances: wanted as u32,
+                ..app.spec.clone()
+            };
+            changes.push((
+                id,
+                spec,
+                Input::Scale {
+                    to: wanted as usize,
+                },
+            ));
         }
-        for (id, to) in counts {
-            self.apply(id, Input::Scale { to });
-            self.instances_changed(id);
-        }
-        Ok(Answer::When(ids, Until::Settled))
+        Ok(changes)
     }
 
     /// The app's set of instances changed: its spec says how many it has
     /// now, and with several, each line of its logs says whose it is.
-    fn instances_changed(&mut self, id: u32) {
+    pub(super) fn instances_changed(&mut self, id: u32) {
         let Some(app) = self.table.get_mut(id) else {
             return;
         };

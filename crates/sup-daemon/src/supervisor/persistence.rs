@@ -236,7 +236,7 @@ impl Supervisor {
 
 /// How an app is saved; `live` adds its running instance's identity (for
 /// the live state, to find it after a crash).
-fn saved_app(app: &super::table::App, live: bool) -> SavedApp<&AppSpec> {
+pub(super) fn saved_app(app: &super::table::App, live: bool) -> SavedApp<&AppSpec> {
     SavedApp {
         id: app.id,
         spec: &app.spec,
