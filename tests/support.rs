@@ -61,12 +61,20 @@ impl Sup {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "sup {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            "sup {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon.log ends:\n{}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+            String::from_utf8_lossy(&out.stderr),
+            self.daemon_log_tail()
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The last lines of the daemon's log, for a failure message.
+    pub fn daemon_log_tail(&self) -> String {
+        let log = fs::read_to_string(self.home.join("daemon.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// Runs `sup ARGS`, asserts it fails with `code`, returns stderr.

@@ -257,12 +257,12 @@ impl Supervisor {
     /// The state files of a spec change are written (or not): apply it, or
     /// refuse (the files of the apps whose write worked are written again
     /// with their unchanged spec).
-    pub(super) fn changed(&mut self, pending: Box<PendingChange>, result: Result<(), String>) {
+    pub(super) fn changed(&mut self, pending: PendingChange, result: Result<(), String>) {
         let PendingChange {
             changes,
             until,
             reply,
-        } = *pending;
+        } = pending;
         if let Err(why) = result {
             self.state_dirty
                 .extend(changes.iter().map(|(id, _, _)| *id));

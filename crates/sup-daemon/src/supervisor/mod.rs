@@ -312,7 +312,7 @@ impl Supervisor {
             }
             Msg::Added(pending, result) => self.added(pending, result),
             Msg::Removed(results, reply) => self.removed(results, reply),
-            Msg::Changed(pending, result) => self.changed(pending, result),
+            Msg::Changed(pending, result) => self.changed(*pending, result),
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::BindError { app, addrs } => self.bind_error(app, addrs),
             Msg::Deadline { pid } => {
