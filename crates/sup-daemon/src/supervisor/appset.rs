@@ -257,12 +257,12 @@ impl Supervisor {
     /// The state files of a spec change are written (or not): apply it, or
     /// refuse (the files of the apps whose write worked are written again
     /// with their unchanged spec).
-    pub(super) fn changed(&mut self, pending: Box<PendingChange>, result: Result<(), String>) {
+    pub(super) fn changed(&mut self, pending: PendingChange, result: Result<(), String>) {
         let PendingChange {
             changes,
             until,
             reply,
-        } = *pending;
+        } = pending;
         if let Err(why) = result {
             self.state_dirty
                 .extend(changes.iter().map(|(id, _, _)| *id));
@@ -285,7 +285,12 @@ impl Supervisor {
 
     /// Answers `reply` once `ids` reach `until` (checked after each turn
     /// of the event loop).
-    fn answer_when(&mut self, ids: Vec<u32>, until: Until, reply: oneshot::Sender<Response>) {
+    pub(super) fn answer_when(
+        &mut self,
+        ids: Vec<u32>,
+        until: Until,
+        reply: oneshot::Sender<Response>,
+    ) {
         self.waiters.push(Waiter { ids, until, reply });
     }
 }
