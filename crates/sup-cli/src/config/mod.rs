@@ -9,6 +9,9 @@ mod node;
 mod pm2;
 mod sup_toml;
 
+#[cfg(test)]
+mod proptests;
+
 pub use env_file::read as read_env_file;
 pub use sup_toml::export;
 
