@@ -216,7 +216,8 @@ mod tests {
         assert_eq!(api.kill_timeout_ms, 3000);
         assert_eq!(api.env["PORT"], "8080");
         assert_eq!(api.inherited_env["HOME"], "/root");
-        assert!(matches!(api.program, Program::Shell { .. }));
+        // A plain command line runs directly, its words as arguments.
+        assert_eq!(api.program.argv(&api.args), ["/bin/sleep", "60"]);
     }
 
     #[test]
