@@ -5,6 +5,7 @@ mod support;
 
 mod boot;
 mod commands;
+mod configs;
 mod daemon;
 mod durability;
 mod health;

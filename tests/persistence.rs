@@ -97,7 +97,10 @@ fn save_kill_resurrect_brings_back_the_same_apps() {
         "specs (env, cwd, limits) survive save and resurrect"
     );
     assert_eq!(after[0]["env"]["GREETING"], "hello world");
-    assert_eq!(after[0]["env"]["FROM_SHELL"], "yes");
+    assert_eq!(
+        after[0]["inherited_env"]["FROM_SHELL"], "yes",
+        "the shell's env is kept apart from the declared"
+    );
     let ids_after: Vec<u64> = sup
         .list()
         .iter()

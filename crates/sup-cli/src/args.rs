@@ -71,13 +71,13 @@ pub enum TopCommand {
 pub enum Command {
     /// Start an app (a script, an executable or a quoted command line), or a known app by name or id.
     Start(Box<StartArgs>),
-    /// Stop apps; they stay stopped until started again.
-    Stop(TargetsArg),
-    /// Restart apps.
-    Restart(TargetsArg),
-    /// Stop apps and forget them.
+    /// Stop apps (or a config file's apps); they stay stopped until started again.
+    Stop(AppsArgs),
+    /// Restart apps; with a config file, start its apps with the file's specs.
+    Restart(RestartArgs),
+    /// Stop apps (or a config file's apps) and forget them.
     #[command(visible_aliases = ["del", "rm"])]
-    Delete(TargetsArg),
+    Delete(AppsArgs),
     /// List apps.
     #[command(visible_aliases = ["ls", "status"])]
     List(ListArgs),
@@ -104,8 +104,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Empty the log files of one app, or of all.
     Flush(FlushArgs),
-    /// Zero-downtime restart: start a new instance on the held sockets, stop the old one once the new is ready.
-    Reload(TargetsArg),
+    /// Zero-downtime restart: start a new instance on the held sockets, stop the old one once the new is ready. With a config file: start new apps, reload changed ones, leave the rest.
+    Reload(ReloadArgs),
+    /// Print the running apps as a sup.toml (declared env only): `sup export > sup.toml`.
+    Export,
     /// Show what happened: exits, restarts, health changes, reloads.
     Events(EventsArgs),
     /// Change how many instances an app runs: `sup scale api 8`, `+2` or `-1`.
@@ -153,7 +155,7 @@ impl Instances {
     }
 }
 
-fn parse_instances(text: &str) -> Result<Instances, String> {
+pub(crate) fn parse_instances(text: &str) -> Result<Instances, String> {
     let max = sup_proto::spec::MAX_INSTANCES;
     match text {
         "max" | "0" => Ok(Instances::Fewer(0)),
@@ -200,6 +202,45 @@ pub struct TargetsArg {
     /// App names, numeric ids, or `all`.
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
+}
+
+/// Apps by target, or the apps of a config file.
+#[derive(Debug, Args)]
+pub struct AppsArgs {
+    /// App names, numeric ids, `all`, or a config file (sup.toml, ecosystem.config.js, ...).
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// With a config file: only these apps (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
+    /// With a PM2 file: the profile env_NAME laid over env.
+    #[arg(long = "env", value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+/// `sup restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// The apps.
+    #[command(flatten)]
+    pub apps: AppsArgs,
+    /// Give the apps the environment of this shell (their declared env stays on top).
+    #[arg(long)]
+    pub update_env: bool,
+}
+
+/// `sup reload`.
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// The apps.
+    #[command(flatten)]
+    pub apps: AppsArgs,
+    /// Give the apps the environment of this shell (their declared env stays on top).
+    #[arg(long)]
+    pub update_env: bool,
+    /// With a config file: delete the apps started from it that are no longer in it.
+    #[arg(long)]
+    pub prune: bool,
 }
 
 /// `sup describe`.
@@ -253,9 +294,18 @@ pub struct StartArgs {
     /// Time between the stop signal and SIGKILL.
     #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_KILL_TIMEOUT_MS))]
     pub kill_timeout: Millis,
-    /// Extra environment variable (repeatable).
-    #[arg(long = "env", value_parser = parse_env, value_name = "KEY=VALUE")]
-    pub env: Vec<(String, String)>,
+    /// A variable (`KEY=VALUE`), or with a PM2 file the profile env_NAME laid over env (repeatable).
+    #[arg(long = "env", value_parser = parse_env, value_name = "KEY=VALUE|NAME")]
+    pub env: Vec<EnvArg>,
+    /// Variables from a .env file (KEY=VALUE lines); --env wins over them.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<String>,
+    /// With a config file: only these apps (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    pub only: Vec<String>,
+    /// With a config file: give apps already running the environment of this shell.
+    #[arg(long)]
+    pub update_env: bool,
     /// Working directory (default: the current one).
     #[arg(long)]
     pub cwd: Option<String>,
@@ -610,10 +660,30 @@ fn parse_policy(text: &str) -> Result<RestartPolicy, String> {
     }
 }
 
-fn parse_env(text: &str) -> Result<(String, String), String> {
+/// `--env`'s value: a variable, or a profile of a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvArg {
+    /// `KEY=VALUE`.
+    Var(String, String),
+    /// `NAME`: the profile `env_NAME`.
+    Profile(String),
+}
+
+fn parse_env(text: &str) -> Result<EnvArg, String> {
     match text.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {text:?}")),
+        Some((key, value)) if !key.is_empty() => {
+            Ok(EnvArg::Var(key.to_string(), value.to_string()))
+        }
+        None if !text.is_empty()
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) =>
+        {
+            Ok(EnvArg::Profile(text.to_string()))
+        }
+        _ => Err(format!(
+            "expected KEY=VALUE or a profile NAME, got {text:?}"
+        )),
     }
 }
 
@@ -746,9 +816,16 @@ mod tests {
 
     #[test]
     fn env_pairs() {
-        assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
+        assert_eq!(
+            parse_env("A=b=c").unwrap(),
+            EnvArg::Var("A".into(), "b=c".into())
+        );
+        assert_eq!(
+            parse_env("production").unwrap(),
+            EnvArg::Profile("production".into())
+        );
         assert!(parse_env("=x").is_err());
-        assert!(parse_env("novalue").is_err());
+        assert!(parse_env("two words").is_err());
     }
 
     #[test]

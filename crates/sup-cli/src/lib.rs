@@ -5,6 +5,8 @@
 
 mod args;
 mod client;
+mod config;
+mod files;
 mod logs;
 mod render;
 mod resolve;
@@ -14,9 +16,11 @@ mod targets;
 pub use args::DaemonArgs;
 
 use anyhow::{bail, Context, Result};
-use args::{Cli, Command, StartArgs, TopCommand};
+use args::{AppsArgs, Cli, Command, EnvArg, StartArgs, TopCommand};
 use client::{expect_ok, Client};
+use files::{FileArgs, Mode};
 use resolve::ResolveError;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use sup_home::Home;
@@ -69,7 +73,8 @@ pub fn run(line: CommandLine) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("sup: {err:#}");
-            if err.is::<UsageError>() {
+            // Bad usage, and a config file that cannot be used, are bad input.
+            if err.is::<UsageError>() || err.is::<config::ConfigError>() {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -102,29 +107,28 @@ fn execute(command: Command) -> Result<()> {
         Command::Unstartup(args) => startup::unstartup(&args, &home),
         Command::Update => update(&home),
         Command::Start(args) => start(&home, *args),
-        Command::Stop(t) => act(&home, &t.targets, Request::Stop, |r, _| {
-            report(r, "stopped")
-        }),
-        Command::Restart(t) => act(&home, &t.targets, Request::Restart, |r, _| {
-            report(r, "restarted")
-        }),
-        Command::Delete(t) => act(&home, &t.targets, Request::Delete, |r, target| {
-            expect_ok(r)?;
-            println!("[sup] deleted {target}");
-            Ok(())
-        }),
+        Command::Stop(t) => match file_of(&t)? {
+            Some((file, args)) => files::each_app(&home, file, &args, Request::Stop, "stopped"),
+            None => act(&home, &t.targets, Request::Stop, |r, _| {
+                report(r, "stopped")
+            }),
+        },
+        Command::Restart(r) => restart(&home, &r.apps, r.update_env, Mode::Restart, false),
+        Command::Delete(t) => match file_of(&t)? {
+            Some((file, args)) => files::each_app(&home, file, &args, Request::Delete, "deleted"),
+            None => act(&home, &t.targets, Request::Delete, |r, target| {
+                expect_ok(r)?;
+                println!("[sup] deleted {target}");
+                Ok(())
+            }),
+        },
+        Command::Export => export(&home),
         Command::List(args) => list(&home, &args),
         Command::Describe(d) => describe(&home, &d.targets, d.json),
         Command::Pid(t) => pid(&home, &t.targets),
         Command::Ping => ping(&home),
         Command::Logs(args) => logs::run(&home, args),
-        Command::Reload(t) => act(&home, &t.targets, Request::Reload, |r, _| {
-            match expect_ok(r)? {
-                Response::Note(note) => note.lines().for_each(|l| println!("[sup] {l}")),
-                other => bail!("unexpected answer from the daemon: {other:?}"),
-            }
-            Ok(())
-        }),
+        Command::Reload(r) => restart(&home, &r.apps, r.update_env, Mode::Reload, r.prune),
         Command::Events(args) => events(&home, args),
         Command::Scale(args) => {
             let scale = args.count;
@@ -153,8 +157,90 @@ fn execute(command: Command) -> Result<()> {
     }
 }
 
+/// The config file and its options when the targets are one config file;
+/// `--only` and `--env` are for files only.
+fn file_of(apps: &AppsArgs) -> Result<Option<(&str, FileArgs)>> {
+    match apps.targets.as_slice() {
+        [file] if config::is_config_file(file) => Ok(Some((
+            file,
+            FileArgs {
+                only: apps.only.clone(),
+                profile: apps.profile.clone(),
+                ..FileArgs::default()
+            },
+        ))),
+        _ if !apps.only.is_empty() => bail!("--only selects apps of a config file; name the file"),
+        _ if apps.profile.is_some() => {
+            bail!("--env NAME picks a profile of a config file; name the file")
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `sup restart` and `sup reload`, of apps or of a config file.
+fn restart(home: &Home, apps: &AppsArgs, update_env: bool, mode: Mode, prune: bool) -> Result<()> {
+    if let Some((file, mut args)) = file_of(apps)? {
+        args.update_env = update_env;
+        args.prune = prune;
+        return files::apply(home, file, &args, mode);
+    }
+    if prune {
+        bail!("--prune is for a config file: `sup reload FILE --prune`");
+    }
+    if update_env {
+        return update_env_of(home, &apps.targets, mode == Mode::Reload);
+    }
+    match mode {
+        Mode::Restart => act(home, &apps.targets, Request::Restart, |r, _| {
+            report(r, "restarted")
+        }),
+        Mode::Reload => act(home, &apps.targets, Request::Reload, |r, _| {
+            match expect_ok(r)? {
+                Response::Note(note) => note.lines().for_each(|l| println!("[sup] {l}")),
+                other => bail!("unexpected answer from the daemon: {other:?}"),
+            }
+            Ok(())
+        }),
+    }
+}
+
+/// `--update-env`: each app gets this shell's environment under its
+/// declared one, and is restarted (or reloaded) with it.
+fn update_env_of(home: &Home, names: &[String], reload: bool) -> Result<()> {
+    let (found, result) = describe_each(home, names)?;
+    let mut client = existing(home)?;
+    let inherited = environment();
+    for app in found {
+        let Some(mut spec) = app.spec else { continue };
+        spec.inherited_env = inherited.clone();
+        let time = targets::apps_time([&spec]);
+        let request = Request::Apply {
+            spec: Box::new(spec),
+            reload,
+        };
+        match expect_ok(client.request_waiting(request, time)?)? {
+            Response::Note(note) => note.lines().for_each(|l| println!("[sup] {l}")),
+            other => report(other, "restarted")?,
+        }
+    }
+    result
+}
+
+/// `sup export`: the running apps as a sup.toml on stdout.
+fn export(home: &Home) -> Result<()> {
+    let specs: Vec<AppSpec> = match Client::connect_or_recover(home)? {
+        Some(mut client) => apps(client.request(Request::Describe(Target::All))?)?
+            .into_iter()
+            .filter_map(|a| a.spec)
+            .collect(),
+        None => Vec::new(),
+    };
+    print!("{}", config::export(&specs)?);
+    Ok(())
+}
+
 /// A connection to a daemon that must already run (no app can exist otherwise).
-fn existing(home: &Home) -> Result<Client> {
+pub(crate) fn existing(home: &Home) -> Result<Client> {
     match Client::connect_or_recover(home)? {
         Some(client) => Ok(client),
         None => bail!("the sup daemon is not running (no apps); `sup start` starts it"),
@@ -162,6 +248,32 @@ fn existing(home: &Home) -> Result<Client> {
 }
 
 fn start(home: &Home, args: StartArgs) -> Result<()> {
+    let profiles: Vec<&str> = args
+        .env
+        .iter()
+        .filter_map(|e| match e {
+            EnvArg::Profile(name) => Some(name.as_str()),
+            EnvArg::Var(..) => None,
+        })
+        .collect();
+    if config::is_config_file(&args.script) {
+        let file_args = FileArgs {
+            only: args.only.clone(),
+            profile: profiles.last().map(|p| p.to_string()),
+            update_env: args.update_env,
+            prune: false,
+        };
+        return files::apply(home, &args.script, &file_args, Mode::Restart);
+    }
+    if config::Format::of(Path::new(&args.script)).is_some() && !Path::new(&args.script).exists() {
+        bail!("no such config file: {}", args.script);
+    }
+    if let Some(profile) = profiles.first() {
+        bail!("--env {profile}: a profile (env_{profile}) belongs to a config file; to set a variable, use --env KEY=VALUE");
+    }
+    if !args.only.is_empty() {
+        bail!("--only selects apps of a config file: `sup start ecosystem.config.js --only api`");
+    }
     if args.listen.len() > sup_proto::spec::MAX_LISTEN {
         bail!(sup_proto::spec::too_many_sockets(args.listen.len()));
     }
@@ -181,8 +293,14 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| resolve::default_name(&args.script));
     validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
-    let mut env = environment();
-    env.extend(args.env.iter().cloned());
+    let mut env = match &args.env_file {
+        Some(file) => config::read_env_file(&cwd.join(file))?,
+        None => Default::default(),
+    };
+    env.extend(args.env.iter().filter_map(|e| match e {
+        EnvArg::Var(k, v) => Some((k.clone(), v.clone())),
+        EnvArg::Profile(_) => None,
+    }));
     // `PORT=1 cmd`: the line's assignments win, as in a shell.
     env.extend(resolved.env);
     let health = health_spec(&args);
@@ -212,6 +330,8 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         on_event: args.on_event.clone(),
         instances: args.instances.resolve(cpus()),
         instance_var: args.instance_var.clone(),
+        inherited_env: environment(),
+        ..AppSpec::default()
     };
     let mut client = Client::connect_or_spawn(home)?;
     let time = targets::apps_time([&spec]);
@@ -223,7 +343,7 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
 }
 
 /// CPUs this process may run on (`-i max`).
-fn cpus() -> u32 {
+pub(crate) fn cpus() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
 }
 
@@ -299,7 +419,7 @@ fn act(
 }
 
 /// Prints one line per app a command touched.
-fn report(response: Response, verb: &str) -> Result<()> {
+pub(crate) fn report(response: Response, verb: &str) -> Result<()> {
     let Response::Apps(apps) = expect_ok(response)? else {
         return Ok(());
     };
@@ -546,7 +666,7 @@ fn kill(home: &Home) -> Result<()> {
 
 /// The CLI's environment, for the app. A variable that is not UTF-8 cannot
 /// travel in the protocol: it is left out, with a warning.
-fn environment() -> std::collections::BTreeMap<String, String> {
+pub(crate) fn environment() -> std::collections::BTreeMap<String, String> {
     let mut env = std::collections::BTreeMap::new();
     for (key, value) in std::env::vars_os() {
         match (key.to_str(), value.to_str()) {

@@ -56,7 +56,7 @@ pub fn resolve(
     cwd: &Path,
     path_var: &str,
 ) -> Result<Resolved, ResolveError> {
-    let file = cwd.join(script);
+    let file = join(cwd, script);
     if let Some(interp) = interpreter {
         if !file.is_file() {
             return Err(ResolveError::Invalid(format!(
@@ -158,6 +158,11 @@ fn is_shell_builtin(word: &str) -> bool {
         word,
         "exec" | "cd" | "export" | "set" | "ulimit" | "umask" | "trap" | "." | "eval"
     )
+}
+
+/// `path` against `dir`, without `./` parts: `/srv/app/./a.js` is `/srv/app/a.js`.
+pub fn join(dir: &Path, path: &str) -> PathBuf {
+    dir.join(path).components().collect()
 }
 
 /// The absolute path of `command`: a path (relative to `cwd`) if it holds a

@@ -88,6 +88,14 @@ pub enum Request {
         /// Answer once the app is online (ready), not just spawned.
         wait: bool,
     },
+    /// Give a known app (by the spec's name) a new spec, on disk before it
+    /// is used, then restart it with it (or reload it: zero downtime).
+    Apply {
+        /// The new spec.
+        spec: Box<AppSpec>,
+        /// Reload instead of restart.
+        reload: bool,
+    },
     /// Start apps that are already known (stopped or errored ones).
     Start(Target),
     /// Change how many instances an app runs.

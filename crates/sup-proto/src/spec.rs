@@ -244,7 +244,9 @@ pub struct AppSpec {
     pub args: Vec<String>,
     /// Absolute working directory.
     pub cwd: String,
-    /// The complete environment of the app.
+    /// The variables the user declared (`--env`, a config file's `env`,
+    /// its profile and `env_file`); they win over `inherited_env`. Specs of
+    /// sup 0.1.0 hold the whole environment here.
     pub env: BTreeMap<String, String>,
     /// Restart policy.
     pub restart: RestartPolicy,
@@ -277,6 +279,25 @@ pub struct AppSpec {
     /// Also give each instance its index in this variable (PM2's
     /// `instance_var`; `NODE_APP_INSTANCE` when unset).
     pub instance_var: Option<String>,
+    /// The variables inherited from the shell that started the app, under
+    /// `env`; `sup restart --update-env` replaces them, `sup export` leaves
+    /// them out.
+    pub inherited_env: BTreeMap<String, String>,
+    /// PM2's `namespace`: a label that groups apps.
+    pub namespace: Option<String>,
+    /// The config file the app was started from (absolute), so that
+    /// `sup reload FILE --prune` knows which apps left it.
+    pub source: Option<String>,
+}
+
+impl AppSpec {
+    /// The app's whole environment: the inherited variables, overlaid with
+    /// the declared ones.
+    pub fn full_env(&self) -> BTreeMap<String, String> {
+        let mut env = self.inherited_env.clone();
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
 }
 
 /// Most instances an app may have.
@@ -305,6 +326,9 @@ impl Default for AppSpec {
             on_event: None,
             instances: 1,
             instance_var: None,
+            inherited_env: BTreeMap::new(),
+            namespace: None,
+            source: None,
         }
     }
 }
@@ -344,6 +368,20 @@ mod tests {
             line: "a | b".into(),
         };
         assert_eq!(pipe.argv(&[]), ["/bin/sh", "-c", "a | b"]);
+    }
+
+    #[test]
+    fn declared_env_wins_over_the_inherited() {
+        let spec = AppSpec {
+            env: [("A".to_string(), "declared".to_string())].into(),
+            inherited_env: [("A", "shell"), ("B", "shell")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            ..AppSpec::default()
+        };
+        let env = spec.full_env();
+        assert_eq!(env["A"], "declared");
+        assert_eq!(env["B"], "shell");
     }
 
     #[test]

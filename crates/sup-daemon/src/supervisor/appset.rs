@@ -285,7 +285,12 @@ impl Supervisor {
 
     /// Answers `reply` once `ids` reach `until` (checked after each turn
     /// of the event loop).
-    fn answer_when(&mut self, ids: Vec<u32>, until: Until, reply: oneshot::Sender<Response>) {
+    pub(super) fn answer_when(
+        &mut self,
+        ids: Vec<u32>,
+        until: Until,
+        reply: oneshot::Sender<Response>,
+    ) {
         self.waiters.push(Waiter { ids, until, reply });
     }
 }

@@ -258,10 +258,9 @@ struct Prepared {
 fn app_env(spec: &AppSpec, home: &Path, id: u32) -> Vec<(String, String)> {
     let ours = ["SUP_HOME", "SUP_APP_NAME", "SUP_APP_ID"];
     let mut env: Vec<(String, String)> = spec
-        .env
-        .iter()
+        .full_env()
+        .into_iter()
         .filter(|(k, _)| !spawn::PRIVATE_ENV.contains(&k.as_str()) && !ours.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     env.push(("SUP_HOME".into(), home.display().to_string()));
     env.push(("SUP_APP_NAME".into(), spec.name.clone()));

@@ -2,6 +2,7 @@
 //! requests, child exits, probe results and timers, and drives each app's
 //! lifecycle.
 
+mod apply;
 mod appset;
 mod effects;
 mod events;
@@ -99,6 +100,8 @@ pub enum Msg {
     Saved,
     /// A new app's state file was written (or could not be).
     Added(Box<appset::PendingAdd>, Result<(), String>),
+    /// A known app's new spec was written (or could not be).
+    Applied(Box<apply::PendingApply>, Result<(), String>),
     /// The state files of a `delete` were removed (or some could not be).
     Removed(appset::Removals, oneshot::Sender<Response>),
     /// The state files of a spec change are written, or could not be.
@@ -313,6 +316,7 @@ impl Supervisor {
             Msg::Added(pending, result) => self.added(pending, result),
             Msg::Removed(results, reply) => self.removed(results, reply),
             Msg::Changed(pending, result) => self.changed(*pending, result),
+            Msg::Applied(pending, result) => self.applied(pending, result),
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::BindError { app, addrs } => self.bind_error(app, addrs),
             Msg::Deadline { pid } => {
@@ -342,6 +346,7 @@ impl Supervisor {
                 "the daemon is shutting down",
             )),
             Request::Add { spec, wait } => return self.add(*spec, wait, reply),
+            Request::Apply { spec, reload } => return self.apply_spec(*spec, reload, reply),
             Request::Start(target) => self.each(&target, Input::Start, Until::Settled),
             Request::Scale { target, scale } => return self.scale(&target, scale, reply),
             Request::Signal { target, signal } => self.signal(&target, signal),

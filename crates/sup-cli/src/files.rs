@@ -1,0 +1,199 @@
+//! The commands given a config file instead of app names: `sup start FILE`
+//! (start the apps not running, restart the others with the file's spec),
+//! `sup reload FILE` (PM2's startOrReload), `sup stop|restart|delete FILE`.
+//! The whole file loads before anything is asked of the daemon.
+
+use crate::client::{expect_ok, Client};
+use crate::config::{self, Loaded, Options};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use sup_home::Home;
+use sup_proto::{AppSpec, ErrorKind, Request, Response, Target};
+
+/// What to do with the apps of a file that already exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Restart them with the file's spec (`start`, `restart`).
+    Restart,
+    /// Reload those whose spec changed, leave the others (`reload`).
+    Reload,
+}
+
+/// How a file command was asked.
+#[derive(Debug, Default)]
+pub struct FileArgs {
+    /// `--only`.
+    pub only: Vec<String>,
+    /// `--env NAME`.
+    pub profile: Option<String>,
+    /// `--update-env`.
+    pub update_env: bool,
+    /// `--prune`.
+    pub prune: bool,
+}
+
+/// The options to read a file with from this shell.
+pub fn options(profile: Option<String>) -> Result<Options> {
+    Ok(Options {
+        cwd: std::env::current_dir().context("cannot read the current directory")?,
+        path_var: std::env::var("PATH").unwrap_or_default(),
+        inherited: crate::environment(),
+        profile,
+        cpus: crate::cpus(),
+    })
+}
+
+/// Loads `file` whole (or fails with its [`config::ConfigError`]), and
+/// prints its warnings.
+pub fn load(file: &str, args: &FileArgs) -> Result<Loaded> {
+    let options = options(args.profile.clone())?;
+    let mut loaded = config::load(Path::new(file), &options, &args.only)?;
+    let source = std::fs::canonicalize(file)
+        .map(|p| p.display().to_string())
+        .ok();
+    for app in &mut loaded.apps {
+        app.source = source.clone();
+    }
+    for warning in &loaded.warnings {
+        eprintln!("[sup] warning: {file}: {warning}");
+    }
+    Ok(loaded)
+}
+
+/// The daemon's apps with their specs, by name.
+fn known(client: &mut Client) -> Result<BTreeMap<String, AppSpec>> {
+    let apps = match expect_ok(client.request(Request::Describe(Target::All))?)? {
+        Response::Apps(apps) => apps,
+        other => bail!("unexpected answer from the daemon: {other:?}"),
+    };
+    Ok(apps
+        .into_iter()
+        .filter_map(|a| a.spec.map(|s| (a.name, s)))
+        .collect())
+}
+
+/// `sup start FILE`, `sup restart FILE`, `sup reload FILE`.
+pub fn apply(home: &Home, file: &str, args: &FileArgs, mode: Mode) -> Result<()> {
+    let loaded = load(file, args)?;
+    let mut client = Client::connect_or_spawn(home)?;
+    let running = known(&mut client)?;
+    let mut failed = 0;
+    for mut spec in loaded.apps.iter().cloned() {
+        let old = running.get(&spec.name);
+        if let (Some(old), false) = (old, args.update_env) {
+            spec.inherited_env = old.inherited_env.clone();
+        }
+        let name = spec.name.clone();
+        let result = match old {
+            None => one(
+                &mut client,
+                Request::Add {
+                    spec: Box::new(spec),
+                    wait: false,
+                },
+                "started",
+            ),
+            Some(old) if mode == Mode::Reload && *old == spec => {
+                println!("[sup] {name}: unchanged");
+                Ok(())
+            }
+            Some(_) => {
+                let reload = mode == Mode::Reload;
+                let verb = if reload { "reloaded" } else { "restarted" };
+                one(
+                    &mut client,
+                    Request::Apply {
+                        spec: Box::new(spec),
+                        reload,
+                    },
+                    verb,
+                )
+            }
+        };
+        if let Err(err) = result {
+            eprintln!("sup: {name}: {err:#}");
+            failed += 1;
+        }
+    }
+    if args.prune {
+        failed += prune(&mut client, &loaded, &running)?;
+    }
+    if failed > 0 {
+        bail!("{failed} of the apps of {file} failed");
+    }
+    Ok(())
+}
+
+/// Sends one request about one app and prints what was done.
+fn one(client: &mut Client, request: Request, verb: &str) -> Result<()> {
+    let time = match &request {
+        Request::Add { spec, .. } | Request::Apply { spec, .. } => {
+            crate::targets::apps_time([&**spec])
+        }
+        _ => Default::default(),
+    };
+    match expect_ok(client.request_waiting(request, time)?)? {
+        Response::Note(note) => {
+            note.lines().for_each(|l| println!("[sup] {verb} {l}"));
+            Ok(())
+        }
+        other => crate::report(other, verb),
+    }
+}
+
+/// Deletes the apps started from this file that are no longer in it.
+fn prune(
+    client: &mut Client,
+    loaded: &Loaded,
+    running: &BTreeMap<String, AppSpec>,
+) -> Result<usize> {
+    let source = loaded.apps.first().and_then(|a| a.source.clone());
+    let mut failed = 0;
+    for (name, spec) in running {
+        let gone = spec.source.is_some()
+            && spec.source == source
+            && !loaded.apps.iter().any(|a| &a.name == name);
+        if !gone {
+            continue;
+        }
+        let target = Target::Name(name.clone());
+        match crate::targets::request_waiting(client, &target, Request::Delete(target.clone()))
+            .and_then(expect_ok)
+        {
+            Ok(_) => println!("[sup] deleted {name} (no longer in the file)"),
+            Err(err) => {
+                eprintln!("sup: {name}: {err:#}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// `sup stop FILE`, `sup delete FILE`: the request for each app of the file
+/// that the daemon knows.
+pub fn each_app(
+    home: &Home,
+    file: &str,
+    args: &FileArgs,
+    request: impl Fn(Target) -> Request,
+    verb: &str,
+) -> Result<()> {
+    let loaded = load(file, args)?;
+    let mut client = crate::existing(home)?;
+    for spec in &loaded.apps {
+        let target = Target::Name(spec.name.clone());
+        match crate::targets::request_waiting(&mut client, &target, request(target.clone()))? {
+            Response::Error {
+                kind: ErrorKind::NotFound,
+                ..
+            } => println!("[sup] {}: not known to sup", spec.name),
+            response => {
+                expect_ok(response)?;
+                println!("[sup] {verb} {}", spec.name);
+            }
+        }
+    }
+    Ok(())
+}
