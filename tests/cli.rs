@@ -13,4 +13,5 @@ mod logs;
 mod persistence;
 mod processes;
 mod restarts;
+mod triggers;
 mod usability;

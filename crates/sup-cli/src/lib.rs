@@ -161,7 +161,10 @@ fn existing(home: &Home) -> Result<Client> {
     }
 }
 
-fn start(home: &Home, args: StartArgs) -> Result<()> {
+fn start(home: &Home, mut args: StartArgs) -> Result<()> {
+    let Some(script) = args.take_script() else {
+        bail!("sup start needs a script, command or app: `sup start app.js --watch`");
+    };
     if args.listen.len() > sup_proto::spec::MAX_LISTEN {
         bail!(sup_proto::spec::too_many_sockets(args.listen.len()));
     }
@@ -170,16 +173,15 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let path_var = std::env::var("PATH").unwrap_or_default();
-    let resolved =
-        match resolve::resolve(&args.script, args.interpreter.as_deref(), &cwd, &path_var) {
-            Ok(resolved) => resolved,
-            Err(ResolveError::Invalid(msg)) => bail!(msg),
-            Err(ResolveError::NotFound(what)) => return start_known(home, &what, &args.given),
-        };
+    let resolved = match resolve::resolve(&script, args.interpreter.as_deref(), &cwd, &path_var) {
+        Ok(resolved) => resolved,
+        Err(ResolveError::Invalid(msg)) => bail!(msg),
+        Err(ResolveError::NotFound(what)) => return start_known(home, &what, &args.given),
+    };
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| resolve::default_name(&args.script));
+        .unwrap_or_else(|| resolve::default_name(&script));
     validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
     let mut env = environment();
     env.extend(args.env.iter().cloned());
@@ -212,6 +214,16 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         on_event: args.on_event.clone(),
         instances: args.instances.resolve(cpus()),
         instance_var: args.instance_var.clone(),
+        max_memory: args.max_memory,
+        cron_restart: args.cron_restart.clone(),
+        watch: args
+            .watch
+            .iter()
+            .map(|p| cwd.join(p).display().to_string())
+            .collect(),
+        ignore_watch: args.ignore_watch.clone(),
+        watch_delay_ms: args.watch_delay.0,
+        stop_exit_codes: args.stop_exit_codes.clone(),
     };
     let mut client = Client::connect_or_spawn(home)?;
     let time = targets::apps_time([&spec]);
