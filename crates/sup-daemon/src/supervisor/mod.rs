@@ -12,6 +12,7 @@ mod probes;
 mod reload;
 mod sockcheck;
 mod table;
+mod triggers;
 
 use crate::events::Events;
 use crate::logs::Logs;
@@ -117,6 +118,22 @@ pub enum Msg {
         /// Its pid.
         pid: u32,
     },
+    /// Time to read the memory of the apps with `--max-memory`.
+    MemoryCheck,
+    /// An app's cron schedule fires.
+    Cron {
+        /// App id.
+        app: u32,
+        /// Which arming of its timer (a spec change re-arms it).
+        seq: u64,
+    },
+    /// An app's file watcher reports.
+    Watch {
+        /// App id.
+        app: u32,
+        /// What it saw.
+        report: crate::watch::Report,
+    },
 }
 
 /// What a pending reply waits for.
@@ -194,6 +211,8 @@ pub struct Supervisor {
         tokio::signal::unix::Signal,
         tokio::signal::unix::Signal,
     )>,
+    /// Memory check, cron timers, file watchers.
+    triggers: triggers::Triggers,
 }
 
 impl Supervisor {
@@ -237,6 +256,7 @@ impl Supervisor {
             probe_cmds: std::collections::HashMap::new(),
             seq: 0,
             escaped_of: Vec::new(),
+            triggers: triggers::Triggers::default(),
         })
     }
 
@@ -260,6 +280,7 @@ impl Supervisor {
                 _ = sigint.recv() => self.begin_shutdown(None, "SIGINT"),
             }
             self.settle();
+            self.sync_triggers();
             self.write_state();
             if self.shutdown.is_some()
                 && self
@@ -315,6 +336,9 @@ impl Supervisor {
             Msg::Changed(pending, result) => self.changed(*pending, result),
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::BindError { app, addrs } => self.bind_error(app, addrs),
+            Msg::MemoryCheck => self.memory_check(),
+            Msg::Cron { app, seq } => self.cron_fired(app, seq),
+            Msg::Watch { app, report } => self.watch_report(app, report),
             Msg::Deadline { pid } => {
                 // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
                 if self.table.role_of(pid).is_some() {
