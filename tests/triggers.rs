@@ -81,9 +81,9 @@ fn restarts(sup: &Sup, app: &str) -> u64 {
 #[test]
 fn an_app_over_its_memory_limit_is_restarted_with_the_reason() {
     let sup = Sup::new();
-    // Grows by 8 MiB (written, so resident) every 50 ms.
+    // Grows by 4 MiB (written, so resident) every 100 ms.
     let grow =
-        "import time\nb = []\nwhile True:\n    b.append(b'x' * (8 << 20))\n    time.sleep(0.05)\n";
+        "import time\nb = []\nwhile True:\n    b.append(b'x' * (4 << 20))\n    time.sleep(0.1)\n";
     fs::write(sup.path("grow.py"), grow).unwrap();
     sup.ok(&["start", "grow.py", "--max-memory", "64M"]);
     sup.wait("a restart for memory", || restarts(&sup, "grow") >= 1);
