@@ -14,4 +14,5 @@ mod logs;
 mod persistence;
 mod processes;
 mod restarts;
+mod triggers;
 mod usability;

@@ -258,7 +258,8 @@ pub struct DescribeArgs {
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// Script (`app.js`, `app.py`, ...), executable, "quoted command line", or the name or id of a known app.
-    pub script: String,
+    #[arg(required_unless_present = "watch")]
+    pub script: Option<String>,
     /// Arguments passed to the app (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -381,6 +382,59 @@ pub struct StartArgs {
     /// The spec flags given on the command line (set by [`Cli::parse_noting_flags`]).
     #[arg(skip)]
     pub given: Vec<String>,
+    /// Restart an instance whose memory (resident, with its children) passes this size (e.g. 300M).
+    #[arg(long, value_parser = parse_limit, value_name = "SIZE")]
+    pub max_memory: Option<u64>,
+    /// Restart the app on this cron schedule ("0 3 * * *"; 6 fields: seconds first).
+    #[arg(long, value_parser = parse_cron, value_name = "EXPR")]
+    pub cron_restart: Option<String>,
+    /// Restart the app when a file under PATH changes (repeatable; alone: the app's cwd).
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    pub watch: Vec<String>,
+    /// Changes under paths matching this glob don't restart (repeatable; node_modules, .git and the app's logs never do).
+    #[arg(long, value_name = "GLOB")]
+    pub ignore_watch: Vec<String>,
+    /// A burst of changes restarts once, this long after the first; never more often.
+    #[arg(long, default_value_t = Millis(DEFAULT_WATCH_DELAY_MS))]
+    pub watch_delay: Millis,
+    /// Exits with these codes are not restarted (e.g. 0,3).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        value_name = "CODES"
+    )]
+    pub stop_exit_codes: Vec<i32>,
+}
+
+impl StartArgs {
+    /// The script. `--watch` takes an optional path, so in `sup start
+    /// --watch app.js` clap reads app.js as the path: then the last path
+    /// given is the script and that `--watch` stood alone, for the cwd.
+    pub fn take_script(&mut self) -> Option<String> {
+        if let Some(script) = self.script.take() {
+            return Some(script);
+        }
+        let last = self.watch.last_mut()?;
+        Some(std::mem::take(last)).filter(|s| !s.is_empty())
+    }
+}
+
+/// `--max-memory`: a size above zero.
+fn parse_limit(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err(format!(
+            "{text:?}: the limit must be above zero (e.g. 300M)"
+        )),
+        n => Ok(n),
+    }
+}
+
+/// `--cron-restart`: checked here, so a bad expression never reaches the daemon.
+fn parse_cron(text: &str) -> Result<String, String> {
+    sup_proto::schedule::Schedule::parse(text)
+        .map(|_| text.trim().to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// `sup daemon`.
@@ -786,6 +840,74 @@ mod tests {
         assert_eq!(args.health_retries, health.retries);
         assert_eq!(args.health_start_period.0, health.start_period_ms);
         assert_eq!(args.ready_timeout.0, health.ready_timeout_ms);
+        assert_eq!(args.watch_delay.0, spec.watch_delay_ms);
+    }
+
+    fn start_args(argv: &[&str]) -> Result<StartArgs, String> {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            TopCommand::Cli(Command::Start(args)) => Ok(*args),
+            _ => panic!("parsed `start` as another command"),
+        }
+    }
+
+    #[test]
+    fn watch_never_swallows_the_script() {
+        let cases: [(&[&str], &str, &[&str]); 4] = [
+            (&["sup", "start", "app.js", "--watch"], "app.js", &[""]),
+            (&["sup", "start", "--watch", "app.js"], "app.js", &[""]),
+            (
+                &["sup", "start", "--watch", "src", "app.js"],
+                "app.js",
+                &["src"],
+            ),
+            (
+                &["sup", "start", "--watch", "src", "--watch", "lib", "app.js"],
+                "app.js",
+                &["src", "lib"],
+            ),
+        ];
+        for (argv, script, watch) in cases {
+            let mut args = start_args(argv).unwrap();
+            assert_eq!(args.take_script().as_deref(), Some(script), "{argv:?}");
+            assert_eq!(args.watch, watch, "{argv:?}");
+        }
+        let mut alone = start_args(&["sup", "start", "--watch"]).unwrap();
+        assert_eq!(alone.take_script(), None);
+    }
+
+    #[test]
+    fn trigger_flags_are_checked_here() {
+        let args = start_args(&[
+            "sup",
+            "start",
+            "w.py",
+            "--max-memory",
+            "300M",
+            "--cron-restart",
+            "0 3 * * *",
+            "--stop-exit-codes",
+            "0,3",
+            "--watch-delay",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(args.max_memory, Some(300 << 20));
+        assert_eq!(args.cron_restart.as_deref(), Some("0 3 * * *"));
+        assert_eq!(args.stop_exit_codes, [0, 3]);
+        assert_eq!(args.watch_delay.0, 2_000);
+        let err =
+            start_args(&["sup", "start", "w.py", "--cron-restart", "0 25 * * *"]).unwrap_err();
+        assert!(
+            err.contains("invalid cron expression \"0 25 * * *\""),
+            "{err}"
+        );
+        let err = start_args(&["sup", "start", "w.py", "--max-memory", "300X"]).unwrap_err();
+        assert!(err.contains("unknown unit"), "{err}");
+        let err = start_args(&["sup", "start", "w.py", "--max-memory", "0"]).unwrap_err();
+        assert!(err.contains("above zero"), "{err}");
+        assert!(start_args(&["sup", "start", "w.py", "--stop-exit-codes", "a"]).is_err());
     }
 
     #[test]

@@ -247,7 +247,10 @@ pub(crate) fn existing(home: &Home) -> Result<Client> {
     }
 }
 
-fn start(home: &Home, args: StartArgs) -> Result<()> {
+fn start(home: &Home, mut args: StartArgs) -> Result<()> {
+    let Some(script) = args.take_script() else {
+        bail!("sup start needs a script, command or app: `sup start app.js --watch`");
+    };
     let profiles: Vec<&str> = args
         .env
         .iter()
@@ -256,17 +259,17 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
             EnvArg::Var(..) => None,
         })
         .collect();
-    if config::is_config_file(&args.script) {
+    if config::is_config_file(&script) {
         let file_args = FileArgs {
             only: args.only.clone(),
             profile: profiles.last().map(|p| p.to_string()),
             update_env: args.update_env,
             prune: false,
         };
-        return files::apply(home, &args.script, &file_args, Mode::Restart);
+        return files::apply(home, &script, &file_args, Mode::Restart);
     }
-    if config::Format::of(Path::new(&args.script)).is_some() && !Path::new(&args.script).exists() {
-        bail!("no such config file: {}", args.script);
+    if config::Format::of(Path::new(&script)).is_some() && !Path::new(&script).exists() {
+        bail!("no such config file: {script}");
     }
     if let Some(profile) = profiles.first() {
         bail!("--env {profile}: a profile (env_{profile}) belongs to a config file; to set a variable, use --env KEY=VALUE");
@@ -282,16 +285,15 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let path_var = std::env::var("PATH").unwrap_or_default();
-    let resolved =
-        match resolve::resolve(&args.script, args.interpreter.as_deref(), &cwd, &path_var) {
-            Ok(resolved) => resolved,
-            Err(ResolveError::Invalid(msg)) => bail!(msg),
-            Err(ResolveError::NotFound(what)) => return start_known(home, &what, &args.given),
-        };
+    let resolved = match resolve::resolve(&script, args.interpreter.as_deref(), &cwd, &path_var) {
+        Ok(resolved) => resolved,
+        Err(ResolveError::Invalid(msg)) => bail!(msg),
+        Err(ResolveError::NotFound(what)) => return start_known(home, &what, &args.given),
+    };
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| resolve::default_name(&args.script));
+        .unwrap_or_else(|| resolve::default_name(&script));
     validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
     let mut env = match &args.env_file {
         Some(file) => config::read_env_file(&cwd.join(file))?,
@@ -330,6 +332,16 @@ fn start(home: &Home, args: StartArgs) -> Result<()> {
         on_event: args.on_event.clone(),
         instances: args.instances.resolve(cpus()),
         instance_var: args.instance_var.clone(),
+        max_memory: args.max_memory,
+        cron_restart: args.cron_restart.clone(),
+        watch: args
+            .watch
+            .iter()
+            .map(|p| cwd.join(p).display().to_string())
+            .collect(),
+        ignore_watch: args.ignore_watch.clone(),
+        watch_delay_ms: args.watch_delay.0,
+        stop_exit_codes: args.stop_exit_codes.clone(),
         inherited_env: environment(),
         ..AppSpec::default()
     };

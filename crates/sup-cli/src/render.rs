@@ -230,6 +230,26 @@ fn spec_fields(page: &mut Page, spec: &sup_proto::AppSpec) {
     page.field("stop signal", spec.stop_signal);
     page.field("kill timeout", duration(spec.kill_timeout_ms));
     page.field("env vars", spec.env.len());
+    triggers(page, spec);
+}
+
+/// The restart triggers an app sets; nothing for those it doesn't.
+fn triggers(page: &mut Page, spec: &sup_proto::AppSpec) {
+    page.some("max memory", spec.max_memory.map(bytes));
+    page.some("cron restart", spec.cron_restart.as_ref());
+    if !spec.watch.is_empty() {
+        page.field("watch", spec.watch.join(", "));
+        page.field("watch delay", duration(spec.watch_delay_ms));
+    }
+    page.some(
+        "ignore watch",
+        (!spec.ignore_watch.is_empty()).then(|| spec.ignore_watch.join(", ")),
+    );
+    let codes: Vec<String> = spec.stop_exit_codes.iter().map(i32::to_string).collect();
+    page.some(
+        "stop exit codes",
+        (!codes.is_empty()).then(|| codes.join(",")),
+    );
 }
 
 /// `starting`, `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.

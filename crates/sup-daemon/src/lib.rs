@@ -19,6 +19,7 @@ mod sockcheck;
 mod sockets;
 mod spawn;
 mod supervisor;
+mod watch;
 
 pub use supervisor::HANDOVER_VERSION;
 

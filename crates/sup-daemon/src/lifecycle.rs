@@ -359,7 +359,8 @@ impl Lifecycle {
     fn crashed(&mut self, spec: &AppSpec, exit: ExitKind, failed: bool) -> Vec<Action> {
         self.last_exit = Some(exit);
         let mut actions = vec![Action::KillGroup];
-        if !spec.restart.restarts_after(exit.success() && !failed) {
+        let chosen = matches!(exit, ExitKind::Code(code) if spec.stop_exit_codes.contains(&code));
+        if !spec.restart.restarts_after(exit.success() && !failed) || (chosen && !failed) {
             self.unstable = 0;
             actions.extend(self.enter(Status::Stopped));
             return actions;

@@ -104,6 +104,11 @@ wire_enum! {
         HookFailed = "hook-failed",
         /// The app does not take the sockets sup holds for it.
         SocketNotTaken = "socket-not-taken",
+        /// A trigger restarts or reloads the app (detail: the memory limit
+        /// passed, the schedule, or the file changed).
+        Triggered = "triggered",
+        /// A watched path cannot be watched (detail: which, and why).
+        WatchFailed = "watch-failed",
     }
 }
 

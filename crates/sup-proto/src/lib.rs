@@ -13,6 +13,7 @@ mod kinds;
 pub mod logfmt;
 mod message;
 mod name;
+pub mod schedule;
 pub mod shellwords;
 mod signal;
 pub mod spec;

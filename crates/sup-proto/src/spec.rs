@@ -288,6 +288,23 @@ pub struct AppSpec {
     /// The config file the app was started from (absolute), so that
     /// `sup reload FILE --prune` knows which apps left it.
     pub source: Option<String>,
+    /// Restart an instance whose process tree's resident memory passes
+    /// this many bytes (PM2's `max_memory_restart`).
+    pub max_memory: Option<u64>,
+    /// Restart the app on this schedule (PM2's `cron_restart`): 5 cron
+    /// fields, or 6 with seconds first; see [`crate::schedule`].
+    pub cron_restart: Option<String>,
+    /// Restart the app when a file under these paths changes (relative to
+    /// `cwd`; empty: no watching).
+    pub watch: Vec<String>,
+    /// Changes under paths matching these globs do not count (besides
+    /// `node_modules`, `.git` and the app's own logs, always ignored).
+    pub ignore_watch: Vec<String>,
+    /// A burst of changes restarts the app once, this long after its first
+    /// change; never more often.
+    pub watch_delay_ms: u64,
+    /// Exits with these codes are not restarted (PM2's `stop_exit_codes`).
+    pub stop_exit_codes: Vec<i32>,
 }
 
 impl AppSpec {
@@ -299,6 +316,9 @@ impl AppSpec {
         env
     }
 }
+
+/// Default `watch_delay_ms`: PM2's one second.
+pub const DEFAULT_WATCH_DELAY_MS: u64 = 1_000;
 
 /// Most instances an app may have.
 pub const MAX_INSTANCES: u32 = 1024;
@@ -329,6 +349,12 @@ impl Default for AppSpec {
             inherited_env: BTreeMap::new(),
             namespace: None,
             source: None,
+            max_memory: None,
+            cron_restart: None,
+            watch: Vec::new(),
+            ignore_watch: Vec::new(),
+            watch_delay_ms: DEFAULT_WATCH_DELAY_MS,
+            stop_exit_codes: Vec::new(),
         }
     }
 }

@@ -186,6 +186,8 @@ fn spec() -> BoxedStrategy<AppSpec> {
                     stop,
                     kill,
                 ) = restarts;
+                // The trigger fields reuse drawn values: they round-trip too.
+                let (watch, ignore_watch) = (listen.clone(), vec![cwd.clone()]);
                 AppSpec {
                     name,
                     program,
@@ -207,7 +209,13 @@ fn spec() -> BoxedStrategy<AppSpec> {
                     logs,
                     listen,
                     health,
+                    cron_restart: on_event.clone(),
                     on_event,
+                    max_memory: max_restarts.map(u64::from),
+                    watch,
+                    ignore_watch,
+                    watch_delay_ms: kill,
+                    stop_exit_codes: vec![kill as i32],
                 }
             },
         )

@@ -306,3 +306,24 @@ fn exit_display() {
     assert_eq!(ExitKind::Code(3).to_string(), "exit code 3");
     assert_eq!(ExitKind::Signal(9).to_string(), "signal SIGKILL");
 }
+
+#[test]
+fn stop_exit_codes_are_not_restarted() {
+    let s = AppSpec {
+        stop_exit_codes: vec![0, 3],
+        ..spec(RestartPolicy::Always)
+    };
+    for code in [0, 3] {
+        let mut lc = online(&s);
+        let actions = lc.handle(&s, Event::Exited(ExitKind::Code(code)));
+        assert_eq!(actions, vec![Action::KillGroup], "exit {code}");
+        assert_eq!(lc.status(), Status::Stopped);
+        assert_eq!(lc.restarts(), 0);
+    }
+    // Other codes and signals restart as before.
+    for exit in [ExitKind::Code(1), ExitKind::Signal(3)] {
+        let mut lc = online(&s);
+        lc.handle(&s, Event::Exited(exit));
+        assert_eq!(lc.status(), Status::Launching, "{exit}");
+    }
+}

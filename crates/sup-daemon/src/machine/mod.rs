@@ -14,6 +14,7 @@
 mod reload;
 mod scale;
 mod slot;
+mod trigger;
 
 use crate::health::Verdict;
 use crate::lifecycle::{Event, ExitKind, Lifecycle, TimerKind};
@@ -114,6 +115,14 @@ pub enum Input {
         slot: Option<usize>,
         /// The signal.
         signal: Signal,
+    },
+    /// A trigger asks for fresh instances: reloaded when sockets are held,
+    /// else restarted; nothing happens to an app that is down.
+    Renew {
+        /// One instance (over its memory limit), or all.
+        slot: Option<usize>,
+        /// Why, for the `triggered` event.
+        why: String,
     },
     /// `sup reload`; the answer comes as [`Effect::ReloadDone`] with `token`.
     Reload {
@@ -391,6 +400,7 @@ impl AppMachine {
                 self.each_slot(spec, Event::Stop { by_user: true }, now)
             }
             Input::Reload { token } => self.begin_reload(spec, token, now),
+            Input::Renew { slot, why } => self.renew(spec, slot, why, now),
             Input::Scale { to } => self.scale(spec, to, now),
             Input::OneSlot { slot, input } => self.one_slot(spec, slot, *input, now),
             Input::Remove { slot } => self.remove_slot(spec, slot, now),

@@ -39,13 +39,18 @@ impl AppMachine {
             let result = Ok(why.to_string());
             return self.emit(Effect::ReloadDone { token, result });
         }
-        let mut queue: VecDeque<usize> = self
+        let queue = self
             .slots
             .iter()
             .filter(|(_, s)| !s.leaving)
             .map(|(i, _)| i)
             .collect();
-        let first = queue.pop_front().expect("an app has a slot");
+        self.roll(token, queue);
+    }
+
+    /// Reloads the slots of `queue`, one after the other.
+    pub(super) fn roll(&mut self, token: u64, mut queue: VecDeque<usize>) {
+        let first = queue.pop_front().expect("a slot to reload");
         self.reload = Some(Reload {
             token,
             slot: first,

@@ -702,3 +702,60 @@ fn signal_goes_to_each_main_process_or_one() {
         }]
     );
 }
+
+fn renew(slot: Option<usize>) -> Input {
+    Input::Renew {
+        slot,
+        why: "max memory".into(),
+    }
+}
+
+#[test]
+fn a_trigger_restarts_an_app_without_sockets() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    let effects = h.send(renew(None));
+    assert_eq!(
+        recorded(&effects, EventKind::Triggered).as_deref(),
+        Some("max memory; restarting")
+    );
+    assert_eq!(signalled(&effects, pid), vec![Signal::SIGTERM]);
+    let (_, pids) = h.exit(pid, ExitKind::Signal(15), false);
+    assert_eq!(pids.len(), 1, "restarted once");
+    assert_eq!(h.m.status(), Status::Online);
+}
+
+#[test]
+fn a_trigger_reloads_one_instance_when_sockets_are_held() {
+    let mut h = Harness::with_sockets();
+    h.m = AppMachine::new(2);
+    h.start();
+    let before = running(&h.m);
+    let (effects, pids) = h.run(renew(Some(1)));
+    assert_eq!(
+        recorded(&effects, EventKind::Triggered).as_deref(),
+        Some("max memory; reloading")
+    );
+    assert_eq!(pids.len(), 1, "one new instance");
+    assert_eq!(h.m.reloading_slot(), Some(1));
+    assert!(effects.iter().all(|e| !matches!(e, Effect::Signal { .. })));
+    // Once the new one is up long enough, it replaces slot 1 only.
+    h.advance(h.spec.min_uptime_ms);
+    let up = timer(&effects, |t| matches!(t, Timer::UpLongEnough { .. })).unwrap();
+    h.send(Input::Timer(up));
+    let after = running(&h.m);
+    assert_eq!(after[0], before[0], "slot 0 untouched");
+    assert_eq!(after[1], (1, pids[0]));
+}
+
+#[test]
+fn a_trigger_leaves_a_stopped_app_stopped() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.send(Input::Stop { by_user: true });
+    h.exit(pid, ExitKind::Signal(15), false);
+    let (effects, pids) = h.run(renew(None));
+    assert!(pids.is_empty());
+    assert!(effects.is_empty());
+    assert_eq!(h.m.status(), Status::Stopped);
+}

@@ -69,7 +69,7 @@ impl Supervisor {
             }
             Effect::Status { slot, from, to } => {
                 if to == sup_proto::Status::Online {
-                    self.bind_errors.remove(&id);
+                    self.socket_warnings.remove(&id);
                 }
                 self.state_dirty.insert(id);
                 let name = self.table.get(id).map_or("", |a| a.spec.name.as_str());

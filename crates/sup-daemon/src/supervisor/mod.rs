@@ -13,6 +13,7 @@ mod probes;
 mod reload;
 mod sockcheck;
 mod table;
+mod triggers;
 
 use crate::events::Events;
 use crate::logs::Logs;
@@ -87,6 +88,15 @@ pub enum Msg {
         /// The group id.
         pid: u32,
     },
+    /// An instance does not take the sockets held for it.
+    SocketNotTaken {
+        /// App id.
+        app: u32,
+        /// The instance.
+        pid: u32,
+        /// What to tell the user.
+        why: String,
+    },
     /// The logs of an instance that exited say it could not bind an address
     /// the daemon holds for it.
     BindError {
@@ -119,6 +129,22 @@ pub enum Msg {
     Deadline {
         /// Its pid.
         pid: u32,
+    },
+    /// Time to read the memory of the apps with `--max-memory`.
+    MemoryCheck,
+    /// An app's cron schedule fires.
+    Cron {
+        /// App id.
+        app: u32,
+        /// Which arming of its timer (a spec change re-arms it).
+        seq: u64,
+    },
+    /// An app's file watcher reports.
+    Watch {
+        /// App id.
+        app: u32,
+        /// What it saw.
+        report: crate::watch::Report,
     },
 }
 
@@ -156,9 +182,10 @@ pub struct Supervisor {
     table: Table,
     tx: mpsc::UnboundedSender<Msg>,
     waiters: Vec<Waiter>,
-    /// Apps whose instances exited unable to bind a held address, and what
-    /// to tell the user, until the app is online again.
-    bind_errors: HashMap<u32, String>,
+    /// Apps that do not take their held sockets (an instance listens
+    /// elsewhere, or exits unable to bind the held address), and what to
+    /// tell the user in `describe`, until the app is online again.
+    socket_warnings: HashMap<u32, String>,
     /// Reload requests waiting for their outcome, by token.
     reloads: HashMap<u64, oneshot::Sender<Result<String, String>>>,
     /// Some while shutting down: the `kill` requests to answer once all is down.
@@ -197,6 +224,8 @@ pub struct Supervisor {
         tokio::signal::unix::Signal,
         tokio::signal::unix::Signal,
     )>,
+    /// Memory check, cron timers, file watchers.
+    triggers: triggers::Triggers,
 }
 
 impl Supervisor {
@@ -232,7 +261,7 @@ impl Supervisor {
             tx,
             waiters: Vec::new(),
             reloads: HashMap::new(),
-            bind_errors: HashMap::new(),
+            socket_warnings: HashMap::new(),
             shutdown: None,
             started_at_ms: epoch_ms(SystemTime::now()) as u64,
             logs,
@@ -240,6 +269,7 @@ impl Supervisor {
             probe_cmds: std::collections::HashMap::new(),
             seq: 0,
             escaped_of: Vec::new(),
+            triggers: triggers::Triggers::default(),
         })
     }
 
@@ -263,6 +293,7 @@ impl Supervisor {
                 _ = sigint.recv() => self.begin_shutdown(None, "SIGINT"),
             }
             self.settle();
+            self.sync_triggers();
             self.write_state();
             if self.shutdown.is_some()
                 && self
@@ -319,6 +350,10 @@ impl Supervisor {
             Msg::Applied(pending, result) => self.applied(pending, result),
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::BindError { app, addrs } => self.bind_error(app, addrs),
+            Msg::SocketNotTaken { app, pid, why } => self.socket_not_taken(app, pid, why),
+            Msg::MemoryCheck => self.memory_check(),
+            Msg::Cron { app, seq } => self.cron_fired(app, seq),
+            Msg::Watch { app, report } => self.watch_report(app, report),
             Msg::Deadline { pid } => {
                 // SIGKILL to a process group that is still ours (the pid is indexed until reaped).
                 if self.table.role_of(pid).is_some() {
@@ -571,9 +606,7 @@ impl Supervisor {
                 if with_spec {
                     info.dump_warning = self.dump_warning.clone();
                     info.state_warnings = self.warnings.borrow().clone();
-                    info.socket_warning = self
-                        .sockets_not_taken(id, None)
-                        .or_else(|| self.bind_errors.get(&id).cloned());
+                    info.socket_warning = self.socket_warnings.get(&id).cloned();
                 }
                 infos.push(info);
             }

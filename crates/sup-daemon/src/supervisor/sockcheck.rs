@@ -1,6 +1,6 @@
 //! Telling the user when an app does not take the sockets sup holds for
 //! it (see [`crate::sockcheck`]): checked after a failed liveness probe,
-//! which is when such an app gets restarted, and for `describe`; and when
+//! which is when such an app gets restarted; and when
 //! an instance exits saying the address is in use (it tried to bind the
 //! port sup holds).
 
@@ -23,16 +23,6 @@ const TAIL: u64 = 8 * 1024;
 const EXIT_PREFIX: &str = "its instances exit with \"address already in use\"";
 
 impl Supervisor {
-    /// Why app `id`'s instance `pid` (its main one when None) does not
-    /// take the held sockets, if something says so.
-    pub(super) fn sockets_not_taken(&self, id: u32, pid: Option<u32>) -> Option<String> {
-        let app = self.table.get(id)?;
-        let pid = pid.or_else(|| app.machine.first().running().map(|p| p.pid))?;
-        app.sockets
-            .iter()
-            .find_map(|held| crate::sockcheck::not_taken(&held.addr, &held.fd, pid))
-    }
-
     /// After instance `pid` of an app with held sockets exited with a
     /// failure: reads the end of its logs (off the loop, once its last lines
     /// are written) for "address already in use".
@@ -67,18 +57,39 @@ impl Supervisor {
             tracing::warn!(app = id, "{why}");
             self.record(id, KIND, why.clone());
         }
-        self.bind_errors.insert(id, why);
+        self.socket_warnings.insert(id, why);
     }
 
-    /// After a failed liveness probe of instance `pid`: records a
-    /// `socket-not-taken` event, once per instance.
+    /// After a failed liveness probe of instance `pid`: looks (off the
+    /// loop: /proc/net/tcp can be long on a busy machine) whether the app
+    /// ignores its held sockets; [`Supervisor::socket_not_taken`] tells.
     pub(super) fn check_sockets_taken(&mut self, id: u32, pid: u32) {
-        if self.table.get(id).is_none_or(|a| a.sockets.is_empty()) {
-            return;
-        }
-        let Some(why) = self.sockets_not_taken(id, Some(pid)) else {
+        let Some(app) = self.table.get(id) else {
             return;
         };
+        let held: Vec<(String, std::os::fd::OwnedFd)> = app
+            .sockets
+            .iter()
+            .filter_map(|h| Some((h.addr.clone(), h.fd.try_clone().ok()?)))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let check = tokio::task::spawn_blocking(move || {
+                held.iter()
+                    .find_map(|(addr, fd)| crate::sockcheck::not_taken(addr, fd, pid))
+            });
+            if let Ok(Some(why)) = check.await {
+                let _ = tx.send(Msg::SocketNotTaken { app: id, pid, why });
+            }
+        });
+    }
+
+    /// Instance `pid` of app `id` does not take its held sockets: a
+    /// `socket-not-taken` event, once per instance, and a line in `describe`.
+    pub(super) fn socket_not_taken(&mut self, id: u32, pid: u32, why: String) {
         let prefix = format!("pid {pid}: ");
         let told = self
             .events
@@ -89,6 +100,7 @@ impl Supervisor {
             tracing::warn!(app = id, "{why}");
             self.record(id, KIND, format!("{prefix}{why}"));
         }
+        self.socket_warnings.insert(id, why);
     }
 }
 

@@ -1,0 +1,186 @@
+//! Restart triggers run by the supervisor: the memory check, cron timers
+//! and file watchers. Each ends in [`Input::Renew`]; the machine decides
+//! between a reload and a restart.
+//!
+//! [`Supervisor::sync_triggers`] runs once per turn of the event loop and
+//! brings the timers and watchers in line with the apps' specs: a new app,
+//! a spec change, a delete.
+
+use super::{Msg, Supervisor};
+use crate::machine::Input;
+use crate::watch::{Report, WatchSpec};
+use chrono::Local;
+use std::path::PathBuf;
+use std::time::Duration;
+use sup_proto::schedule::Schedule;
+use sup_proto::{EventKind, Status};
+use tokio::task::JoinHandle;
+
+/// How often the memory of apps with `--max-memory` is read.
+pub const MEMORY_EVERY: Duration = Duration::from_secs(2);
+
+/// The trigger machinery's state.
+#[derive(Default)]
+pub struct Triggers {
+    /// The memory check's timer is armed.
+    memory_armed: bool,
+    /// App -> (its expression, the arming's sequence number).
+    cron: std::collections::HashMap<u32, (String, u64)>,
+    /// App -> (what it watches, the watcher task).
+    watchers: std::collections::HashMap<u32, (WatchSpec, JoinHandle<()>)>,
+}
+
+impl Supervisor {
+    /// Arms what the apps' specs ask for and drops what they no longer do.
+    pub(super) fn sync_triggers(&mut self) {
+        if !self.triggers.memory_armed && self.table.iter().any(|a| a.spec.max_memory.is_some()) {
+            self.triggers.memory_armed = true;
+            self.after(MEMORY_EVERY, Msg::MemoryCheck);
+        }
+        self.sync_cron();
+        self.sync_watchers();
+    }
+
+    /// Reads the memory of every instance of the apps that set a limit;
+    /// renews those over it.
+    pub(super) fn memory_check(&mut self) {
+        let mut over = Vec::new();
+        let mut any = false;
+        for app in self.table.iter() {
+            let Some(limit) = app.spec.max_memory else {
+                continue;
+            };
+            any = true;
+            // A reload under way replaces instances already.
+            if app.machine.reloading_slot().is_some() {
+                continue;
+            }
+            for (slot, s) in app.machine.slots().iter() {
+                let Some(p) = s.running().filter(|_| s.lc().status() == Status::Online) else {
+                    continue;
+                };
+                let rss = crate::procstat::tree_usage(p.pid).rss_bytes;
+                if rss > limit {
+                    let why = format!(
+                        "max memory: instance {slot} (pid {}) uses {} MiB, over {} MiB",
+                        p.pid,
+                        rss >> 20,
+                        limit >> 20
+                    );
+                    over.push((app.id, slot, why));
+                }
+            }
+        }
+        for (id, slot, why) in over {
+            self.apply(
+                id,
+                Input::Renew {
+                    slot: Some(slot),
+                    why,
+                },
+            );
+        }
+        self.triggers.memory_armed = any;
+        if any {
+            self.after(MEMORY_EVERY, Msg::MemoryCheck);
+        }
+    }
+
+    fn sync_cron(&mut self) {
+        let wanted: Vec<(u32, String)> = self
+            .table
+            .iter()
+            .filter_map(|a| a.spec.cron_restart.clone().map(|c| (a.id, c)))
+            .collect();
+        self.triggers
+            .cron
+            .retain(|id, (expr, _)| wanted.iter().any(|(i, e)| i == id && e == expr));
+        for (id, expr) in wanted {
+            if !self.triggers.cron.contains_key(&id) {
+                self.arm_cron(id, expr);
+            }
+        }
+    }
+
+    /// Arms app `id`'s timer for the next time `expr` fires.
+    fn arm_cron(&mut self, id: u32, expr: String) {
+        let seq = self.next_seq();
+        let next = Schedule::parse(&expr).ok().and_then(|s| {
+            let now = Local::now();
+            s.next_after(&now).and_then(|t| (t - now).to_std().ok())
+        });
+        match next {
+            Some(after) => self.after(after, Msg::Cron { app: id, seq }),
+            None => tracing::warn!(app = id, "cron {expr:?} never fires again"),
+        }
+        self.triggers.cron.insert(id, (expr, seq));
+    }
+
+    /// App `id`'s cron timer fired: renew it, if that timer is still its own.
+    pub(super) fn cron_fired(&mut self, id: u32, seq: u64) {
+        let Some((expr, armed)) = self.triggers.cron.get(&id).cloned() else {
+            return;
+        };
+        if armed != seq {
+            return;
+        }
+        let why = format!("cron {expr}");
+        self.apply(id, Input::Renew { slot: None, why });
+        self.arm_cron(id, expr);
+    }
+
+    fn sync_watchers(&mut self) {
+        let mut wanted = Vec::new();
+        for app in self.table.iter() {
+            if app.spec.watch.is_empty() {
+                continue;
+            }
+            let cwd = PathBuf::from(&app.spec.cwd);
+            let logs = [&app.logs.out.path, &app.logs.err.path];
+            wanted.push((
+                app.id,
+                WatchSpec {
+                    roots: app.spec.watch.iter().map(|p| cwd.join(p)).collect(),
+                    ignore: app.spec.ignore_watch.clone(),
+                    logs: logs.into_iter().cloned().collect(),
+                    delay: Duration::from_millis(app.spec.watch_delay_ms),
+                },
+            ));
+        }
+        self.triggers.watchers.retain(|id, (spec, task)| {
+            let keep = wanted.iter().any(|(i, s)| i == id && s == spec);
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (id, spec) in wanted {
+            if !self.triggers.watchers.contains_key(&id) {
+                let task = self.start_watcher(id, spec.clone());
+                self.triggers.watchers.insert(id, (spec, task));
+            }
+        }
+    }
+
+    /// Runs a watcher for app `id`; its reports come back as messages.
+    fn start_watcher(&self, id: u32, spec: WatchSpec) -> JoinHandle<()> {
+        let tx = self.tx.clone();
+        tokio::spawn(crate::watch::run(spec, move |report| {
+            tx.send(Msg::Watch { app: id, report }).is_ok()
+        }))
+    }
+
+    /// A watcher of app `id` reported.
+    pub(super) fn watch_report(&mut self, id: u32, report: Report) {
+        if !self.triggers.watchers.contains_key(&id) {
+            return;
+        }
+        match report {
+            Report::Fired(path) => {
+                let why = format!("watch: {} changed", path.display());
+                self.apply(id, Input::Renew { slot: None, why });
+            }
+            Report::Failed(why) => self.record(id, EventKind::WatchFailed, why),
+        }
+    }
+}
