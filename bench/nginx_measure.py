@@ -473,8 +473,8 @@ class Sup:
     def __init__(self):
         self.up = free_port()
         self.env = {"SUP_HOME": SUP_HOME}
-        # `exec`: the shell becomes gunicorn, so LISTEN_PID names it (this sup
-        # runs a quoted command under `sh -c` as it is).
+        # `exec`: should the line run under `sh -c` (sup before 0.2 ran every
+        # quoted command so), the shell becomes gunicorn and LISTEN_PID names it.
         program = " ".join(["exec"] + GUNICORN + ["-w", "1"]) if PROFILE == "python" else APP
         self.start_cmd = [SUP, "start", program, "--name", "api", "--listen", f"127.0.0.1:{self.up}",
                           "--min-uptime", "300ms", "-i", str(INSTANCES)]

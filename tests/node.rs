@@ -57,6 +57,9 @@ fn an_unmodified_node_app_serves_the_held_socket_from_every_instance() {
     let log = std::fs::read_to_string(sup.home.join("logs/u-err.log")).unwrap();
     assert!(log.contains("adopts the held socket"), "{log}");
     kill_one_instance_under_a_client_loop(&sup, "u", port);
+    // It has no SIGTERM handler: the preload drains it, so a rolling reload
+    // cuts no request the old instances had accepted.
+    reload_under_a_client_loop(&sup, "u", port);
 }
 
 #[test]
@@ -80,4 +83,29 @@ fn the_preload_adopts_only_held_addresses_and_only_in_the_instance() {
     let other: u16 = words[1].parse().unwrap();
     assert_ne!(other, port, "listen(0) got a port of its own");
     assert_eq!(words[2..], ["child", "EADDRINUSE"], "{answer}");
+}
+
+#[test]
+fn a_stopped_instance_finishes_the_requests_it_accepted() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let mark = sup.path("mark");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let app = repo_file("tests/apps/slow.js");
+    let out = sup
+        .command(&["start", &app, "--name", "s", "--listen", &listen, "--wait"])
+        .env("PORT", port.to_string())
+        .env("MARK", &mark)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let request = std::thread::spawn(move || get(port, "/", Duration::from_secs(10)));
+    wait_for("the request arrived", DEADLINE, || mark.exists());
+    // Node's default on SIGTERM is to die at once; the preload drains.
+    sup.ok(&["restart", "s"]);
+    let answer = request.join().unwrap();
+    assert!(answer.is_ok_and(|a| a.ends_with("done")));
 }

@@ -397,3 +397,22 @@ pub fn kill_one_instance_under_a_client_loop(sup: &Sup, name: &str, port: u16) {
     assert!(done >= 50);
     assert_eq!(failures, 0, "failed requests: {errors:?}");
 }
+
+/// Reloads app `name` (serving `port`) while a client loop runs, and asserts
+/// that every instance was replaced, keeping its index, and that no request
+/// failed.
+pub fn reload_under_a_client_loop(sup: &Sup, name: &str, port: u16) {
+    let before = instance_pids(sup, name);
+    let client = Client::start(port, None);
+    let out = sup.ok(&["reload", name, "--timeout", "60s"]);
+    assert!(out.contains("reloaded"), "{out}");
+    let after = instance_pids(sup, name);
+    let (failures, done, errors) = client.finish();
+    assert_eq!(after.len(), before.len());
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(old.0, new.0);
+        assert_ne!(old.1, new.1, "instance {} was replaced", old.0);
+    }
+    assert!(done > 0);
+    assert_eq!(failures, 0, "{failures} of {done} failed: {errors:?}");
+}

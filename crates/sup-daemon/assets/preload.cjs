@@ -32,6 +32,7 @@
     const i = wanted ? addrs.findIndex((a, i) => !adopted.has(i) && matches(a, wanted)) : -1;
     if (i < 0) return listen.apply(this, args);
     adopted.add(i);
+    drainOnStop(this);
     const fd = 3 + i;
     process.stderr.write(`[sup] listen(${describe(wanted)}) adopts the held socket ${held[i]} (fd ${fd})\n`);
     const options = { fd };
@@ -39,6 +40,30 @@
     const rest = wanted.callback ? [wanted.callback] : [];
     return listen.call(this, options, ...rest);
   };
+
+  // Node's default on SIGTERM (sup's stop signal) and SIGINT (PM2's) is to
+  // die at once, cutting the requests this instance has accepted; PM2's
+  // cluster mode drains a worker instead. So, unless the app handles the
+  // signal itself, stop accepting (the other instances take the queue),
+  // finish what is open, then exit.
+  const servers = [];
+  let draining = false;
+  function drainOnStop(server) {
+    servers.push(server);
+    if (servers.length > 1) return;
+    for (const signal of ["SIGTERM", "SIGINT"]) {
+      process.on(signal, function supDrain() {
+        if (process.listenerCount(signal) > 1) return; // the app's own handler decides
+        if (draining) return;
+        draining = true;
+        let open = servers.length;
+        for (const s of servers) {
+          s.close(() => --open === 0 && process.exit(0));
+          if (typeof s.closeIdleConnections === "function") s.closeIdleConnections();
+        }
+      });
+    }
+  }
 
   // "127.0.0.1:3000", "[::1]:3000", ":3000" (every address) or a Unix path.
   function parseHeld(addr) {
