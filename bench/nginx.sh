@@ -8,6 +8,7 @@
 #   bench/nginx.sh                    # uses target/release/sup (built if missing)
 #   SUP_BIN=/path/to/sup bench/nginx.sh
 #   PHASE_S=5 STEADY_S=3 CPU_WINDOW_S=5 bench/nginx.sh   # a quick try (results not comparable)
+#   BENCH_PROFILE=node-cluster bench/nginx.sh   # what runs behind nginx: see bench/cluster.sh
 #
 # nginx runs from a temporary prefix as the current user (never as the system
 # service), with bench/nginx.conf; see bench/nginx_measure.py for what each
@@ -30,6 +31,11 @@ export PATH="$PATH:/usr/sbin"
 if ! command -v pm2 >/dev/null 2>&1; then
     echo "[bench] installing PM2" >&2
     npm install -g pm2 >&2
+fi
+
+if [[ "${BENCH_PROFILE:-}" == python ]] && ! python3 -c 'import gunicorn' 2>/dev/null; then
+    echo "[bench] installing gunicorn" >&2
+    python3 -m pip install gunicorn >&2
 fi
 
 WORK="$(mktemp -d /tmp/supnginx.XXXX)"
@@ -77,7 +83,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$ROOT/bench/results"
-OUT="$ROOT/bench/results/nginx-$(date +%Y-%m-%d).md"
+OUT="$ROOT/bench/results/nginx${BENCH_PROFILE:+-$BENCH_PROFILE}-$(date +%Y-%m-%d).md"
 python3 "$ROOT/bench/nginx_measure.py" --out "$OUT" "$@" &
 MEASURE_PID=$!
 wait "$MEASURE_PID"

@@ -66,7 +66,25 @@ WORK = os.environ["WORK"]
 PM2 = shutil.which("pm2") or "pm2"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 NODE = shutil.which("node") or "node"
-APP = os.path.join(ROOT, "examples", "app.js")
+PY = sys.executable
+# What runs behind nginx (bench/cluster.sh sets it):
+#   node          examples/app.js (takes fd 3 itself), one instance under sup;
+#   node-cluster  examples/unmodified.js (only calls listen(PORT)), `-i 2`
+#                 under sup with no code change (sup's Node preload);
+#   python        gunicorn (examples/wsgi_app.py, reads LISTEN_FDS itself):
+#                 `-i 2` × 1 worker under sup, 2 workers under PM2 fork mode
+#                 and bare (PM2's cluster mode is for Node only).
+PROFILE = os.environ.get("BENCH_PROFILE", "node")
+APP = os.path.join(ROOT, "examples", "unmodified.js" if PROFILE == "node-cluster" else "app.js")
+INSTANCES = 1 if PROFILE == "node" else 2
+GUNICORN = [PY, "-m", "gunicorn", "--chdir", os.path.join(ROOT, "examples"), "wsgi_app:app"]
+
+
+def app_argv(port, workers):
+    """The app as the bare reference and PM2 fork mode run it."""
+    if PROFILE == "python":
+        return GUNICORN + ["-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    return [NODE, APP]
 CONF = os.path.join(ROOT, "bench", "nginx.conf")
 
 CLIENTS = 4
@@ -432,7 +450,7 @@ class Bare:
         # Own session, as under a supervisor: with the scheduler's autogroups
         # (kernel.sched_autogroup_enabled) a session is a scheduling group, and
         # an app sharing one with the load generator gets less CPU.
-        self.proc = subprocess.Popen([NODE, APP], env=dict(os.environ, PORT=str(self.up)), cwd=ROOT,
+        self.proc = subprocess.Popen(app_argv(self.up, INSTANCES), env=dict(os.environ, PORT=str(self.up)), cwd=ROOT,
                                      stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         remember_pid("bare-app", self.proc.pid)
@@ -455,15 +473,22 @@ class Sup:
     def __init__(self):
         self.up = free_port()
         self.env = {"SUP_HOME": SUP_HOME}
-        self.start_cmd = [SUP, "start", APP, "--name", "api", "--listen", f"127.0.0.1:{self.up}",
-                          "--min-uptime", "300ms"]
-        run(self.start_cmd, env=self.env)
+        # `exec`: should the line run under `sh -c` (sup before 0.2 ran every
+        # quoted command so), the shell becomes gunicorn and LISTEN_PID names it.
+        program = " ".join(["exec"] + GUNICORN + ["-w", "1"]) if PROFILE == "python" else APP
+        self.start_cmd = [SUP, "start", program, "--name", "api", "--listen", f"127.0.0.1:{self.up}",
+                          "--min-uptime", "300ms", "-i", str(INSTANCES)]
+        # PORT: an app that only calls listen(PORT) asks for the held port.
+        run(self.start_cmd, env=dict(self.env, PORT=str(self.up)))
 
     def victim(self, k):
-        r = run([SUP, "pid", "api"], env=self.env, check=False)
+        """Pid of instance k % n (the instances in turn)."""
+        r = run([SUP, "list", "--json"], env=self.env, check=False)
         try:
-            return int(r.stdout.split()[0])
-        except (IndexError, ValueError):
+            app = json.loads(r.stdout)[0]
+            instances = app.get("instances") or [app]
+            return int(instances[k % len(instances)]["pid"])
+        except (IndexError, ValueError, KeyError, TypeError):
             return None
 
     def op(self, kind):
@@ -499,7 +524,11 @@ class Pm2:
         # PM2_KILL_SIGNAL (default SIGINT) from its environment when it boots.
         self.env = {"PM2_HOME": self.home, "PM2_KILL_SIGNAL": "SIGTERM"}
         self.ids = [0, 1] if cluster else [0]
-        self.start_cmd = [PM2, "start", APP, "--name", "api"] + (["-i", "2"] if cluster else [])
+        if PROFILE == "python":
+            self.start_cmd = [PM2, "start", PY, "--name", "api", "--interpreter", "none", "--",
+                              *app_argv(self.up, INSTANCES)[1:]]
+        else:
+            self.start_cmd = [PM2, "start", APP, "--name", "api"] + (["-i", "2"] if cluster else [])
         run(self.start_cmd, env=dict(self.env, PORT=str(self.up)))
 
     def victim(self, k):
@@ -762,6 +791,10 @@ def daemon_log_problems():
     return lines
 
 
+def names_of(key):
+    return {"sup": "sup", "pm2_fork": "PM2 fork", "pm2_cluster": "PM2 cluster ×2"}[key]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -779,8 +812,8 @@ def main():
     bare = Bare()
     sup = Sup()
     fork = Pm2(cluster=False)
-    cluster = Pm2(cluster=True)
-    targets = [bare, sup, fork, cluster]
+    cluster = Pm2(cluster=True) if PROFILE != "python" else None
+    targets = [t for t in (bare, sup, fork, cluster) if t]
     nginx = {t.key: Nginx(t.key, t.up) for t in targets}
     for t in targets:
         if t is not bare and not wait_online(t):
@@ -807,7 +840,7 @@ def main():
 
     # 2. faults
     faults = {}
-    for t in (sup, fork, cluster):
+    for t in targets[1:]:
         faults[t.key] = {}
         for kind in ("kill", "restart", "reload"):
             log(f"{t.label}: {kind} once a second for {PHASE_S:.0f} s")
@@ -829,7 +862,7 @@ def main():
             f["nginx_non2xx"] = sum(v for s, v in st.items() if not s.startswith("2"))
 
     # 3. daemon CPU with probes
-    cpu = probe_cpu()
+    cpu = probe_cpu() if PROFILE == "node" else None
 
     problems = daemon_log_problems()
     if problems:
@@ -839,16 +872,23 @@ def main():
 
     # ------------------------------------------------------------ table
     cols = ("sup", "pm2_fork", "pm2_cluster")
+    present = [k for k in cols if k in faults]
     base = rps["bare"]
 
     def tp_cell(k):
+        if k not in rps:
+            return "— (Node only)"
         return f"{rps[k]:.0f} req/s ({100 * rps[k] / base:.1f} %)"
 
     def per_op_cell(k, kind):
+        if k not in faults:
+            return "—"
         f = faults[k][kind]
         return f"{fmt(f['per_op'])} ({f['failed']} / {f['ops']})"
 
     def served_cell(k, kind):
+        if k not in faults:
+            return "—"
         f = faults[k][kind]
         return f"{f['ok']} ({f['rps']:.0f}/s, max {f['max_ms']:.0f} ms)"
 
@@ -857,11 +897,23 @@ def main():
 
     s = faults["sup"]
     sup_tp = rps["sup"] / base
+    if PROFILE == "node":
+        tp_target = f"≥ 95 % of the bare app — sup: {met(sup_tp >= 0.95)}"
+        kill_target = f"≤ 1 — sup: {met(s['kill']['per_op'] <= 1)}"
+    else:
+        # With another instance up, nothing that arrives after a kill may
+        # fail; requests already inside the killed one are counted apart.
+        rival = "pm2_cluster" if "pm2_cluster" in rps else "pm2_fork"
+        after_kill = s["kill"]["failed"] - s["kill"]["inflight"]
+        tp_target = f"≥ {names_of(rival)}'s — sup: {met(rps['sup'] >= rps[rival])}"
+        kill_target = (f"0 after the kill (in flight apart: {s['kill']['inflight']}), ≤ {names_of(rival)}'s, ≤ 1 — "
+                       f"sup: {after_kill} after, "
+                       f"{met(after_kill == 0 and s['kill']['per_op'] <= min(1, faults[rival]['kill']['per_op']))}")
     rows = [
         (f"Throughput through nginx, 4 clients, no faults (bare app: {base:.0f} req/s = 100 %)",
-         *[tp_cell(k) for k in cols], f"≥ 95 % of the bare app — sup: {met(sup_tp >= 0.95)}"),
-        ("`kill -9` of the app once a second: failed requests per kill (failed / kills)",
-         *[per_op_cell(k, "kill") for k in cols], f"≤ 1 — sup: {met(s['kill']['per_op'] <= 1)}"),
+         *[tp_cell(k) for k in cols], tp_target),
+        (f"`kill -9` of {'one instance' if INSTANCES > 1 else 'the app'} once a second: failed requests per kill "
+         "(failed / kills)", *[per_op_cell(k, "kill") for k in cols], kill_target),
         ("… requests served in that phase (rate, slowest success)", *[served_cell(k, "kill") for k in cols], "—"),
         ("`restart` once a second: failed requests per restart", *[per_op_cell(k, "restart") for k in cols],
          f"0 — sup: {met(s['restart']['failed'] == 0)}"),
@@ -869,13 +921,19 @@ def main():
         ("`reload` once a second: failed requests per reload", *[per_op_cell(k, "reload") for k in cols],
          f"0 — sup: {met(s['reload']['failed'] == 0)}"),
         ("… requests served in that phase (rate, slowest success)", *[served_cell(k, "reload") for k in cols], "—"),
-        (f"Daemon CPU, {CPU_APPS} apps probed every 1 s over HTTP, {cpu['probed']['wall_s']:.0f} s "
-         f"(schedstat, % of one core)", f"{cpu['probed']['pct']:.3f} %", "— (no HTTP probes)", "—", "—"),
-        (f"Daemon CPU, {CPU_APPS} apps without probes, same window", f"{cpu['plain']['pct']:.3f} %", "—", "—", "—"),
     ]
+    if cpu:
+        rows += [
+            (f"Daemon CPU, {CPU_APPS} apps probed every 1 s over HTTP, {cpu['probed']['wall_s']:.0f} s "
+             f"(schedstat, % of one core)", f"{cpu['probed']['pct']:.3f} %", "— (no HTTP probes)", "—", "—"),
+            (f"Daemon CPU, {CPU_APPS} apps without probes, same window", f"{cpu['plain']['pct']:.3f} %", "—", "—",
+             "—"),
+        ]
 
     out = []
-    out.append(f"# nginx in front of a Node app: sup vs PM2 — {started:%Y-%m-%d %H:%M}")
+    what = {"node": "a Node app", "node-cluster": "an unmodified Node app, 2 instances",
+            "python": "gunicorn, 2 instances"}[PROFILE]
+    out.append(f"# nginx in front of {what}: sup vs PM2 — {started:%Y-%m-%d %H:%M}")
     out.append("")
     out.append(f"- machine: {platform.node()}, {os.cpu_count()} CPUs, Linux {platform.release()}, "
                f"load average at start {load0[0]:.2f} / {load0[1]:.2f} / {load0[2]:.2f}")
@@ -897,7 +955,7 @@ def main():
                "| latency p50 / p99 / max |")
     out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     names = {"sup": "sup", "pm2_fork": "PM2 fork", "pm2_cluster": "PM2 cluster ×2"}
-    for k in cols:
+    for k in present:
         for kind in ("kill", "restart", "reload"):
             f = faults[k][kind]
             kinds = ", ".join(f"{n}× {e}" for e, n in sorted(f["kinds"].items(), key=lambda x: -x[1])) or "—"
@@ -936,13 +994,18 @@ def main():
                f"`kill -9` hits the pid that `sup pid api` prints, or PM2's pid file (cluster: instance 0 and 1 in "
                f"turn), and only once that process is {KILL_MIN_AGE_S} s old, so that PM2 (min_uptime 1 s, "
                f"16 unstable restarts then errored) keeps restarting.")
+    short = lambda cmd: " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else os.path.basename(c)
+                                 if c.startswith("/") else c for c in cmd)
+    out.append(f"- Profile `{PROFILE}` (BENCH_PROFILE): sup ran `{short(sup.start_cmd)}` (with PORT=P); "
+               f"PM2 ran `{short(fork.start_cmd)}`"
+               + (f" and `{short(cluster.start_cmd)}`" if cluster else "") + " (with PORT=P).")
     out.append("- sup: `sup start examples/app.js --name api --listen 127.0.0.1:P --min-uptime 300ms` (other "
                "options default: restart delay 0, SIGTERM, kill timeout 5 s; no readiness probe, so a reload's new "
                "instance counts as ready after 300 ms up). PM2: `PORT=P pm2 start examples/app.js --name api [-i 2]` with "
                "the daemon started under `PM2_KILL_SIGNAL=SIGTERM`, otherwise PM2 defaults (restart delay 0, "
                "min_uptime 1 s, kill_timeout 1.6 s, listen_timeout 3 s); SIGTERM instead of PM2's default SIGINT "
                "because examples/app.js drains only on SIGTERM. PM2 fork mode has no zero-downtime reload: `pm2 reload` restarts it.")
-    for k in cols:
+    for k in present:
         for kind in ("kill", "restart", "reload"):
             f = faults[k][kind]
             extra = []
@@ -955,7 +1018,8 @@ def main():
             st = lambda L: ", ".join(f"{x.get('status')} r{x.get('restarts')} u{x.get('unstable')}" for x in L)
             extra.append(f"state before: {st(f['before'])}; after: {st(f['after'])}")
             out.append(f"- {names[k]}, {kind}: " + "; ".join(extra) + ".")
-    out.append(f"- Daemon CPU: two sup daemons (own homes) measured in the same {cpu['probed']['wall_s']:.1f} s "
+    if cpu:
+        out.append(f"- Daemon CPU: two sup daemons (own homes) measured in the same {cpu['probed']['wall_s']:.1f} s "
                f"window, {CPU_APPS} apps each (`exec sleep 100000`); one with `--health http://127.0.0.1:P/ "
                f"--health-interval 1s` on every app, all pointed at one Python ThreadingHTTPServer, which answered "
                f"{cpu['probes']} probes in the window ({cpu['probes'] / cpu['probed']['wall_s']:.1f}/s); "

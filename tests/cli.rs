@@ -11,6 +11,7 @@ mod durability;
 mod health;
 mod instances;
 mod logs;
+mod node;
 mod persistence;
 mod processes;
 mod restarts;

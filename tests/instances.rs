@@ -2,26 +2,8 @@
 //! by all, kills and rolling reloads under a client loop.
 
 use crate::support::*;
-use serde_json::Value;
 use std::fs;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{mpsc, Arc};
 use std::time::Duration;
-
-/// Pids of the app's instances, by index.
-fn instance_pids(sup: &Sup, name: &str) -> Vec<(u64, Option<u64>)> {
-    sup.app(name)["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| (i["index"].as_u64().unwrap(), i["pid"].as_u64()))
-        .collect()
-}
-
-fn all_online(app: &Value, n: usize) -> bool {
-    let instances = app["instances"].as_array().unwrap();
-    instances.len() == n && instances.iter().all(|i| i["status"] == "online")
-}
 
 #[test]
 fn each_instance_gets_its_index_and_tags_its_lines() {
@@ -135,57 +117,6 @@ fn one_instance_can_be_stopped_restarted_signalled_and_deleted() {
     assert!(err.contains("instance 7"), "{err}");
 }
 
-/// A client that requests `/` on `port` in a loop, counting failures,
-/// until `stop` is set.
-struct Client {
-    stop: Arc<AtomicBool>,
-    failures: Arc<AtomicU32>,
-    done: Arc<AtomicU32>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Client {
-    /// Starts the loop; with `pause`, it pauses after each request until
-    /// the test lets it go on.
-    fn start(port: u16, pause: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>) -> Client {
-        let stop = Arc::new(AtomicBool::new(false));
-        let failures = Arc::new(AtomicU32::new(0));
-        let done = Arc::new(AtomicU32::new(0));
-        let (s, f, d) = (stop.clone(), failures.clone(), done.clone());
-        let thread = std::thread::spawn(move || {
-            let mut errors = Vec::new();
-            while !s.load(Ordering::SeqCst) {
-                if let Err(e) = get(port, "/", Duration::from_secs(10)) {
-                    f.fetch_add(1, Ordering::SeqCst);
-                    errors.push(e);
-                }
-                d.fetch_add(1, Ordering::SeqCst);
-                if let Some((idle, go)) = &pause {
-                    let _ = idle.send(());
-                    let _ = go.recv();
-                }
-            }
-            errors
-        });
-        Client {
-            stop,
-            failures,
-            done,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> (u32, u32, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        let errors = self.thread.take().unwrap().join().unwrap();
-        (
-            self.failures.load(Ordering::SeqCst),
-            self.done.load(Ordering::SeqCst),
-            errors,
-        )
-    }
-}
-
 /// Starts `web.py` with `n` instances on a held port; returns the port.
 fn start_web(sup: &Sup, n: &str, extra: &[&str]) -> u16 {
     let port = free_port();
@@ -214,49 +145,15 @@ fn web_app_str() -> &'static str {
 fn killing_one_instance_leaves_the_others_serving() {
     let sup = Sup::new();
     let port = start_web(&sup, "2", &[]);
-    let (idle_tx, idle_rx) = mpsc::channel();
-    let (go_tx, go_rx) = mpsc::channel();
-    let client = Client::start(port, Some((idle_tx, go_rx)));
-    idle_rx.recv().unwrap();
-    let victim = instance_pids(&sup, "web")[0].1.unwrap() as u32;
-    // Killed between two requests: nothing is in flight in it, so every
-    // request from now on must be served by the other instance.
-    signal(victim, libc::SIGKILL);
-    go_tx.send(()).unwrap();
-    sup.wait("instance 0 restarted", || {
-        let a = sup.app("web");
-        a["instances"][0]["pid"]
-            .as_u64()
-            .is_some_and(|p| p as u32 != victim)
-            && all_online(&a, 2)
-    });
-    for _ in 0..50 {
-        idle_rx.recv().unwrap();
-        go_tx.send(()).unwrap();
-    }
-    drop(go_tx);
-    let (failures, done, errors) = client.finish();
-    assert!(done >= 50);
-    assert_eq!(failures, 0, "failed requests: {errors:?}");
+    kill_one_instance_under_a_client_loop(&sup, "web", port);
 }
 
 #[test]
 fn rolling_reload_of_four_instances_under_load_fails_no_request() {
     let sup = Sup::new();
     let port = start_web(&sup, "4", &[]);
-    let before = instance_pids(&sup, "web");
-    let client = Client::start(port, None);
-    let out = sup.ok(&["reload", "web", "--timeout", "60s"]);
-    assert!(out.contains("reloaded"), "{out}");
-    let after = instance_pids(&sup, "web");
-    let (failures, done, errors) = client.finish();
-    assert_eq!(after.len(), 4);
-    for (old, new) in before.iter().zip(&after) {
-        assert_eq!(old.0, new.0);
-        assert_ne!(old.1, new.1, "instance {} was replaced", old.0);
-    }
-    assert!(done > 0);
-    assert_eq!(failures, 0, "{failures} of {done} failed: {errors:?}");
+    reload_under_a_client_loop(&sup, "web", port);
+    assert_eq!(instance_pids(&sup, "web").len(), 4);
 }
 
 #[test]

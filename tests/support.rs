@@ -11,7 +11,8 @@ use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// The sup binary under test.
@@ -299,4 +300,119 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> Result<String, String> {
     } else {
         Err(format!("bad answer: {answer:?}"))
     }
+}
+
+/// Pids of the app's instances, by index.
+pub fn instance_pids(sup: &Sup, name: &str) -> Vec<(u64, Option<u64>)> {
+    sup.app(name)["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["index"].as_u64().unwrap(), i["pid"].as_u64()))
+        .collect()
+}
+
+pub fn all_online(app: &Value, n: usize) -> bool {
+    let instances = app["instances"].as_array().unwrap();
+    instances.len() == n && instances.iter().all(|i| i["status"] == "online")
+}
+
+/// A client that requests `/` on `port` in a loop, counting failures,
+/// until `stop` is set.
+pub struct Client {
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicU32>,
+    done: Arc<AtomicU32>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl Client {
+    /// Starts the loop; with `pause`, it pauses after each request until
+    /// the test lets it go on.
+    pub fn start(port: u16, pause: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>) -> Client {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(AtomicU32::new(0));
+        let done = Arc::new(AtomicU32::new(0));
+        let (s, f, d) = (stop.clone(), failures.clone(), done.clone());
+        let thread = std::thread::spawn(move || {
+            let mut errors = Vec::new();
+            while !s.load(Ordering::SeqCst) {
+                if let Err(e) = get(port, "/", Duration::from_secs(10)) {
+                    f.fetch_add(1, Ordering::SeqCst);
+                    errors.push(e);
+                }
+                d.fetch_add(1, Ordering::SeqCst);
+                if let Some((idle, go)) = &pause {
+                    let _ = idle.send(());
+                    let _ = go.recv();
+                }
+            }
+            errors
+        });
+        Client {
+            stop,
+            failures,
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn finish(mut self) -> (u32, u32, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let errors = self.thread.take().unwrap().join().unwrap();
+        (
+            self.failures.load(Ordering::SeqCst),
+            self.done.load(Ordering::SeqCst),
+            errors,
+        )
+    }
+}
+
+/// Kills instance 0 of app `name` (serving `port`) with SIGKILL between two
+/// requests of a client loop, and asserts that the loop sees no failure
+/// while the instance is restarted and for 50 requests after: nothing is in
+/// flight in it, so the others serve every request from the kill on.
+pub fn kill_one_instance_under_a_client_loop(sup: &Sup, name: &str, port: u16) {
+    let n = instance_pids(sup, name).len();
+    let (idle_tx, idle_rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel();
+    let client = Client::start(port, Some((idle_tx, go_rx)));
+    idle_rx.recv().unwrap();
+    let victim = instance_pids(sup, name)[0].1.unwrap() as u32;
+    signal(victim, libc::SIGKILL);
+    go_tx.send(()).unwrap();
+    sup.wait("instance 0 restarted", || {
+        let a = sup.app(name);
+        a["instances"][0]["pid"]
+            .as_u64()
+            .is_some_and(|p| p as u32 != victim)
+            && all_online(&a, n)
+    });
+    for _ in 0..50 {
+        idle_rx.recv().unwrap();
+        go_tx.send(()).unwrap();
+    }
+    drop(go_tx);
+    let (failures, done, errors) = client.finish();
+    assert!(done >= 50);
+    assert_eq!(failures, 0, "failed requests: {errors:?}");
+}
+
+/// Reloads app `name` (serving `port`) while a client loop runs, and asserts
+/// that every instance was replaced, keeping its index, and that no request
+/// failed.
+pub fn reload_under_a_client_loop(sup: &Sup, name: &str, port: u16) {
+    let before = instance_pids(sup, name);
+    let client = Client::start(port, None);
+    let out = sup.ok(&["reload", name, "--timeout", "60s"]);
+    assert!(out.contains("reloaded"), "{out}");
+    let after = instance_pids(sup, name);
+    let (failures, done, errors) = client.finish();
+    assert_eq!(after.len(), before.len());
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(old.0, new.0);
+        assert_ne!(old.1, new.1, "instance {} was replaced", old.0);
+    }
+    assert!(done > 0);
+    assert_eq!(failures, 0, "{failures} of {done} failed: {errors:?}");
 }

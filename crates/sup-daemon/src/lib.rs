@@ -10,6 +10,7 @@ mod machine;
 mod notify;
 mod persist;
 mod plural;
+mod preload;
 mod probe;
 mod procstat;
 mod reaper;

@@ -4,7 +4,7 @@ use super::table::{Instance, Role};
 use super::{Msg, Supervisor};
 use crate::logs::pipe;
 use crate::machine::Role as MRole;
-use crate::{notify, sockets, spawn};
+use crate::{notify, preload, sockets, spawn};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -111,6 +111,13 @@ impl Supervisor {
             env.push(("LISTEN_FDS".into(), pass_fds.len().to_string()));
             let names = vec![app.spec.name.as_str(); pass_fds.len()].join(":");
             env.push(("LISTEN_FDNAMES".into(), names));
+            if preload::is_node(&app.spec.program) {
+                let addrs: Vec<&str> = app.sockets.iter().map(|h| h.addr.as_str()).collect();
+                // Without it the app may still take fd 3 itself.
+                if let Err(e) = preload::add_env(&mut env, &home_dir, &addrs) {
+                    tracing::warn!(app = %app.spec.name, "cannot install the Node preload: {e}");
+                }
+            }
         }
         // The notify task learns the pid once the spawn returned; it cannot
         // run before that, as both share this thread.

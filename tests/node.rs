@@ -1,0 +1,111 @@
+//! Node apps that were never changed, on sockets sup holds: the preload
+//! makes their `listen(PORT)` adopt the handed-over fd.
+
+use crate::support::*;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Whether `node` runs here (it must in CI).
+fn have_node() -> bool {
+    let ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok || !skip("node is not installed")
+}
+
+/// Starts `app` as `name` with `n` instances on a held 127.0.0.1 port,
+/// telling it that port in `PORT` only; returns the port.
+fn start_on_held_port(sup: &Sup, app: &str, name: &str, n: &str) -> u16 {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let args = ["start", app, "--name", name, "-i", n, "--listen", &listen];
+    let out = sup
+        .command(&[&args[..], &["--wait"]].concat())
+        .env("PORT", port.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    port
+}
+
+fn repo_file(path: &str) -> String {
+    format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn an_unmodified_node_app_serves_the_held_socket_from_every_instance() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let port = start_on_held_port(&sup, &repo_file("examples/unmodified.js"), "u", "2");
+    sup.wait("both online", || all_online(&sup.app("u"), 2));
+    let pids: HashSet<String> = instance_pids(&sup, "u")
+        .iter()
+        .map(|(_, pid)| pid.unwrap().to_string())
+        .collect();
+    // One accept queue: the kernel hands connections to both, in no set order.
+    let mut seen = HashSet::new();
+    wait_for("both instances answered", DEADLINE, || {
+        let body = get(port, "/", Duration::from_secs(5)).unwrap();
+        let pid = body.trim_end().rsplit(' ').next().unwrap().to_string();
+        assert!(pids.contains(&pid), "{pid} is not an instance: {body}");
+        seen.insert(pid);
+        seen.len() == 2
+    });
+    let log = std::fs::read_to_string(sup.home.join("logs/u-err.log")).unwrap();
+    assert!(log.contains("adopts the held socket"), "{log}");
+    kill_one_instance_under_a_client_loop(&sup, "u", port);
+    // It has no SIGTERM handler: the preload drains it, so a rolling reload
+    // cuts no request the old instances had accepted.
+    reload_under_a_client_loop(&sup, "u", port);
+}
+
+#[test]
+fn the_preload_adopts_only_held_addresses_and_only_in_the_instance() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let app = repo_file("tests/apps/listen_variants.js");
+    let port = start_on_held_port(&sup, &app, "v", "1");
+    let mut body = String::new();
+    wait_for("it serves", DEADLINE, || {
+        get(port, "/", Duration::from_secs(5)).is_ok_and(|b| {
+            body = b;
+            true
+        })
+    });
+    let answer = body.split("\r\n\r\n").nth(1).unwrap();
+    let words: Vec<&str> = answer.split(' ').collect();
+    assert_eq!(words[0], "other");
+    let other: u16 = words[1].parse().unwrap();
+    assert_ne!(other, port, "listen(0) got a port of its own");
+    assert_eq!(words[2..], ["child", "EADDRINUSE"], "{answer}");
+}
+
+#[test]
+fn a_stopped_instance_finishes_the_requests_it_accepted() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let mark = sup.path("mark");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let app = repo_file("tests/apps/slow.js");
+    let out = sup
+        .command(&["start", &app, "--name", "s", "--listen", &listen, "--wait"])
+        .env("PORT", port.to_string())
+        .env("MARK", &mark)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let request = std::thread::spawn(move || get(port, "/", Duration::from_secs(10)));
+    wait_for("the request arrived", DEADLINE, || mark.exists());
+    // Node's default on SIGTERM is to die at once; the preload drains.
+    sup.ok(&["restart", "s"]);
+    let answer = request.join().unwrap();
+    assert!(answer.is_ok_and(|a| a.ends_with("done")));
+}
