@@ -208,3 +208,42 @@ fn update_keeps_every_instance_running() {
     });
     assert_eq!(sup.app("w")["instances"][1]["index"], 2);
 }
+
+#[test]
+fn split_logs_give_each_instance_its_own_files() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "echo \"hi from $SUP_INSTANCE\"\nexec sleep 1000");
+    sup.ok(&["start", &app, "--name", "w", "-i", "2", "--split-logs"]);
+    let logs = sup.home.join("logs");
+    for i in 0..2 {
+        let file = logs.join(format!("w-out-{i}.log"));
+        wait_for("the instance's own file", DEADLINE, || {
+            fs::read_to_string(&file)
+                .unwrap_or_default()
+                .contains(&format!("hi from {i}"))
+        });
+        let text = fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains('['),
+            "no tag in an instance's own file: {text}"
+        );
+    }
+    assert!(
+        !logs.join("w-out.log").exists()
+            || fs::read_to_string(logs.join("w-out.log"))
+                .unwrap()
+                .is_empty()
+    );
+    let shown = sup.ok(&["logs", "w", "--nostream", "--raw"]);
+    assert!(
+        shown.contains("hi from 0") && shown.contains("hi from 1"),
+        "{shown}"
+    );
+    let describe = sup.ok(&["describe", "w", "--json"]);
+    assert!(describe.contains("w-out-1.log"), "{describe}");
+    // `sup flush` empties every instance's files.
+    sup.ok(&["flush", "w"]);
+    assert!(fs::read_to_string(logs.join("w-out-1.log"))
+        .unwrap()
+        .is_empty());
+}

@@ -334,6 +334,13 @@ pub struct StartArgs {
     /// Rotated log files kept (`<file>.1` is the newest).
     #[arg(long, default_value_t = DEFAULT_LOG_KEEP)]
     pub log_keep: u32,
+    /// One log file per instance (`<name>-out-<N>.log`, PM2's default);
+    /// without it the instances share the app's files, each line tagged `[N]`.
+    #[arg(long, conflicts_with = "merge_logs")]
+    pub split_logs: bool,
+    /// The instances share the app's log files (the default; PM2's flag).
+    #[arg(long)]
+    pub merge_logs: bool,
     /// Socket the daemon binds and holds for the app, passed as fd 3.. (host:port, [v6]:port or a path; repeatable).
     #[arg(long, value_parser = parse_listen, value_name = "ADDR")]
     pub listen: Vec<String>,

@@ -326,6 +326,7 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
             timestamps: args.time && !args.no_time,
             max_size: args.log_max_size.0,
             keep: args.log_keep,
+            per_instance: args.split_logs,
         },
         health,
         listen: args.listen.iter().map(|a| listen_addr(&cwd, a)).collect(),

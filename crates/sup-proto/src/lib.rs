@@ -22,8 +22,8 @@ pub use decode::decode_request;
 pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
 pub use kinds::{ErrorKind, EventKind, HealthStatus};
 pub use message::{
-    AppInfo, EventRecord, HealthInfo, InstanceInfo, LogInfo, Request, RequestEnvelope, Response,
-    ResponseEnvelope, Scale, Severity, Status, Target,
+    AppInfo, EventRecord, HealthInfo, InstanceInfo, InstanceLogs, LogInfo, Request,
+    RequestEnvelope, Response, ResponseEnvelope, Scale, Severity, Status, Target,
 };
 pub use name::{validate_name, NameError};
 pub use signal::{Signal, SignalError};

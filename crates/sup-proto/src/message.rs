@@ -370,6 +370,20 @@ pub struct LogInfo {
     pub dropped_bytes: u64,
     /// The last write error, while writing fails.
     pub error: Option<String>,
+    /// With one file per instance: each instance's files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<InstanceLogs>,
+}
+
+/// The log files of one instance, when each has its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceLogs {
+    /// The instance's index.
+    pub index: u32,
+    /// File holding its stdout.
+    pub out: String,
+    /// File holding its stderr.
+    pub err: String,
 }
 
 /// What the daemon knows about one app. `list --json` prints an array of these.

@@ -149,6 +149,11 @@ pub struct LogSpec {
     pub max_size: u64,
     /// Rotated files kept per log (`<file>.1` is the newest).
     pub keep: u32,
+    /// One file per instance, `<file>-<N>.log` (PM2's `merge_logs: false`);
+    /// by default the instances share the app's files, each line tagged
+    /// `[N]` with its instance.
+    #[serde(default)]
+    pub per_instance: bool,
 }
 
 impl Default for LogSpec {
@@ -160,6 +165,7 @@ impl Default for LogSpec {
             timestamps: DEFAULT_LOG_TIMESTAMPS,
             max_size: DEFAULT_LOG_MAX_SIZE,
             keep: DEFAULT_LOG_KEEP,
+            per_instance: false,
         }
     }
 }

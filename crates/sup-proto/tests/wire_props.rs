@@ -123,6 +123,7 @@ fn logs() -> BoxedStrategy<LogSpec> {
                 timestamps,
                 max_size,
                 keep,
+                per_instance: keep % 2 == 0,
             },
         )
         .boxed()

@@ -82,9 +82,9 @@ const NOT_YET: [&str; 7] = [
     "wait_ready",
 ];
 
-/// PM2 keys whose meaning sup has anyway: one log per app and stream,
-/// instances as separate processes either way.
-const SAME_ANYWAY: [&str; 4] = ["merge_logs", "combine_logs", "exec_mode", "autorestart"];
+/// PM2 keys whose meaning sup has anyway: `combine_logs` (PM2's other
+/// name for a merged log), instances as separate processes either way.
+const SAME_ANYWAY: [&str; 3] = ["combine_logs", "exec_mode", "autorestart"];
 
 /// A warning for a key in [`NOT_YET`] set to `value`, if it asks for something.
 pub fn not_yet(key: &str, value: &Value) -> Option<String> {
@@ -335,6 +335,12 @@ impl<'a> App<'a> {
         }
         if let Some(time) = self.flag("time")? {
             spec.logs.timestamps = time;
+        }
+        // PM2 writes one file per instance unless told to merge; sup shares
+        // the app's files (each line tagged with its instance) unless a file
+        // asks for one per instance in so many words.
+        if self.flag("merge_logs")? == Some(false) {
+            spec.logs.per_instance = true;
         }
         if self.text("log_date_format")?.is_some() {
             spec.logs.timestamps = true;

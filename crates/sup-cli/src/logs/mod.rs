@@ -93,22 +93,48 @@ fn sources(home: &Home, target: &Target, args: &LogsArgs) -> Result<Vec<Source>>
 }
 
 fn app_sources(app: &AppInfo, color: usize, args: &LogsArgs) -> Vec<Source> {
+    // With one file per instance (`--split-logs`), each instance's files,
+    // labelled `app:N`.
+    if !app.logs.instances.is_empty() {
+        return app
+            .logs
+            .instances
+            .iter()
+            .flat_map(|i| {
+                let label = format!("{}:{}", app.name, i.index);
+                files_of(label, &i.out, &i.err, app.logs.timestamps, color, args)
+            })
+            .collect();
+    }
+    let (out, err) = (&app.logs.out, &app.logs.err);
+    files_of(app.name.clone(), out, err, app.logs.timestamps, color, args)
+}
+
+/// The sources of one out/err pair (one, when they are the same file).
+fn files_of(
+    app: String,
+    out: &str,
+    err: &str,
+    timestamps: bool,
+    color: usize,
+    args: &LogsArgs,
+) -> Vec<Source> {
     let source = |stream, path: &str| Source {
-        app: app.name.clone(),
+        app: app.clone(),
         stream,
         path: PathBuf::from(path),
-        timestamps: app.logs.timestamps,
+        timestamps,
         color,
     };
-    if app.logs.out == app.logs.err {
-        return vec![source("log", &app.logs.out)];
+    if out == err {
+        return vec![source("log", out)];
     }
     let mut v = Vec::new();
     if !args.err {
-        v.push(source("out", &app.logs.out));
+        v.push(source("out", out));
     }
     if !args.out {
-        v.push(source("err", &app.logs.err));
+        v.push(source("err", err));
     }
     v
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use sup_home::LogStream;
-use sup_proto::{AppSpec, LogInfo};
+use sup_proto::{AppSpec, InstanceLogs, LogInfo};
 use tokio::sync::oneshot;
 use writer::{HealthMap, Writer, WriterMsg};
 
@@ -58,6 +58,24 @@ impl AppLogs {
             out: target(or_default(&l.out_file, LogStream::Out)),
             err: target(or_default(&l.err_file, LogStream::Err)),
         }
+    }
+
+    /// The files of instance `slot` when each instance has its own
+    /// (`<file>-<N>.log`, as PM2 names them).
+    pub fn of_instance(&self, slot: usize) -> AppLogs {
+        let suffixed = |t: &Arc<Target>| {
+            Arc::new(Target {
+                path: instance_path(&t.path, slot),
+                ..(**t).clone()
+            })
+        };
+        let out = suffixed(&self.out);
+        let err = if self.err.path == self.out.path {
+            out.clone()
+        } else {
+            suffixed(&self.err)
+        };
+        AppLogs { out, err }
     }
 
     fn targets(&self) -> Vec<Arc<Target>> {
@@ -158,6 +176,23 @@ impl Logs {
         });
     }
 
+    /// [`Logs::info`] over an app's files and, with one file per instance,
+    /// each instance's.
+    pub fn info_of(&self, logs: &AppLogs, instances: &[(usize, AppLogs)]) -> LogInfo {
+        let mut info = self.info(logs);
+        for (index, files) in instances {
+            let own = self.info(files);
+            info.dropped_bytes += own.dropped_bytes;
+            info.error = info.error.or(own.error);
+            info.instances.push(InstanceLogs {
+                index: *index as u32,
+                out: own.out,
+                err: own.err,
+            });
+        }
+        info
+    }
+
     /// Paths and health of an app's logs.
     pub fn info(&self, logs: &AppLogs) -> LogInfo {
         let health = self.health.lock().expect("health lock");
@@ -191,4 +226,17 @@ impl Logs {
         });
         tokio::time::timeout(timeout, done_rx).await.ok()?.ok()
     }
+}
+
+/// `app-out.log` → `app-out-2.log`: instance `slot`'s own file.
+fn instance_path(path: &Path, slot: usize) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{slot}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{slot}"),
+    };
+    path.with_file_name(name)
 }

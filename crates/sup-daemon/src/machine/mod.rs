@@ -538,6 +538,11 @@ impl AppMachine {
         })
     }
 
+    /// The slot whose running process is `pid`.
+    pub fn slot_of_pid(&self, pid: u32) -> Option<usize> {
+        self.slot_of(pid)
+    }
+
     /// How many instances the app has, not counting those leaving.
     pub fn instance_count(&self) -> usize {
         self.slots.all().filter(|s| !s.leaving).count()

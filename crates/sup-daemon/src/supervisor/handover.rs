@@ -172,7 +172,8 @@ impl Supervisor {
         let Some(app) = self.table.get_mut(id) else {
             return;
         };
-        let logs = app.logs.clone();
+        let slot = app.machine.slot_of_pid(pid).unwrap_or(0);
+        let logs = app.logs_of(slot);
         for held in &app.sockets {
             set_cloexec(held.fd.as_raw_fd(), true);
         }
@@ -266,14 +267,19 @@ impl Supervisor {
         self.table.skip_ids_below(handover.next_id);
         for app in handover.apps {
             let logs = AppLogs::for_spec(&app.spec, &self.home.logs_dir());
+            let split = app.spec.logs.per_instance;
             let id = self.table.insert_with_id(app.id, app.spec, logs.clone());
             let several = !app.more.is_empty();
             let mut slots = Vec::new();
             for handed in std::iter::once(app.first).chain(app.more) {
-                let tag = several.then_some(handed.index);
+                let tag = (several && !split).then_some(handed.index);
+                let files = match split {
+                    true => logs.of_instance(handed.index),
+                    false => logs.clone(),
+                };
                 let main = handed
                     .instance
-                    .map(|i| self.adopt_instance(id, i, &logs, tag));
+                    .map(|i| self.adopt_instance(id, i, &files, tag));
                 let restart_in = handed.restart_in_ms.map(Duration::from_millis);
                 slots.push(Adopted {
                     index: handed.index,

@@ -44,7 +44,12 @@ impl Supervisor {
         let pid = spawn::spawn(&launch)?;
         drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
-        let (out_target, err_target) = (app.logs.out.clone(), app.logs.err.clone());
+        let files = app.logs_of(slot);
+        let split = app.spec.logs.per_instance;
+        if split {
+            self.logs.open(&files);
+        }
+        let (out_target, err_target) = (files.out, files.err);
         // A slot's new instance writes after the last one's final lines.
         let gates = match role {
             MRole::Main => app.gates.remove(&slot).unwrap_or_default(),
@@ -58,7 +63,8 @@ impl Supervisor {
                 if let Some(app) = self.table.get(id) {
                     // Several instances share the app's log files: each
                     // line says whose it is.
-                    let tag = (app.machine.slots().indices().len() > 1).then_some(slot);
+                    let several = app.machine.slots().indices().len() > 1;
+                    let tag = (several && !split).then_some(slot);
                     for c in &captures {
                         self.logs.tag(c.source, tag);
                     }

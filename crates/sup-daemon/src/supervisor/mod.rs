@@ -535,7 +535,8 @@ impl Supervisor {
         let done: Vec<_> = ids
             .iter()
             .filter_map(|&id| self.table.get(id))
-            .map(|app| self.logs.truncate(&app.logs))
+            .flat_map(|app| app.all_logs())
+            .map(|logs| self.logs.truncate(&logs))
             .collect();
         tokio::spawn(async move {
             for rx in done {
@@ -568,6 +569,9 @@ impl Supervisor {
             if let Some(app) = self.table.get_mut(id) {
                 info!(app = %app.spec.name, "deleted");
                 let gates = app.gates.drain().flat_map(|(_, g)| g).collect();
+                for (_, own) in app.instance_logs() {
+                    self.logs.close_after(&own, Vec::new());
+                }
                 self.logs.close_after(&app.logs, gates);
             }
             self.table.remove(id);
@@ -601,7 +605,7 @@ impl Supervisor {
         let mut infos = Vec::with_capacity(ids.len());
         for &id in ids {
             if let Some(app) = self.table.get_mut(id) {
-                let logs = self.logs.info(&app.logs);
+                let logs = self.logs.info_of(&app.logs, &app.instance_logs());
                 let mut info = app.info(logs, with_spec);
                 if with_spec {
                     info.dump_warning = self.dump_warning.clone();

@@ -30,7 +30,11 @@ impl Supervisor {
         let Some(app) = self.table.get(id).filter(|a| !a.sockets.is_empty()) else {
             return;
         };
-        let files = [app.logs.out.path.clone(), app.logs.err.path.clone()];
+        let files: Vec<_> = app
+            .all_logs()
+            .iter()
+            .flat_map(|l| [l.out.path.clone(), l.err.path.clone()])
+            .collect();
         let addrs: Vec<String> = app.sockets.iter().map(|h| h.addr.clone()).collect();
         let tx = self.tx.clone();
         tokio::spawn(async move {

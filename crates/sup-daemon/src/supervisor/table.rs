@@ -121,6 +121,34 @@ pub enum Role {
 }
 
 impl App {
+    /// The log files instance `slot` writes to: the app's, or its own
+    /// (`--split-logs`).
+    pub fn logs_of(&self, slot: usize) -> AppLogs {
+        if self.spec.logs.per_instance {
+            self.logs.of_instance(slot)
+        } else {
+            self.logs.clone()
+        }
+    }
+
+    /// Every instance's own log files (none unless `--split-logs`).
+    pub fn instance_logs(&self) -> Vec<(usize, AppLogs)> {
+        if !self.spec.logs.per_instance {
+            return Vec::new();
+        }
+        let slots = self.machine.slots().indices();
+        slots
+            .into_iter()
+            .map(|i| (i, self.logs.of_instance(i)))
+            .collect()
+    }
+
+    /// The app's log files and every instance's own.
+    pub fn all_logs(&self) -> Vec<AppLogs> {
+        let own = self.instance_logs().into_iter().map(|(_, l)| l);
+        std::iter::once(self.logs.clone()).chain(own).collect()
+    }
+
     /// A snapshot for clients, with usage read from /proc; `with_spec` adds the spec.
     pub fn info(&mut self, logs: LogInfo, with_spec: bool) -> AppInfo {
         let listen = self.sockets.iter().map(|h| h.addr.clone()).collect();

@@ -136,13 +136,17 @@ impl Supervisor {
                 continue;
             }
             let cwd = PathBuf::from(&app.spec.cwd);
-            let logs = [&app.logs.out.path, &app.logs.err.path];
+            let logs: Vec<_> = app
+                .all_logs()
+                .iter()
+                .flat_map(|l| [l.out.path.clone(), l.err.path.clone()])
+                .collect();
             wanted.push((
                 app.id,
                 WatchSpec {
                     roots: app.spec.watch.iter().map(|p| cwd.join(p)).collect(),
                     ignore: app.spec.ignore_watch.clone(),
-                    logs: logs.into_iter().cloned().collect(),
+                    logs,
                     delay: Duration::from_millis(app.spec.watch_delay_ms),
                 },
             ));

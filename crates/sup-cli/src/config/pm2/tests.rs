@@ -197,3 +197,19 @@ fn bad_apps_are_errors_naming_the_app() {
         "{e}"
     );
 }
+
+#[test]
+fn merge_logs_false_gives_each_instance_its_own_files() {
+    let dir = scratch("merge");
+    let opts = options(&dir);
+    let app = |merge: Value| {
+        let value = json!({"name": "w", "script": "app.js", "instances": 2, "merge_logs": merge});
+        load(&dir, value, &opts).unwrap().apps.remove(0)
+    };
+    assert!(app(json!(false)).logs.per_instance);
+    assert!(!app(json!(true)).logs.per_instance);
+    assert!(
+        !app(Value::Null).logs.per_instance,
+        "sup's default: shared, tagged"
+    );
+}
