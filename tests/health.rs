@@ -250,25 +250,7 @@ fn ten_reloads_fail_no_request() {
 #[test]
 fn a_reload_that_never_gets_ready_keeps_the_old_instance() {
     let sup = Sup::new();
-    let port = free_port();
-    let ready = sup.path("ready");
-    fs::write(&ready, "").unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    sup.command(&[
-        "start",
-        &web_app(),
-        "--name",
-        "web",
-        "--listen",
-        &listen,
-        "--ready-notify",
-        "--ready-timeout",
-        "1s",
-        "--wait",
-    ])
-    .env("READY_FILE", &ready)
-    .status()
-    .unwrap();
+    let (port, ready) = start_notifying_web(&sup, &[]);
     let old = sup.pid("web");
     fs::remove_file(&ready).unwrap();
     let err = sup.fails(&["reload", "web"], 1);
@@ -299,20 +281,7 @@ fn events_are_recorded_and_hooks_run() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // What the follower prints, read as it comes.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let seen = seen.clone();
-        let mut stdout = follower.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stdout.read(&mut buf) {
-                seen.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
+    let (seen, reader) = collect_stdout(&mut follower);
     let pid = sup.pid("api");
     signal(pid, libc::SIGKILL);
     sup.wait("restarted", || sup.app("api")["restarts"] == 1);
@@ -479,19 +448,7 @@ fn events_follow_prints_the_last_few_then_what_happens() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let seen = seen.clone();
-        let mut stdout = follower.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = stdout.read(&mut buf) {
-                seen.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
+    let (seen, reader) = collect_stdout(&mut follower);
     wait_for("the last few events", DEADLINE, || {
         seen.lock().unwrap().lines().count() >= 10
     });

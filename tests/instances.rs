@@ -159,27 +159,7 @@ fn rolling_reload_of_four_instances_under_load_fails_no_request() {
 #[test]
 fn a_reload_whose_new_instance_never_gets_ready_keeps_the_old_ones() {
     let sup = Sup::new();
-    let ready = sup.path("ready");
-    fs::write(&ready, "").unwrap();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    sup.command(&[
-        "start",
-        &web_app(),
-        "--name",
-        "web",
-        "-i",
-        "2",
-        "--listen",
-        &listen,
-        "--ready-notify",
-        "--ready-timeout",
-        "1s",
-        "--wait",
-    ])
-    .env("READY_FILE", &ready)
-    .status()
-    .unwrap();
+    let (port, ready) = start_notifying_web(&sup, &["-i", "2"]);
     sup.wait("both ready", || all_online(&sup.app("web"), 2));
     let before = instance_pids(&sup, "web");
     fs::remove_file(&ready).unwrap();

@@ -416,3 +416,45 @@ pub fn reload_under_a_client_loop(sup: &Sup, name: &str, port: u16) {
     assert!(done > 0);
     assert_eq!(failures, 0, "{failures} of {done} failed: {errors:?}");
 }
+
+/// Starts `web.py` as `web` on a held port with `extra` flags, ready by
+/// sd_notify once the returned file exists (it does at first); waits until
+/// it is ready. Returns the port and that file.
+pub fn start_notifying_web(sup: &Sup, extra: &[&str]) -> (u16, PathBuf) {
+    let ready = sup.path("ready");
+    fs::write(&ready, "").unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let app = web_app();
+    let mut args = vec!["start", app.as_str(), "--name", "web", "--listen", &listen];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--ready-notify", "--ready-timeout", "1s", "--wait"]);
+    let status = sup
+        .command(&args)
+        .env("READY_FILE", &ready)
+        .status()
+        .unwrap();
+    assert!(status.success(), "sup start web failed");
+    (port, ready)
+}
+
+/// Collects what `child` prints on stdout, as it comes, in the background.
+pub fn collect_stdout(
+    child: &mut std::process::Child,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stdout = child.stdout.take().expect("a piped stdout");
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    (seen, reader)
+}
