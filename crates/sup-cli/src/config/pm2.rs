@@ -71,16 +71,8 @@ fn keys(map: &Map<String, Value>) -> String {
 }
 
 /// PM2 keys that sup means to support but does not yet. A value that
-/// turns the feature off (`watch: false`) needs no warning.
-const NOT_YET: [&str; 7] = [
-    "max_memory_restart",
-    "cron_restart",
-    "watch",
-    "ignore_watch",
-    "watch_delay",
-    "stop_exit_codes",
-    "wait_ready",
-];
+/// turns the feature off (`wait_ready: false`) needs no warning.
+const NOT_YET: [&str; 1] = ["wait_ready"];
 
 /// PM2 keys whose meaning sup has anyway: `combine_logs` (PM2's other
 /// name for a merged log), instances as separate processes either way.
@@ -221,6 +213,7 @@ impl<'a> App<'a> {
         self.environment(&mut spec, &cwd)?;
         self.restarts(&mut spec)?;
         self.logs(&mut spec, &cwd)?;
+        self.triggers(&mut spec, &cwd)?;
         self.rest(&mut spec)?;
         Ok(spec)
     }
@@ -351,6 +344,61 @@ impl<'a> App<'a> {
         Ok(())
     }
 
+    /// The restart triggers: memory, schedule, file changes, exit codes.
+    fn triggers(&mut self, spec: &mut AppSpec, cwd: &Path) -> Result<(), ConfigError> {
+        spec.max_memory = self.memory("max_memory_restart")?;
+        let cron = match self.text("cron_restart")? {
+            Some(cron) => Some(cron),
+            None => self.text("cron")?,
+        };
+        if let Some(cron) = cron.filter(|c| !c.trim().is_empty()) {
+            sup_proto::schedule::Schedule::parse(&cron)
+                .map_err(|e| self.fail(format!("cron_restart: {e}")))?;
+            spec.cron_restart = Some(cron.trim().to_string());
+        }
+        spec.watch = match self.fields.remove("watch") {
+            // `watch: true` watches the app's directory, as in PM2.
+            Some(Value::Bool(true)) => vec![cwd.display().to_string()],
+            Some(Value::Bool(false)) | None | Some(Value::Null) => Vec::new(),
+            Some(paths) => {
+                self.fields.insert("watch".into(), paths);
+                let paths = self.list("watch")?;
+                paths
+                    .iter()
+                    .map(|p| resolve::join(cwd, p).display().to_string())
+                    .collect()
+            }
+        };
+        spec.ignore_watch = self.list("ignore_watch")?;
+        if let Some(ms) = self.millis("watch_delay")? {
+            spec.watch_delay_ms = ms;
+        }
+        spec.stop_exit_codes = match self.fields.remove("stop_exit_codes") {
+            None | Some(Value::Null) => Some(Vec::new()),
+            Some(Value::Array(codes)) => codes.iter().map(exit_code).collect::<Option<_>>(),
+            Some(one) => exit_code(&one).map(|c| vec![c]),
+        }
+        .ok_or_else(|| self.fail("stop_exit_codes must be whole numbers"))?;
+        Ok(())
+    }
+
+    /// A size in bytes: a number, or a string such as `"300M"` (PM2's K, M, G).
+    fn memory(&mut self, key: &str) -> Result<Option<u64>, ConfigError> {
+        let bytes = match self.fields.remove(key) {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(None),
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => {
+                Some(crate::args::parse_size(&s).map_err(|e| self.fail(format!("{key}: {e}")))?)
+            }
+            Some(_) => None,
+        };
+        match bytes {
+            Some(0) => Ok(None),
+            Some(n) => Ok(Some(n)),
+            None => Err(self.fail(format!("{key} must be a size such as \"300M\""))),
+        }
+    }
+
     fn rest(&mut self, spec: &mut AppSpec) -> Result<(), ConfigError> {
         if let Some(count) = self.text("instances")? {
             let instances = crate::args::parse_instances(&count)
@@ -403,6 +451,15 @@ impl<'a> App<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// An exit code: a whole number (PM2 also takes it as a string).
+fn exit_code(value: &Value) -> Option<i32> {
+    match value {
+        Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
     }
 }
 

@@ -142,30 +142,87 @@ fn every_key_sup_does_not_carry_is_named() {
     let dir = scratch("warn");
     let loaded = load(
         &dir,
-        json!({"name": "a", "script": "app.js", "watch": ["src"], "ignore_watch": [],
-               "max_memory_restart": "300M", "vizion": false, "source_map_support": true}),
+        json!({"name": "a", "script": "app.js", "wait_ready": true, "watch_options": {},
+               "vizion": false, "source_map_support": true}),
         &options(&dir),
     )
     .unwrap();
     let all = loaded.warnings.join("\n");
-    assert!(all.contains("watch is not supported by sup yet"), "{all}");
-    assert!(all.contains("max_memory_restart is not supported"), "{all}");
     assert!(
-        !all.contains("ignore_watch"),
-        "an empty list asks nothing: {all}"
+        all.contains("wait_ready is not supported by sup yet"),
+        "{all}"
     );
     assert!(
-        all.contains("not supported, ignored: source_map_support, vizion"),
+        all.contains("not supported, ignored: source_map_support, vizion, watch_options"),
         "{all}"
     );
 }
 
 #[test]
 fn not_yet_mapping_sees_off_values() {
-    assert_eq!(not_yet("watch", &json!(false)), None);
-    assert_eq!(not_yet("cron_restart", &json!("")), None);
-    assert!(not_yet("cron_restart", &json!("0 * * * *")).is_some());
-    assert!(not_yet("stop_exit_codes", &json!([0])).is_some());
+    assert_eq!(not_yet("wait_ready", &json!(false)), None);
+    assert_eq!(not_yet("wait_ready", &json!(null)), None);
+    assert!(not_yet("wait_ready", &json!(true)).is_some());
+}
+
+#[test]
+fn restart_triggers_map_onto_the_spec() {
+    let dir = scratch("triggers");
+    let loaded = load(
+        &dir,
+        json!({"apps": [
+            {"name": "a", "script": "app.js", "max_memory_restart": "300M",
+             "cron_restart": "0 3 * * *", "watch": ["src", "/etc/app"],
+             "ignore_watch": ["*.log", "tmp"], "watch_delay": 2500,
+             "stop_exit_codes": [0, "3"]},
+            {"name": "b", "script": "app.js", "max_memory_restart": 1048576,
+             "cron": "*/5 * * * *", "watch": true, "ignore_watch": "cache",
+             "stop_exit_codes": 2},
+            {"name": "c", "script": "app.js", "watch": false, "cron_restart": "",
+             "max_memory_restart": 0, "stop_exit_codes": []},
+        ]}),
+        &options(&dir),
+    )
+    .unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let [a, b, c] = &loaded.apps[..] else {
+        panic!("{:?}", loaded.apps)
+    };
+    assert_eq!(a.max_memory, Some(300 << 20));
+    assert_eq!(a.cron_restart.as_deref(), Some("0 3 * * *"));
+    assert_eq!(
+        a.watch,
+        [dir.join("src").display().to_string(), "/etc/app".into()]
+    );
+    assert_eq!(a.ignore_watch, ["*.log", "tmp"]);
+    assert_eq!(a.watch_delay_ms, 2500);
+    assert_eq!(a.stop_exit_codes, [0, 3]);
+    assert_eq!(b.max_memory, Some(1 << 20));
+    assert_eq!(b.cron_restart.as_deref(), Some("*/5 * * * *"));
+    assert_eq!(b.watch, [dir.display().to_string()]);
+    assert_eq!(b.ignore_watch, ["cache"]);
+    assert_eq!(b.stop_exit_codes, [2]);
+    let off = AppSpec::default();
+    assert_eq!(
+        (&c.max_memory, &c.cron_restart, &c.watch, &c.stop_exit_codes),
+        (
+            &off.max_memory,
+            &off.cron_restart,
+            &off.watch,
+            &off.stop_exit_codes
+        )
+    );
+}
+
+#[test]
+fn bad_trigger_values_are_errors_naming_the_app() {
+    let dir = scratch("badtriggers");
+    let err = |v: Value| load(&dir, v, &options(&dir)).unwrap_err().to_string();
+    let app = |k: &str, v: Value| json!({"name": "t", "script": "app.js", k: v});
+    assert!(err(app("cron_restart", json!("0 25 * * *"))).contains("app \"t\": cron_restart"));
+    assert!(err(app("max_memory_restart", json!("300X"))).contains("max_memory_restart"));
+    assert!(err(app("stop_exit_codes", json!(["x"]))).contains("stop_exit_codes"));
+    assert!(err(app("watch_delay", json!("soon"))).contains("watch_delay"));
 }
 
 #[test]
