@@ -1,8 +1,10 @@
-//! `Request::Apply`: a known app takes a new spec (`sup start FILE`,
-//! `sup reload FILE`, `--update-env`). As with a new app, the spec is on
-//! disk before it is used: the app's state file is written first, and
-//! only then is the app restarted or reloaded with it. If the write fails,
-//! the app keeps its old spec and the request fails with the reason.
+//! New specs for known apps: `Request::Apply` (`sup start FILE`,
+//! `sup reload FILE`, `--update-env`) and `sup scale`. Both take the one
+//! durable path here: each app's state file gets its new spec first; once
+//! all are written the specs are swapped in (logs reopened where they
+//! moved, instances added or stopped to the new count), and only then is
+//! the app restarted, reloaded or left to settle. If a write fails, no
+//! spec changes and the request fails with the reason.
 
 use super::{Answer, Msg, Supervisor, Until};
 use crate::logs::AppLogs;
@@ -11,70 +13,53 @@ use crate::persist::{SavedApp, Snapshot};
 use sup_proto::{AppSpec, ErrorKind, Response, Target};
 use tokio::sync::oneshot;
 
-/// A new spec whose state file is being written.
+/// What happens to the apps once their new specs are in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// Nothing more: answer once the new instance counts settle (`scale`).
+    Settle,
+    /// Restart the app with its new spec (`start FILE`).
+    Restart,
+    /// Reload the app with its new spec (`reload FILE`).
+    Reload,
+}
+
+/// New specs whose state files are being written.
 #[derive(Debug)]
-pub struct PendingApply {
-    id: u32,
-    spec: AppSpec,
-    reload: bool,
+pub struct PendingChange {
+    changes: Vec<(u32, AppSpec)>,
+    then: Then,
     reply: oneshot::Sender<Response>,
 }
 
 impl Supervisor {
-    /// Checks the new spec against the app's and has it written;
-    /// [`Supervisor::applied`] goes on from there.
+    /// `Request::Apply`: checks the new spec against the app's and takes
+    /// the durable path of [`Supervisor::change_specs`].
     pub(super) fn apply_spec(
         &mut self,
         spec: AppSpec,
         reload: bool,
         reply: oneshot::Sender<Response>,
     ) {
-        if let Err(response) = self.check_apply(&spec) {
-            let _ = reply.send(response);
-            return;
-        }
-        let Some((id, app)) = self
-            .table
-            .find_name(&spec.name)
-            .and_then(|id| Some((id, self.table.get(id)?)))
-        else {
-            return;
-        };
-        let saved = SavedApp {
-            spec: &spec,
-            ..super::persistence::saved_app(app, true)
-        };
-        let data = match serde_json::to_vec(&Snapshot::new(vec![saved])) {
-            Ok(data) => data,
-            Err(e) => {
-                let _ = reply.send(Response::error(ErrorKind::Internal, e.to_string()));
-                return;
+        match self.check_apply(&spec) {
+            Ok(id) => {
+                let then = if reload { Then::Reload } else { Then::Restart };
+                self.change_specs(vec![(id, spec)], then, reply);
             }
-        };
-        let (ack, written) = oneshot::channel();
-        self.state.put(id, data, Some(ack));
-        let pending = Box::new(PendingApply {
-            id,
-            spec,
-            reload,
-            reply,
-        });
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let result = written
-                .await
-                .unwrap_or_else(|_| Err("the state writer has stopped".into()));
-            let _ = tx.send(Msg::Applied(pending, result));
-        });
+            Err(response) => {
+                let _ = reply.send(response);
+            }
+        }
     }
 
-    /// The app exists and the new spec keeps what cannot change in place.
-    fn check_apply(&self, spec: &AppSpec) -> Result<(), Response> {
-        let Some(app) = self
+    /// The app's id, if it exists and the new spec keeps what cannot
+    /// change in place.
+    fn check_apply(&self, spec: &AppSpec) -> Result<u32, Response> {
+        let found = self
             .table
             .find_name(&spec.name)
-            .and_then(|id| self.table.get(id))
-        else {
+            .and_then(|id| Some((id, self.table.get(id)?)));
+        let Some((id, app)) = found else {
             return Err(Response::error(
                 ErrorKind::NotFound,
                 format!("no app named {:?}", spec.name),
@@ -95,52 +80,117 @@ impl Supervisor {
                 format!("{}: {} instances", spec.name, spec.instances),
             ));
         }
-        Ok(())
+        Ok(id)
     }
 
-    /// The new spec is on disk (or could not be written): use it and
-    /// restart or reload the app, or refuse with the reason.
-    pub(super) fn applied(&mut self, pending: Box<PendingApply>, result: Result<(), String>) {
-        let PendingApply {
-            id,
-            spec,
-            reload,
+    /// Has each app's state file written with its new spec;
+    /// [`Supervisor::changed`] goes on once all are (or one is not).
+    pub(super) fn change_specs(
+        &mut self,
+        changes: Vec<(u32, AppSpec)>,
+        then: Then,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let mut acks = Vec::with_capacity(changes.len());
+        for (id, spec) in &changes {
+            let Some(app) = self.table.get(*id) else {
+                continue;
+            };
+            let saved = SavedApp {
+                spec,
+                ..super::persistence::saved_app(app, true)
+            };
+            match serde_json::to_vec(&Snapshot::new(vec![saved])) {
+                Ok(data) => {
+                    let (ack, written) = oneshot::channel();
+                    self.state.put(*id, data, Some(ack));
+                    acks.push(written);
+                }
+                Err(e) => {
+                    let _ = reply.send(Response::error(ErrorKind::Internal, e.to_string()));
+                    return;
+                }
+            }
+        }
+        let pending = Box::new(PendingChange {
+            changes,
+            then,
             reply,
-        } = *pending;
+        });
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut result = Ok(());
+            for written in acks {
+                result = result.and(super::appset::outcome(written).await);
+            }
+            let _ = tx.send(Msg::Changed(pending, result));
+        });
+    }
+
+    /// The state files are written (or not): swap the specs in and go on
+    /// as asked, or refuse (the files whose write worked are written
+    /// again with the spec in force).
+    pub(super) fn changed(&mut self, pending: PendingChange, result: Result<(), String>) {
+        let PendingChange {
+            changes,
+            then,
+            reply,
+        } = pending;
         if let Err(why) = result {
-            // The file may hold either spec now: write the one in force.
-            self.state_dirty.insert(id);
-            let message = format!("{} keeps its old spec: {why}", spec.name);
+            self.state_dirty.extend(changes.iter().map(|(id, _)| *id));
+            let message = format!("nothing was changed: {why}");
             let _ = reply.send(Response::error(ErrorKind::Internal, message));
             return;
         }
-        let logs_dir = self.home.logs_dir();
-        let Some(app) = self.table.get_mut(id) else {
-            let _ = reply.send(Response::error(
-                ErrorKind::NotFound,
-                format!("{} was deleted", spec.name),
-            ));
-            return;
+        let names: Vec<String> = changes.iter().map(|(_, s)| s.name.clone()).collect();
+        let ids: Vec<u32> = changes
+            .into_iter()
+            .filter_map(|(id, spec)| self.swap_spec(id, spec).then_some(id))
+            .collect();
+        let one = match (then, ids.first()) {
+            (Then::Settle, _) => return self.answer_when(ids, Until::Settled, reply),
+            (_, Some(&id)) => Target::Id(id),
+            (_, None) => {
+                let gone = format!("{} was deleted", names.join(", "));
+                let _ = reply.send(Response::error(ErrorKind::NotFound, gone));
+                return;
+            }
         };
-        let count = spec.instances as usize;
-        app.logs = AppLogs::for_spec(&spec, &logs_dir);
-        app.spec = spec;
-        let scaled = app.machine.instance_count() != count;
-        let logs = app.logs.clone();
-        self.logs.open(&logs);
-        self.state_dirty.insert(id);
-        if scaled {
-            self.apply(id, Input::Scale { to: count });
-            self.instances_changed(id);
+        if then == Then::Reload {
+            return self.reload(&one, reply);
         }
-        if reload {
-            return self.reload(&Target::Id(id), reply);
-        }
-        match self.each(&Target::Id(id), Input::Restart, Until::Settled) {
+        match self.each(&one, Input::Restart, Until::Settled) {
             Ok(Answer::When(ids, until)) => self.answer_when(ids, until, reply),
             Ok(Answer::Now(response)) | Err(response) => {
                 let _ = reply.send(response);
             }
         }
+    }
+
+    /// Puts `spec` in force for app `id`: its logs reopened if they moved,
+    /// its instances brought to the new count. False if the app is gone.
+    fn swap_spec(&mut self, id: u32, spec: AppSpec) -> bool {
+        let logs_dir = self.home.logs_dir();
+        let Some(app) = self.table.get_mut(id) else {
+            return false;
+        };
+        let count = spec.instances as usize;
+        let logs_moved = app.spec.logs != spec.logs;
+        if logs_moved {
+            app.logs = AppLogs::for_spec(&spec, &logs_dir);
+        }
+        app.spec = spec;
+        let scaled = app.machine.instance_count() != count;
+        if logs_moved {
+            let logs = app.logs.clone();
+            self.logs.open(&logs);
+        }
+        self.state_dirty.insert(id);
+        if scaled {
+            self.apply(id, Input::Scale { to: count });
+        }
+        // The machine has the last word on the count (`instances_changed`).
+        self.instances_changed(id);
+        true
     }
 }

@@ -23,20 +23,11 @@ pub struct PendingAdd {
     reply: oneshot::Sender<Response>,
 }
 
-/// Spec changes waiting for their state files: each app's new spec, and
-/// what to feed its machine once it is on disk.
-#[derive(Debug)]
-pub struct PendingChange {
-    changes: Vec<(u32, AppSpec, Input)>,
-    until: Until,
-    reply: oneshot::Sender<Response>,
-}
-
 /// What the state writer answered for each app of a `delete`.
 pub type Removals = Vec<(u32, Result<(), String>)>;
 
 /// The writer's answer, or why there is none.
-async fn outcome(ack: oneshot::Receiver<Result<(), String>>) -> Result<(), String> {
+pub(super) async fn outcome(ack: oneshot::Receiver<Result<(), String>>) -> Result<(), String> {
     ack.await
         .unwrap_or_else(|_| Err("the state writer has stopped".into()))
 }
@@ -206,81 +197,6 @@ impl Supervisor {
             message.push_str(&format!(" (the other {} apps are deleted)", deleted.len()));
         }
         let _ = reply.send(Response::error(ErrorKind::Internal, message));
-    }
-
-    /// Changes the specs of known apps (`sup scale`): each app's state file
-    /// gets its new spec first; once all are written, the specs are swapped
-    /// in and each machine gets its input; if one cannot be written, the
-    /// request fails and no spec changes.
-    pub(super) fn change_specs(
-        &mut self,
-        changes: Vec<(u32, AppSpec, Input)>,
-        until: Until,
-        reply: oneshot::Sender<Response>,
-    ) {
-        let mut acks = Vec::with_capacity(changes.len());
-        for (id, spec, _) in &changes {
-            let Some(app) = self.table.get(*id) else {
-                continue;
-            };
-            let saved = SavedApp {
-                spec,
-                ..super::persistence::saved_app(app, true)
-            };
-            match serde_json::to_vec(&Snapshot::new(vec![saved])) {
-                Ok(data) => {
-                    let (ack, written) = oneshot::channel();
-                    self.state.put(*id, data, Some(ack));
-                    acks.push(written);
-                }
-                Err(e) => {
-                    let _ = reply.send(Response::error(ErrorKind::Internal, e.to_string()));
-                    return;
-                }
-            }
-        }
-        let pending = Box::new(PendingChange {
-            changes,
-            until,
-            reply,
-        });
-        let tx = self.tx.clone();
-        tokio::spawn(async move {
-            let mut result = Ok(());
-            for written in acks {
-                result = result.and(outcome(written).await);
-            }
-            let _ = tx.send(Msg::Changed(pending, result));
-        });
-    }
-
-    /// The state files of a spec change are written (or not): apply it, or
-    /// refuse (the files of the apps whose write worked are written again
-    /// with their unchanged spec).
-    pub(super) fn changed(&mut self, pending: PendingChange, result: Result<(), String>) {
-        let PendingChange {
-            changes,
-            until,
-            reply,
-        } = pending;
-        if let Err(why) = result {
-            self.state_dirty
-                .extend(changes.iter().map(|(id, _, _)| *id));
-            let message = format!("nothing was changed: {why}");
-            let _ = reply.send(Response::error(ErrorKind::Internal, message));
-            return;
-        }
-        let mut ids = Vec::new();
-        for (id, spec, input) in changes {
-            let Some(app) = self.table.get_mut(id) else {
-                continue;
-            };
-            app.spec = spec;
-            self.apply(id, input);
-            self.instances_changed(id);
-            ids.push(id);
-        }
-        self.answer_when(ids, until, reply);
     }
 
     /// Answers `reply` once `ids` reach `until` (checked after each turn

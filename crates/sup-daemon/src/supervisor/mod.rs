@@ -110,12 +110,11 @@ pub enum Msg {
     Saved,
     /// A new app's state file was written (or could not be).
     Added(Box<appset::PendingAdd>, Result<(), String>),
-    /// A known app's new spec was written (or could not be).
-    Applied(Box<apply::PendingApply>, Result<(), String>),
     /// The state files of a `delete` were removed (or some could not be).
     Removed(appset::Removals, oneshot::Sender<Response>),
-    /// The state files of a spec change are written, or could not be.
-    Changed(Box<appset::PendingChange>, Result<(), String>),
+    /// The state files of a spec change (`Apply`, `scale`) are written,
+    /// or could not be.
+    Changed(Box<apply::PendingChange>, Result<(), String>),
     /// Time to write the state file (changes are coalesced).
     FlushState,
     /// The kill timeout of a process an app left outside its group ran out.
@@ -347,7 +346,6 @@ impl Supervisor {
             Msg::Added(pending, result) => self.added(pending, result),
             Msg::Removed(results, reply) => self.removed(results, reply),
             Msg::Changed(pending, result) => self.changed(*pending, result),
-            Msg::Applied(pending, result) => self.applied(pending, result),
             Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
             Msg::BindError { app, addrs } => self.bind_error(app, addrs),
             Msg::SocketNotTaken { app, pid, why } => self.socket_not_taken(app, pid, why),
@@ -445,19 +443,15 @@ impl Supervisor {
     /// new counts are on disk before they take effect.
     fn scale(&mut self, target: &Target, scale: Scale, reply: oneshot::Sender<Response>) {
         match self.scaled_specs(target, scale) {
-            Ok(changes) => self.change_specs(changes, Until::Settled, reply),
+            Ok(changes) => self.change_specs(changes, apply::Then::Settle, reply),
             Err(response) => {
                 let _ = reply.send(response);
             }
         }
     }
 
-    /// Each app's spec with its new instance count, and the machine's input.
-    fn scaled_specs(
-        &self,
-        target: &Target,
-        scale: Scale,
-    ) -> Result<Vec<(u32, AppSpec, Input)>, Response> {
+    /// Each app's spec with its new instance count.
+    fn scaled_specs(&self, target: &Target, scale: Scale) -> Result<Vec<(u32, AppSpec)>, Response> {
         if target.split().1.is_some() {
             let why = "scale takes an app, not one instance: `sup scale api 4`";
             return Err(Response::error(ErrorKind::BadRequest, why));
@@ -483,13 +477,7 @@ impl Supervisor {
                 instances: wanted as u32,
                 ..app.spec.clone()
             };
-            changes.push((
-                id,
-                spec,
-                Input::Scale {
-                    to: wanted as usize,
-                },
-            ));
+            changes.push((id, spec));
         }
         Ok(changes)
     }
