@@ -13,6 +13,7 @@ mod instances;
 mod logs;
 mod node;
 mod persistence;
+mod pm2;
 mod processes;
 mod restarts;
 mod triggers;

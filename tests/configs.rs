@@ -6,7 +6,7 @@ use crate::support::*;
 use std::fs;
 
 /// The argv, environment and cwd of a running process.
-fn process(pid: u32) -> (Vec<String>, Vec<String>, String) {
+pub(crate) fn process(pid: u32) -> (Vec<String>, Vec<String>, String) {
     let read = |what: &str| fs::read(format!("/proc/{pid}/{what}")).unwrap();
     let split = |bytes: Vec<u8>| -> Vec<String> {
         bytes
@@ -31,7 +31,7 @@ fn printing_app(sup: &Sup) -> String {
     )
 }
 
-fn has_node() -> bool {
+pub(crate) fn has_node() -> bool {
     std::process::Command::new("node")
         .arg("--version")
         .output()

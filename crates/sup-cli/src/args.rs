@@ -114,6 +114,25 @@ pub enum Command {
     Scale(ScaleArgs),
     /// Send a signal to the main process of every instance of apps (or `api:N` for one).
     Signal(SignalArgs),
+    /// Start PM2's saved apps under sup: `sup import pm2` reads $PM2_HOME/dump.pm2 (or ~/.pm2), PM2 need not run.
+    Import(ImportArgs),
+}
+
+/// `sup import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Where from: `pm2` (the list `pm2 save` wrote).
+    pub from: ImportFrom,
+    /// Print the apps as a sup.toml, and what is not carried over; start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What `sup import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportFrom {
+    /// PM2's `dump.pm2`.
+    Pm2,
 }
 
 /// `sup scale`.

@@ -73,9 +73,47 @@ fn known(client: &mut Client) -> Result<BTreeMap<String, AppSpec>> {
         .collect())
 }
 
+/// `sup import pm2`: PM2's saved apps, started as `sup start FILE` starts
+/// a file's (or, with `dry_run`, printed as a sup.toml). PM2's files are
+/// only read.
+pub fn import_pm2(home: &Home, dry_run: bool) -> Result<()> {
+    let options = options(None)?;
+    let pm2_home = config::pm2_home(&options.inherited)
+        .context("neither PM2_HOME nor HOME is set: cannot find PM2's files")?;
+    let dump = pm2_home.join("dump.pm2");
+    if !dump.is_file() {
+        bail!(
+            "{} does not exist: `pm2 save` writes it (set PM2_HOME if PM2 keeps its files elsewhere)",
+            dump.display()
+        );
+    }
+    let loaded = config::load_pm2_dump(&dump, &pm2_home, &options)?;
+    let label = dump.display().to_string();
+    for warning in &loaded.warnings {
+        eprintln!("[sup] not carried over: {warning}");
+    }
+    if dry_run {
+        print!("{}", config::export(&loaded.apps)?);
+        return Ok(());
+    }
+    apply_loaded(home, &loaded, &label, &FileArgs::default(), Mode::Restart)
+}
+
 /// `sup start FILE`, `sup restart FILE`, `sup reload FILE`.
 pub fn apply(home: &Home, file: &str, args: &FileArgs, mode: Mode) -> Result<()> {
     let loaded = load(file, args)?;
+    apply_loaded(home, &loaded, file, args, mode)
+}
+
+/// Starts the apps of `loaded` (read from `file`) that don't run, and
+/// restarts or reloads (`mode`) those that do with their new spec.
+pub fn apply_loaded(
+    home: &Home,
+    loaded: &Loaded,
+    file: &str,
+    args: &FileArgs,
+    mode: Mode,
+) -> Result<()> {
     let mut client = Client::connect_or_spawn(home)?;
     let running = known(&mut client)?;
     let mut failed = 0;
@@ -117,7 +155,7 @@ pub fn apply(home: &Home, file: &str, args: &FileArgs, mode: Mode) -> Result<()>
         }
     }
     if args.prune {
-        failed += prune(&mut client, &loaded, &running)?;
+        failed += prune(&mut client, loaded, &running)?;
     }
     if failed > 0 {
         bail!("{failed} of the apps of {file} failed");

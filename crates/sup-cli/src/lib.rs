@@ -16,7 +16,7 @@ mod targets;
 pub use args::DaemonArgs;
 
 use anyhow::{bail, Context, Result};
-use args::{AppsArgs, Cli, Command, EnvArg, StartArgs, TopCommand};
+use args::{AppsArgs, Cli, Command, EnvArg, ImportFrom, StartArgs, TopCommand};
 use client::{expect_ok, Client};
 use files::{FileArgs, Mode};
 use resolve::ResolveError;
@@ -154,6 +154,9 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Flush(args) => flush(&home, &args.targets),
         Command::Kill => kill(&home),
+        Command::Import(args) => match args.from {
+            ImportFrom::Pm2 => files::import_pm2(&home, args.dry_run),
+        },
     }
 }
 

@@ -7,12 +7,14 @@
 mod env_file;
 mod node;
 mod pm2;
+mod pm2_dump;
 mod sup_toml;
 
 #[cfg(test)]
 mod proptests;
 
 pub use env_file::read as read_env_file;
+pub use pm2_dump::{load as load_pm2_dump, pm2_home};
 pub use sup_toml::export;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,7 +165,7 @@ pub fn load(file: &Path, options: &Options, only: &[String]) -> Result<Loaded, C
 }
 
 /// Every app has a valid name, and no two the same.
-fn check_names(file: &Path, apps: &[AppSpec]) -> Result<(), ConfigError> {
+pub(crate) fn check_names(file: &Path, apps: &[AppSpec]) -> Result<(), ConfigError> {
     if apps.is_empty() {
         return Err(error(file, "no apps in this file"));
     }

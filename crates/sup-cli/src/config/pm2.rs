@@ -41,11 +41,22 @@ pub fn from_value(file: &Path, value: Value, options: &Options) -> Result<Loaded
         .into_iter()
         .enumerate()
         .map(|(i, app)| match app {
-            Value::Object(fields) => App::new(file, fields, options, &mut warnings).build(),
+            Value::Object(fields) => map_app(file, fields, options, &mut warnings),
             _ => Err(error(file, format!("apps[{i}] is not an object"))),
         })
         .collect::<Result<_, _>>()?;
     Ok(Loaded { apps, warnings })
+}
+
+/// One PM2 app object (as in an ecosystem file) mapped onto an
+/// [`AppSpec`]; each key not carried over is named in `warnings`.
+pub fn map_app(
+    file: &Path,
+    fields: Map<String, Value>,
+    options: &Options,
+    warnings: &mut Vec<String>,
+) -> Result<AppSpec, ConfigError> {
+    App::new(file, fields, options, warnings).build()
 }
 
 /// `--env NAME` must name a profile some app of the file has.
