@@ -36,7 +36,7 @@ pub fn from_value(file: &Path, value: Value, options: &Options) -> Result<Loaded
             ))
         }
     };
-    check_profile(file, &apps, options.profile.as_deref())?;
+    check_profile(file, &apps, options.profile.as_deref(), &mut warnings)?;
     let apps = apps
         .into_iter()
         .enumerate()
@@ -59,13 +59,31 @@ pub fn map_app(
     App::new(file, fields, options, warnings).build()
 }
 
-/// `--env NAME` must name a profile some app of the file has.
-fn check_profile(file: &Path, apps: &[Value], profile: Option<&str>) -> Result<(), ConfigError> {
+/// `--env NAME` must name a profile some app of the file has, when the
+/// file has profiles (a typo is an error). A file with none at all starts
+/// with `env` alone, as PM2 does: deploy scripts run `--env production`
+/// against such files.
+fn check_profile(
+    file: &Path,
+    apps: &[Value],
+    profile: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
     let Some(profile) = profile else {
         return Ok(());
     };
     let key = format!("env_{profile}");
     if apps.iter().any(|a| a.get(&key).is_some()) {
+        return Ok(());
+    }
+    let has_profiles = apps
+        .iter()
+        .filter_map(Value::as_object)
+        .any(|a| a.keys().any(|k| k.starts_with("env_") && k != "env_file"));
+    if !has_profiles {
+        warnings.push(format!(
+            "--env {profile}: the file has no profiles (`{key}`); its apps start with `env`, as under PM2"
+        ));
         return Ok(());
     }
     Err(error(

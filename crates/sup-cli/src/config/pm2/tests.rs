@@ -270,3 +270,18 @@ fn merge_logs_false_gives_each_instance_its_own_files() {
         "sup's default: shared, tagged"
     );
 }
+
+#[test]
+fn a_profile_on_a_file_without_profiles_starts_with_env_as_pm2_does() {
+    let dir = scratch("noprofiles");
+    let mut opts = options(&dir);
+    opts.profile = Some("production".into());
+    let app = json!({"apps": [{"script": "app.js", "env": {"A": "1"}}]});
+    let loaded = load(&dir, app, &opts).unwrap();
+    assert_eq!(loaded.apps[0].env.get("A").map(String::as_str), Some("1"));
+    assert!(
+        loaded.warnings.iter().any(|w| w.contains("no profiles")),
+        "{:?}",
+        loaded.warnings
+    );
+}
