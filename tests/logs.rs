@@ -450,3 +450,23 @@ fn timestamps_off_custom_files_and_bad_input() {
     assert!(err.contains("nope"), "{err}");
     sup.fails(&["flush", "nope"], 1);
 }
+
+#[test]
+fn a_missing_log_directory_is_created_as_pm2_does() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "echo hello\nexec sleep 1000");
+    let out = sup.path("logs/deep/out.log");
+    let said = sup.ok(&["start", &app, "--name", "a", "-o", out.to_str().unwrap()]);
+    assert!(said.contains("created"), "{said}");
+    wait_for("the line in the new directory", DEADLINE, || {
+        fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("hello")
+    });
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(sup.path("logs/deep"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+}

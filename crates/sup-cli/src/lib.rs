@@ -733,7 +733,8 @@ fn listen_addr(cwd: &std::path::Path, addr: &str) -> String {
     }
 }
 
-/// A log file given by flag, absolute, in a directory that exists.
+/// A log file given by flag, absolute; its directory is created when
+/// missing (as PM2 does), private to the user.
 fn log_file(cwd: &std::path::Path, file: Option<&str>) -> Result<Option<String>> {
     let Some(file) = file else { return Ok(None) };
     let path = absolute(cwd, file);
@@ -741,10 +742,13 @@ fn log_file(cwd: &std::path::Path, file: Option<&str>) -> Result<Option<String>>
         .parent()
         .unwrap_or(std::path::Path::new("/"));
     if !dir.is_dir() {
-        bail!(
-            "cannot log to {path}: the directory {} does not exist",
-            dir.display()
-        );
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot log to {path}: cannot create {}", dir.display()))?;
+        println!("[sup] created {} for the logs", dir.display());
     }
     // The daemon checks again when it opens the file; this says it at once.
     if let Ok(meta) = std::fs::symlink_metadata(&path) {

@@ -3,7 +3,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sup_proto::logfmt::unfit_log_file;
@@ -309,6 +309,16 @@ fn open_append(path: &Path) -> io::Result<File> {
         }
         match open_flags(path, libc::O_CREAT | libc::O_EXCL) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // A missing directory is created, as PM2 does for `out_file`
+            // in `./logs/`; private to the user, like the files in it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let dir = path.parent().unwrap_or(Path::new("/"));
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|_| e)?;
+            }
             other => return other,
         }
     }
