@@ -447,7 +447,10 @@ mod tests {
     #[test]
     fn failures_buffer_then_drop_and_report() {
         let d = dir("fail");
-        let path = d.join("gone/a.log"); // parent missing: every open fails
+        // The parent is a plain file: every open fails, and so does
+        // creating the directory.
+        fs::write(d.join("gone"), "").unwrap();
+        let path = d.join("gone/a.log");
         let mut log = LogFile::new(path.clone(), 0, 0);
         let mut big = vec![b'x'; FAILURE_BUFFER - 10];
         *big.last_mut().unwrap() = b'\n';
@@ -456,6 +459,7 @@ mod tests {
         log.append(b"yyyyyyyyy\nzzzzzzzzz\nzzzzzzzzz\n");
         assert_eq!(log.health().dropped, 20);
         assert!(log.health().error.as_deref().unwrap().contains("gone"));
+        fs::remove_file(d.join("gone")).unwrap();
         fs::create_dir(d.join("gone")).unwrap();
         log.append(b"back\n");
         let text = fs::read_to_string(&path).unwrap();

@@ -110,7 +110,7 @@ impl AppMachine {
         self.slots[i].health.reset();
         let old_pid = old.map_or(0, |p| p.pid);
         if let Some(old) = old {
-            self.retire(spec, old.pid);
+            self.retire(spec, old.pid, false);
         }
         self.feed(spec, i, Event::Reloaded, now);
         self.start_liveness(spec, i);
@@ -142,9 +142,10 @@ impl AppMachine {
         }
     }
 
-    /// Stops an old instance gracefully, SIGKILL after the kill timeout.
-    fn retire(&mut self, spec: &AppSpec, pid: u32) {
-        self.retired.push(Retired { pid, exited: false });
+    /// Stops an old instance (or what is left of its group, once its main
+    /// process `exited`) gracefully, SIGKILL after the kill timeout.
+    pub(super) fn retire(&mut self, spec: &AppSpec, pid: u32, exited: bool) {
+        self.retired.push(Retired { pid, exited });
         self.emit(Effect::Signal {
             pid,
             signal: stop_signal(spec),

@@ -299,6 +299,16 @@ impl AppMachine {
             )),
             None => Event::Exited(exit),
         };
+        let mut group_alive = group_alive;
+        if group_alive && !spec.listen.is_empty() {
+            // The held socket is the daemon's, so what is left of the group
+            // (gunicorn's workers after their master died) holds no port the
+            // next instance needs: it gets the stop signal and finishes the
+            // requests it accepted, SIGKILL after the kill timeout, while
+            // the next instance starts at once.
+            self.retire(spec, pid, true);
+            group_alive = false;
+        }
         self.gone(spec, i, event, group_alive, now);
     }
 

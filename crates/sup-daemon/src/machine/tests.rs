@@ -759,3 +759,26 @@ fn a_trigger_leaves_a_stopped_app_stopped() {
     assert!(effects.is_empty());
     assert_eq!(h.m.status(), Status::Stopped);
 }
+
+#[test]
+fn with_held_sockets_a_crashed_instances_leftovers_stop_gracefully_while_the_next_starts() {
+    let mut h = Harness::with_sockets();
+    let pid = h.start();
+    // The master died; its workers (same group) still serve on the socket.
+    let (effects, pids) = h.exit(pid, ExitKind::Signal(9), true);
+    assert_eq!(pids.len(), 1, "the next instance starts at once");
+    assert_eq!(
+        signalled(&effects, pid),
+        vec![Signal::SIGTERM],
+        "{effects:?}"
+    );
+    assert_eq!(h.m.retired_pids().collect::<Vec<_>>(), vec![pid]);
+    let deadline = timer(&effects, |t| matches!(t, Timer::RetiredDeadline { .. })).unwrap();
+    assert_eq!(
+        signalled(&h.send(Input::Timer(deadline)), pid),
+        vec![Signal::SIGKILL]
+    );
+    h.send(Input::GroupGone { pid });
+    assert!(h.m.retired_pids().next().is_none());
+    assert_eq!(h.m.status(), Status::Online);
+}
