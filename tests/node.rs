@@ -17,8 +17,13 @@ fn have_node() -> bool {
 /// Starts `app` as `name` with `n` instances on a held 127.0.0.1 port,
 /// telling it that port in `PORT` only; returns the port.
 fn start_on_held_port(sup: &Sup, app: &str, name: &str, n: &str) -> u16 {
+    start_on_held(sup, app, name, n, "127.0.0.1")
+}
+
+/// [`start_on_held_port`] with `--listen HOST:PORT` (HOST may be empty).
+fn start_on_held(sup: &Sup, app: &str, name: &str, n: &str, host: &str) -> u16 {
     let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("{host}:{port}");
     let args = ["start", app, "--name", name, "-i", n, "--listen", &listen];
     let out = sup
         .command(&[&args[..], &["--wait"]].concat())
@@ -60,6 +65,31 @@ fn an_unmodified_node_app_serves_the_held_socket_from_every_instance() {
     // It has no SIGTERM handler: the preload drains it, so a rolling reload
     // cuts no request the old instances had accepted.
     reload_under_a_client_loop(&sup, "u", port);
+}
+
+#[test]
+fn a_port_alone_is_held_on_every_address_and_adopted_by_listen_port() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let port = start_on_held(&sup, &repo_file("examples/unmodified.js"), "w", "1", "");
+    wait_for("it serves on IPv4", DEADLINE, || {
+        get(port, "/", Duration::from_secs(5)).is_ok()
+    });
+    let log = std::fs::read_to_string(sup.home.join("logs/w-err.log")).unwrap();
+    assert!(
+        log.contains(&format!("adopts the held socket :{port}")),
+        "{log}"
+    );
+    if std::net::TcpListener::bind("[::1]:0").is_ok() {
+        let mut s = std::net::TcpStream::connect(("::1", port)).expect("IPv6 too");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(&mut s, b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+        assert!(answer.contains("hello from pid"), "{answer}");
+    }
 }
 
 #[test]

@@ -360,7 +360,7 @@ pub struct StartArgs {
     /// The instances share the app's log files (the default; PM2's flag).
     #[arg(long)]
     pub merge_logs: bool,
-    /// Socket the daemon binds and holds for the app, passed as fd 3.. (host:port, [v6]:port or a path; repeatable).
+    /// Socket the daemon binds and holds for the app, passed as fd 3.. (host:port, [v6]:port, :port for every address, or a path; repeatable).
     #[arg(long, value_parser = parse_listen, value_name = "ADDR")]
     pub listen: Vec<String>,
     /// Liveness probe: HTTP GET of this URL (2xx/3xx passes).
@@ -517,14 +517,10 @@ pub struct EventsArgs {
     pub json: bool,
 }
 
-/// Accepts `host:port` with an IP host, `[v6]:port`, or a Unix socket path.
+/// Accepts `host:port` with an IP host, `[v6]:port`, `:port` (every
+/// address) or a Unix socket path.
 fn parse_listen(text: &str) -> Result<String, String> {
-    if text.contains('/') {
-        return Ok(text.to_string());
-    }
-    text.parse::<std::net::SocketAddr>()
-        .map(|_| text.to_string())
-        .map_err(|_| format!("{text:?} is not IP:port, [IPv6]:port or a socket path"))
+    sup_proto::spec::ListenAddr::parse(text).map(|_| text.to_string())
 }
 
 /// Accepts `host:port` (a name or an IP).
@@ -953,6 +949,9 @@ mod tests {
         assert!(parse_listen("/run/app.sock").is_ok());
         assert!(parse_listen("localhost:3000").is_err());
         assert!(parse_listen("3000").is_err());
+        assert!(parse_listen(":3000").is_ok());
+        assert!(parse_listen(":0").is_err());
+        assert!(parse_listen(":http").is_err());
         assert!(parse_http_url("http://127.0.0.1:3000/health").is_ok());
         assert!(parse_http_url("http://localhost/health").is_ok());
         assert!(parse_http_url("https://x/").is_err());

@@ -7,11 +7,11 @@ use nix::sys::socket::{
     UnixAddr,
 };
 use std::io;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
-use sup_proto::spec::{too_many_sockets, MAX_LISTEN};
+use sup_proto::spec::{too_many_sockets, ListenAddr, MAX_LISTEN};
 
 /// A held listening socket.
 #[derive(Debug)]
@@ -55,30 +55,48 @@ pub fn bind_all(addrs: &[String]) -> Result<Vec<Held>, String> {
 }
 
 /// Binds and listens on one address, close-on-exec (it is passed to apps
-/// explicitly), with SO_REUSEADDR and, for IPv6, IPV6_V6ONLY set.
+/// explicitly), with SO_REUSEADDR. An IPv6 address gets IPV6_V6ONLY;
+/// `:port` is dual-stack `[::]:port`, or `0.0.0.0:port` on a host without
+/// IPv6.
 pub fn bind(addr: &str) -> io::Result<OwnedFd> {
-    if is_unix_path(addr) {
-        return bind_unix(Path::new(addr));
-    }
-    let sa: SocketAddr = addr
-        .parse()
+    let parsed = ListenAddr::parse(addr)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "not host:port or a path"))?;
-    let fd = match sa {
-        SocketAddr::V4(v4) => {
-            let fd = stream_socket(AddressFamily::Inet)?;
-            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-            socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?;
-            fd
-        }
-        SocketAddr::V6(v6) => {
-            let fd = stream_socket(AddressFamily::Inet6)?;
-            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-            setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-            socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))?;
-            fd
+    let fd = match parsed {
+        ListenAddr::Unix(path) => return bind_unix(&path),
+        ListenAddr::Ip(SocketAddr::V4(v4)) => bind_v4(v4)?,
+        ListenAddr::Ip(SocketAddr::V6(v6)) => bind_v6(v6, true)?,
+        ListenAddr::AnyPort(port) => {
+            match bind_v6(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, port, 0, 0), false) {
+                Err(e) if no_ipv6(&e) => bind_v4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?,
+                other => other?,
+            }
         }
     };
     listen(fd)
+}
+
+fn bind_v4(addr: SocketAddrV4) -> io::Result<OwnedFd> {
+    let fd = stream_socket(AddressFamily::Inet)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn::from(addr))?;
+    Ok(fd)
+}
+
+fn bind_v6(addr: SocketAddrV6, v6_only: bool) -> io::Result<OwnedFd> {
+    let fd = stream_socket(AddressFamily::Inet6)?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    setsockopt(&fd, sockopt::Ipv6V6Only, &v6_only)?;
+    socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(addr))?;
+    Ok(fd)
+}
+
+/// The errors of a kernel without IPv6 (or with it disabled): no such
+/// family, or `::` not assignable.
+fn no_ipv6(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL | libc::EPROTONOSUPPORT)
+    )
 }
 
 fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
@@ -157,6 +175,25 @@ mod tests {
         std::fs::write(&path, "not a socket").unwrap();
         assert!(bind(&addr).is_err());
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_port_alone_listens_on_every_address() {
+        // Find a free port, then hold it as `:port`.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listener = std::net::TcpListener::from(bind(&format!(":{port}")).unwrap());
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_ok(), "IPv4");
+        let v6 = listener.local_addr().unwrap().is_ipv6();
+        if v6 {
+            // Dual-stack: IPv6 loopback too, and IPv4 is not free to take.
+            assert!(TcpStream::connect(("::1", port)).is_ok(), "IPv6");
+        }
+        let err = bind(&format!("0.0.0.0:{port}")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRINUSE));
     }
 
     #[test]

@@ -126,6 +126,35 @@ pub fn too_many_sockets(count: usize) -> String {
     )
 }
 
+/// A held socket's address, as `--listen` and the spec's `listen` say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A Unix socket path (anything with a `/`).
+    Unix(std::path::PathBuf),
+    /// `ip:port` or `[ipv6]:port`.
+    Ip(std::net::SocketAddr),
+    /// `:port`: every address, IPv6 and IPv4 alike.
+    AnyPort(u16),
+}
+
+impl ListenAddr {
+    /// Reads `host:port` with an IP host, `[v6]:port`, `:port` or a path.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.contains('/') {
+            return Ok(Self::Unix(text.into()));
+        }
+        if let Some(port) = text.strip_prefix(':') {
+            return match port.parse::<u16>() {
+                Ok(port) if port > 0 => Ok(Self::AnyPort(port)),
+                _ => Err(format!("{text:?}: the port must be 1-65535")),
+            };
+        }
+        text.parse()
+            .map(Self::Ip)
+            .map_err(|_| format!("{text:?} is not IP:port, [IPv6]:port, :port or a socket path"))
+    }
+}
+
 /// Default size at which a log file is rotated.
 pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
 /// Default number of rotated files kept per log.
@@ -271,7 +300,8 @@ pub struct AppSpec {
     /// Log files and rotation.
     pub logs: LogSpec,
     /// Sockets the daemon binds and holds, handed to every instance as fds
-    /// 3.. (`host:port`, `[v6]:port` or a Unix socket path); at most
+    /// 3.. (`host:port`, `[v6]:port`, `:port` for every address, or a Unix
+    /// socket path: see [`ListenAddr`]); at most
     /// [`MAX_LISTEN`].
     pub listen: Vec<String>,
     /// Liveness and readiness checks.
