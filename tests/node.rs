@@ -92,6 +92,63 @@ fn a_port_alone_is_held_on_every_address_and_adopted_by_listen_port() {
     }
 }
 
+/// Asserts that both instances of `name` answer on `port`.
+fn both_instances_answer(sup: &Sup, name: &str, port: u16) {
+    sup.wait("both online", || all_online(&sup.app(name), 2));
+    let pids: HashSet<String> = instance_pids(sup, name)
+        .iter()
+        .map(|(_, pid)| pid.unwrap().to_string())
+        .collect();
+    let mut seen = HashSet::new();
+    wait_for("both instances answered", DEADLINE, || {
+        let body = get(port, "/", Duration::from_secs(5)).unwrap();
+        let pid = body.trim_end().rsplit(' ').next().unwrap().to_string();
+        assert!(pids.contains(&pid), "{pid} is not an instance: {body}");
+        seen.insert(pid);
+        seen.len() == 2
+    });
+}
+
+#[test]
+fn a_pm2_cluster_app_without_listen_shares_one_socket_the_daemon_binds() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let port = free_port();
+    let app = repo_file("examples/unmodified.js");
+    let file = format!(
+        "module.exports = {{ apps: [{{ name: 'c', script: {app:?}, instances: 2,\n\
+         exec_mode: 'cluster', env: {{ PORT: {port} }} }}] }};\n"
+    );
+    std::fs::write(sup.path("ecosystem.config.js"), file).unwrap();
+    sup.ok(&["start", "ecosystem.config.js", "--wait"]);
+    // Online is before the app's first listen(): the address is bound then.
+    wait_for("it serves", DEADLINE, || {
+        get(port, "/", Duration::from_secs(5)).is_ok()
+    });
+    both_instances_answer(&sup, "c", port);
+    let log = std::fs::read_to_string(sup.home.join("logs/c-err.log")).unwrap();
+    assert!(
+        log.contains(&format!("adopts the socket sup holds at :{port}")),
+        "{log}"
+    );
+    // Held from now on: in the spec, and a new instance gets it at spawn.
+    let export = sup.ok(&["export"]);
+    assert!(export.contains(&format!("\":{port}\"")), "{export}");
+    kill_one_instance_under_a_client_loop(&sup, "c", port);
+    let adopted = format!("adopts the held socket :{port} (fd 3)");
+    wait_for("the new instance took it at spawn", DEADLINE, || {
+        std::fs::read_to_string(sup.home.join("logs/c-err.log")).is_ok_and(|l| l.contains(&adopted))
+    });
+    both_instances_answer(&sup, "c", port);
+    // The file, which names no address, applies again without losing it.
+    let out = sup.ok(&["reload", "ecosystem.config.js"]);
+    assert!(out.contains("c: unchanged"), "{out}");
+    sup.ok(&["restart", "ecosystem.config.js"]);
+    both_instances_answer(&sup, "c", port);
+}
+
 #[test]
 fn the_preload_adopts_only_held_addresses_and_only_in_the_instance() {
     if !have_node() {

@@ -122,6 +122,11 @@ pub fn apply_loaded(
         if let (Some(old), false) = (old, args.update_env) {
             spec.inherited_env = old.inherited_env.clone();
         }
+        // A file without `listen` keeps the addresses the daemon holds,
+        // such as those it bound for a cluster-mode app's first listen().
+        if let Some(old) = old.filter(|_| spec.listen.is_empty()) {
+            spec.listen = old.listen.clone();
+        }
         let name = spec.name.clone();
         let result = match old {
             None => one(

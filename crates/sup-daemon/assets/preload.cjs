@@ -7,6 +7,12 @@
 // fastify all end in net.Server's listen) adopts the held socket, fd 3 + i,
 // instead of binding the port itself, which would fail: sup already has it.
 // Every other listen is left alone. The app's files are never touched.
+//
+// In cluster mode (SUP_BIND=1, with Node's IPC channel to the daemon in
+// NODE_CHANNEL_FD), a listen on a port sup does not hold yet asks the
+// daemon to bind it, as PM2's cluster master does for its workers: the
+// daemon answers with the listening socket in Node's own handle message,
+// holds it from then on, and gives it to every instance.
 "use strict";
 
 (function supPreload() {
@@ -14,14 +20,16 @@
   // The fds are this process's only: a child that inherits the environment
   // (and NODE_OPTIONS) has another pid and must not adopt anything.
   if (env.LISTEN_PID !== String(process.pid)) return;
-  const count = Number(env.LISTEN_FDS);
+  const count = Number(env.LISTEN_FDS || 0);
+  const bindable = env.SUP_BIND === "1" && typeof process.send === "function";
   let held;
   try {
     held = JSON.parse(env.SUP_LISTEN || "[]");
   } catch (e) {
     return;
   }
-  if (!Number.isInteger(count) || count < 1 || !Array.isArray(held)) return;
+  if (!Number.isInteger(count) || count < 0 || !Array.isArray(held)) return;
+  if (count < 1 && !bindable) return;
   const addrs = held.slice(0, count).map(parseHeld);
   const adopted = new Set();
   const net = require("net");
@@ -30,7 +38,10 @@
   net.Server.prototype.listen = function supListen(...args) {
     const wanted = requested(args);
     const i = wanted ? addrs.findIndex((a, i) => !adopted.has(i) && matches(a, wanted)) : -1;
-    if (i < 0) return listen.apply(this, args);
+    if (i < 0) {
+      if (bindable && wanted && wanted.port) return viaDaemon(this, wanted, args);
+      return listen.apply(this, args);
+    }
     adopted.add(i);
     drainOnStop(this);
     const fd = 3 + i;
@@ -40,6 +51,31 @@
     const rest = wanted.callback ? [wanted.callback] : [];
     return listen.call(this, options, ...rest);
   };
+
+  // Asks the daemon to bind what `wanted` names; listens on the socket it
+  // sends, or as asked if it cannot. The 'message' listener is there only
+  // while an answer is due: it keeps the channel (and the process) alive.
+  let requests = 0;
+  function viaDaemon(server, wanted, args) {
+    const id = ++requests;
+    const onMessage = (msg, handle) => {
+      if (!msg || msg.sup !== "bound" || msg.id !== id) return;
+      process.removeListener("message", onMessage);
+      if (!handle) {
+        process.stderr.write(`[sup] sup cannot hold listen(${describe(wanted)}): ${msg.error}\n`);
+        listen.apply(server, args);
+        return;
+      }
+      drainOnStop(server);
+      process.stderr.write(`[sup] listen(${describe(wanted)}) adopts the socket sup holds at ${msg.address}\n`);
+      const options = { handle };
+      if (wanted.backlog !== undefined) options.backlog = wanted.backlog;
+      listen.call(server, options, ...(wanted.callback ? [wanted.callback] : []));
+    };
+    process.on("message", onMessage);
+    process.send({ sup: "bind", id, port: wanted.port, host: wanted.host });
+    return server;
+  }
 
   // Node's default on SIGTERM (sup's stop signal) and SIGINT (PM2's) is to
   // die at once, cutting the requests this instance has accepted; PM2's

@@ -4,6 +4,7 @@
 mod events;
 mod groupwatch;
 mod health;
+mod ipc;
 mod lifecycle;
 mod logs;
 mod machine;

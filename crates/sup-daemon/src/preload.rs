@@ -28,6 +28,13 @@ pub fn is_node(program: &Program) -> bool {
     matches!(name, Some("node" | "nodejs"))
 }
 
+/// Whether instances of `spec` bind nothing themselves: the daemon binds
+/// what they listen on and shares it (PM2's cluster mode, for a Node app
+/// with more than one instance).
+pub fn binds_on_listen(spec: &sup_proto::AppSpec) -> bool {
+    is_node(&spec.program) && spec.instances > 1
+}
+
 /// Adds what a Node instance needs to adopt the held sockets at `addrs`
 /// (in fd order): the preload, installed in `home`, appended to its
 /// `NODE_OPTIONS`, and [`ADDRS_VAR`].

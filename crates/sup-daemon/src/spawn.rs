@@ -22,6 +22,9 @@ pub const PRIVATE_ENV: &[&str] = &[
     "INVOCATION_ID",
 ];
 
+/// Most fds passed beyond stdio: the held sockets and an IPC channel.
+const MAX_PASSED: usize = MAX_LISTEN + 1;
+
 /// Room for the decimal pid after `LISTEN_PID=`.
 const PID_DIGITS: usize = 20;
 
@@ -40,8 +43,8 @@ pub struct Launch<'a> {
     pub stdout: Option<&'a OwnedFd>,
     /// stderr.
     pub stderr: Option<&'a OwnedFd>,
-    /// Fds handed over as 3, 4, ... (held listening sockets; beyond
-    /// [`MAX_LISTEN`], the rest are not passed).
+    /// Fds handed over as 3, 4, ... (held listening sockets, then an IPC
+    /// channel; beyond [`MAX_PASSED`], the rest are not passed).
     pub pass_fds: Vec<RawFd>,
     /// Set `LISTEN_PID` to the child's own pid.
     pub listen_pid: bool,
@@ -167,7 +170,7 @@ impl Child<'_> {
         if err_write < 0 {
             fail(self.err_write);
         }
-        let mut sources = [-1; 3 + MAX_LISTEN];
+        let mut sources = [-1; 3 + MAX_PASSED];
         let wanted = self
             .stdio
             .iter()

@@ -1,5 +1,6 @@
 //! Starting instances and helper processes (command probes, hooks).
 
+use super::channel::Channel;
 use super::table::{Instance, Role};
 use super::{Msg, Supervisor};
 use crate::logs::pipe;
@@ -29,6 +30,7 @@ impl Supervisor {
             pass_fds,
             notify,
             pid_cell,
+            channel,
         } = self.prepare_instance(id, slot)?;
         let app = self.table.get_mut(id).ok_or("no such app")?;
         let launch = spawn::Launch {
@@ -44,6 +46,9 @@ impl Supervisor {
         let pid = spawn::spawn(&launch)?;
         drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
+        if let Some(channel) = channel {
+            channel.serve(self.tx.clone(), id, pid_cell.clone());
+        }
         let files = app.logs_of(slot);
         let split = app.spec.logs.per_instance;
         if split {
@@ -112,12 +117,26 @@ impl Supervisor {
             env.retain(|(k, _)| k != var);
             env.push((var.into(), slot.to_string()));
         }
-        let pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
+        let mut pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
+        // The IPC channel, if any, comes after the held sockets.
+        let bind = preload::binds_on_listen(&app.spec);
+        let channel = if bind {
+            let fd = 3 + pass_fds.len();
+            Some(Channel::new(&mut env, fd).map_err(|e| e.to_string())?)
+        } else {
+            None
+        };
+        if bind {
+            let addrs: Vec<&str> = app.sockets.iter().map(|h| h.addr.as_str()).collect();
+            if let Err(e) = preload::add_env(&mut env, &home_dir, &addrs) {
+                tracing::warn!(app = %app.spec.name, "cannot install the Node preload: {e}");
+            }
+        }
         if !pass_fds.is_empty() {
             env.push(("LISTEN_FDS".into(), pass_fds.len().to_string()));
             let names = vec![app.spec.name.as_str(); pass_fds.len()].join(":");
             env.push(("LISTEN_FDNAMES".into(), names));
-            if preload::is_node(&app.spec.program) {
+            if !bind && preload::is_node(&app.spec.program) {
                 let addrs: Vec<&str> = app.sockets.iter().map(|h| h.addr.as_str()).collect();
                 // Without it the app may still take fd 3 itself.
                 if let Err(e) = preload::add_env(&mut env, &home_dir, &addrs) {
@@ -140,11 +159,13 @@ impl Supervisor {
         } else {
             None
         };
+        pass_fds.extend(channel.as_ref().map(|c| c.theirs.as_raw_fd()));
         Ok(Prepared {
             env,
             pass_fds,
             notify,
             pid_cell,
+            channel,
         })
     }
 
@@ -262,6 +283,7 @@ struct Prepared {
     pass_fds: Vec<i32>,
     notify: Option<crate::notify::NotifySocket>,
     pid_cell: Arc<AtomicU32>,
+    channel: Option<Channel>,
 }
 
 /// The app's environment, without the variables that belong to the daemon's

@@ -4,6 +4,7 @@
 
 mod apply;
 mod appset;
+mod channel;
 mod effects;
 mod events;
 mod handover;
@@ -80,6 +81,15 @@ pub enum Msg {
         app: u32,
         /// The instance.
         pid: u32,
+    },
+    /// An instance of `app` asks the daemon to bind and hold `addr`.
+    Bind {
+        /// App id.
+        app: u32,
+        /// The address.
+        addr: String,
+        /// Where the socket goes.
+        reply: tokio::sync::oneshot::Sender<crate::ipc::BindReply>,
     },
     /// A process group an app's machine watched is empty.
     GroupGone {
@@ -337,6 +347,9 @@ impl Supervisor {
                 self.apply(app, Input::Probed { pid, kind, outcome })
             }
             Msg::Ready { app, pid } => self.apply(app, Input::Ready { pid }),
+            Msg::Bind { app, addr, reply } => {
+                let _ = reply.send(self.bind_for(app, addr));
+            }
             Msg::GroupGone { app, pid } => self.apply(app, Input::GroupGone { pid }),
             Msg::FlushState => self.state_flush_pending = false,
             Msg::Saved => {

@@ -1,0 +1,95 @@
+//! Node instances' IPC channels (see [`crate::ipc`]): set up at spawn,
+//! and the binds their preload asks for, held for the app from then on.
+
+use super::{Msg, Supervisor};
+use crate::ipc::{self, BindReply, Request};
+use crate::sockets::{self, Held};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use sup_proto::spec::{too_many_sockets, MAX_LISTEN};
+use tokio::net::UnixStream;
+use tokio::sync::oneshot;
+use tracing::info;
+
+/// Tells the preload that the daemon binds what the app listens on.
+pub const BIND_VAR: &str = "SUP_BIND";
+
+/// A channel made for an instance about to be spawned.
+#[derive(Debug)]
+pub(super) struct Channel {
+    ours: UnixStream,
+    /// Passed as the fd after the held sockets; closed once spawned.
+    pub theirs: OwnedFd,
+}
+
+impl Channel {
+    /// A channel whose instance end will be fd `fd`, named in `env`.
+    pub(super) fn new(env: &mut Vec<(String, String)>, fd: usize) -> std::io::Result<Self> {
+        let (ours, theirs) = ipc::pair()?;
+        for (key, value) in [
+            ("NODE_CHANNEL_FD", fd.to_string()),
+            ("NODE_CHANNEL_SERIALIZATION_MODE", "json".to_string()),
+            (BIND_VAR, "1".to_string()),
+        ] {
+            env.retain(|(k, _)| k != key);
+            env.push((key.into(), value));
+        }
+        Ok(Channel { ours, theirs })
+    }
+
+    /// Serves the channel of instance `pid_cell` (set once spawned) of
+    /// app `id`, through the supervisor's queue.
+    pub(super) fn serve(
+        self,
+        tx: tokio::sync::mpsc::UnboundedSender<Msg>,
+        id: u32,
+        pid: Arc<AtomicU32>,
+    ) {
+        ipc::serve(self.ours, move |request| match request {
+            Request::Ready => {
+                let pid = pid.load(Ordering::SeqCst);
+                let _ = tx.send(Msg::Ready { app: id, pid });
+                None
+            }
+            Request::Bind { addr, .. } => {
+                let (reply, answer) = oneshot::channel();
+                let _ = tx.send(Msg::Bind {
+                    app: id,
+                    addr,
+                    reply,
+                });
+                Some(answer)
+            }
+        });
+    }
+}
+
+impl Supervisor {
+    /// An instance of app `id` asks for `addr`: the socket already held
+    /// there, or a new one bound and held from now on (in the spec, so
+    /// later instances get it at spawn and `save` keeps it).
+    pub(super) fn bind_for(&mut self, id: u32, addr: String) -> BindReply {
+        let app = self.table.get_mut(id).ok_or("the app is gone")?;
+        let copy = |held: &Held| held.fd.try_clone().map_err(|e| e.to_string());
+        if let Some(held) = app.sockets.iter().find(|h| h.addr == addr) {
+            return Ok((copy(held)?, addr));
+        }
+        if app.sockets.len() >= MAX_LISTEN {
+            return Err(too_many_sockets(app.sockets.len() + 1));
+        }
+        let fd = sockets::bind(&addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        let held = Held {
+            addr: addr.clone(),
+            fd,
+        };
+        let reply = copy(&held)?;
+        info!(app = %app.spec.name, %addr, fd = held.fd.as_raw_fd(), "holding the address an instance listens on");
+        app.sockets.push(held);
+        if !app.spec.listen.contains(&addr) {
+            app.spec.listen.push(addr.clone());
+        }
+        self.state_dirty.insert(id);
+        Ok((reply, addr))
+    }
+}
