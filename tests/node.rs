@@ -196,3 +196,28 @@ fn a_stopped_instance_finishes_the_requests_it_accepted() {
     let answer = request.join().unwrap();
     assert!(answer.is_ok_and(|a| a.ends_with("done")));
 }
+
+#[test]
+fn wait_ready_waits_for_process_send_ready() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let mark = sup.path("mark");
+    let app = repo_file("tests/apps/wait_ready.js");
+    // Longer than --min-uptime, which alone would count as ready.
+    let started = std::time::Instant::now();
+    let out = sup
+        .command(&["start", &app, "--name", "r", "--wait-ready", "--wait"])
+        .env("MARK", &mark)
+        .env("DELAY_MS", "2500")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        mark.exists(),
+        "start --wait returned before the app sent 'ready'"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(2500));
+    assert_eq!(sup.app("r")["status"], "online");
+}

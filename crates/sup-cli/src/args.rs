@@ -396,6 +396,9 @@ pub struct StartArgs {
     /// Readiness: once the app sends READY=1 to its NOTIFY_SOCKET (sd_notify).
     #[arg(long, group = "readiness")]
     pub ready_notify: bool,
+    /// Readiness: once the app calls process.send('ready') (PM2's wait_ready; Node's IPC channel).
+    #[arg(long, group = "readiness")]
+    pub wait_ready: bool,
     /// Time an instance has to become ready.
     #[arg(long, allow_hyphen_values = true, default_value_t = Millis(DEFAULT_READY_TIMEOUT_MS))]
     pub ready_timeout: Millis,

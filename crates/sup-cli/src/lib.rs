@@ -712,7 +712,8 @@ fn probe(http: &Option<String>, tcp: &Option<String>, cmd: &Option<String>) -> O
 fn health_spec(args: &StartArgs) -> HealthSpec {
     let liveness = probe(&args.health, &args.health_tcp, &args.health_cmd);
     let readiness = probe(&args.ready_http, &args.ready_tcp, &args.ready_cmd)
-        .or(args.ready_notify.then_some(Probe::Notify));
+        .or(args.ready_notify.then_some(Probe::Notify))
+        .or(args.wait_ready.then_some(Probe::Message));
     HealthSpec {
         liveness,
         readiness,

@@ -220,6 +220,9 @@ pub enum Probe {
     },
     /// Readiness only: the app sends `READY=1` to its `NOTIFY_SOCKET` (sd_notify).
     Notify,
+    /// Readiness only: the app calls `process.send('ready')` on Node's IPC
+    /// channel (PM2's `wait_ready`).
+    Message,
 }
 
 /// Default time between liveness probes.

@@ -93,6 +93,7 @@ fn probe() -> impl Strategy<Value = Probe> {
         text().prop_map(|addr| Probe::Tcp { addr }),
         text().prop_map(|line| Probe::Cmd { line }),
         Just(Probe::Notify),
+        Just(Probe::Message),
     ]
 }
 

@@ -7,7 +7,7 @@ use crate::resolve::{self, ResolveError, Resolved};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use sup_proto::{AppSpec, Program, RestartPolicy};
+use sup_proto::{AppSpec, Probe, Program, RestartPolicy};
 
 /// The apps of an evaluated PM2 file: `{apps: [...]}`, `[...]` or one app.
 pub fn from_value(file: &Path, value: Value, options: &Options) -> Result<Loaded, ConfigError> {
@@ -99,24 +99,9 @@ fn keys(map: &Map<String, Value>) -> String {
         .join(", ")
 }
 
-/// PM2 keys that sup means to support but does not yet. A value that
-/// turns the feature off (`wait_ready: false`) needs no warning.
-const NOT_YET: [&str; 1] = ["wait_ready"];
-
 /// PM2 keys whose meaning sup has anyway: `combine_logs` (PM2's other
 /// name for a merged log), instances as separate processes either way.
 const SAME_ANYWAY: [&str; 3] = ["combine_logs", "exec_mode", "autorestart"];
-
-/// A warning for a key in [`NOT_YET`] set to `value`, if it asks for something.
-pub fn not_yet(key: &str, value: &Value) -> Option<String> {
-    let off = match value {
-        Value::Null | Value::Bool(false) => true,
-        Value::Array(items) => items.is_empty(),
-        Value::String(s) => s.is_empty(),
-        _ => false,
-    };
-    (!off).then(|| format!("{key} is not supported by sup yet; ignored"))
-}
 
 /// One app object being mapped: the keys not taken yet are what remains.
 struct App<'a> {
@@ -327,6 +312,10 @@ impl<'a> App<'a> {
         if let Some(ms) = self.millis("listen_timeout")? {
             spec.health.ready_timeout_ms = ms;
         }
+        // Ready once it calls process.send('ready'), within listen_timeout.
+        if self.flag("wait_ready")? == Some(true) {
+            spec.health.readiness = Some(Probe::Message);
+        }
         Ok(())
     }
 
@@ -442,11 +431,6 @@ impl<'a> App<'a> {
         spec.instance_var = self.text("instance_var")?;
         spec.namespace = self.text("namespace")?;
         self.user()?;
-        for key in NOT_YET {
-            if let Some(warning) = self.fields.remove(key).and_then(|v| not_yet(key, &v)) {
-                self.warn(warning);
-            }
-        }
         self.fields
             .retain(|k, _| !SAME_ANYWAY.contains(&k.as_str()));
         if !self.fields.is_empty() {

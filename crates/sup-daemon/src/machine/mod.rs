@@ -743,7 +743,7 @@ impl AppMachine {
     /// its socket reports READY=1).
     fn start_readiness(&mut self, spec: &AppSpec, pid: u32) {
         match &spec.health.readiness {
-            None | Some(sup_proto::Probe::Notify) => {}
+            None | Some(sup_proto::Probe::Notify | sup_proto::Probe::Message) => {}
             Some(_) => self.emit(Effect::Probe {
                 pid,
                 kind: ProbeKind::Readiness,

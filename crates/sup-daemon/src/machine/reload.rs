@@ -83,7 +83,7 @@ impl AppMachine {
                 after: Duration::from_millis(spec.min_uptime_ms),
                 timer: Timer::UpLongEnough { pid },
             }),
-            Some(Probe::Notify) => {}
+            Some(Probe::Notify | Probe::Message) => {}
             Some(_) => self.start_readiness(spec, pid),
         }
         self.emit(Effect::Arm {

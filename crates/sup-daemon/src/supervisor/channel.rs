@@ -24,13 +24,21 @@ pub(super) struct Channel {
 }
 
 impl Channel {
-    /// A channel whose instance end will be fd `fd`, named in `env`.
-    pub(super) fn new(env: &mut Vec<(String, String)>, fd: usize) -> std::io::Result<Self> {
+    /// A channel whose instance end will be fd `fd`, named in `env`;
+    /// `bind`: the preload asks the daemon to bind what the app listens on.
+    pub(super) fn new(
+        env: &mut Vec<(String, String)>,
+        fd: usize,
+        bind: bool,
+    ) -> std::io::Result<Self> {
         let (ours, theirs) = ipc::pair()?;
+        env.retain(|(k, _)| k != BIND_VAR);
+        if bind {
+            env.push((BIND_VAR.into(), "1".into()));
+        }
         for (key, value) in [
             ("NODE_CHANNEL_FD", fd.to_string()),
             ("NODE_CHANNEL_SERIALIZATION_MODE", "json".to_string()),
-            (BIND_VAR, "1".to_string()),
         ] {
             env.retain(|(k, _)| k != key);
             env.push((key.into(), value));

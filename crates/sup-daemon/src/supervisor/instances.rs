@@ -120,9 +120,9 @@ impl Supervisor {
         let mut pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
         // The IPC channel, if any, comes after the held sockets.
         let bind = preload::binds_on_listen(&app.spec);
-        let channel = if bind {
+        let channel = if bind || app.spec.health.readiness == Some(Probe::Message) {
             let fd = 3 + pass_fds.len();
-            Some(Channel::new(&mut env, fd).map_err(|e| e.to_string())?)
+            Some(Channel::new(&mut env, fd, bind).map_err(|e| e.to_string())?)
         } else {
             None
         };

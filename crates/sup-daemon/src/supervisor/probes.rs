@@ -44,7 +44,7 @@ impl Supervisor {
                     }
                 }
             }
-            Some(Probe::Notify) | None => {}
+            Some(Probe::Notify | Probe::Message) | None => {}
         }
     }
 

@@ -52,7 +52,7 @@ fn a_typical_ecosystem_app_maps_field_by_field() {
             "name": "api", "script": "app.js", "args": "--port 3000",
             "instances": "max", "exec_mode": "cluster", "autorestart": false,
             "max_restarts": 10, "min_uptime": "10s", "restart_delay": 200,
-            "kill_timeout": 3000, "listen_timeout": 8000,
+            "kill_timeout": 3000, "listen_timeout": 8000, "wait_ready": true,
             "env": {"NODE_ENV": "development", "PORT": 3000, "DEBUG": false},
             "env_production": {"NODE_ENV": "production"},
             "env_staging": {"NODE_ENV": "staging"},
@@ -74,6 +74,7 @@ fn a_typical_ecosystem_app_maps_field_by_field() {
         (10_000, 200, 3000)
     );
     assert_eq!(api.health.ready_timeout_ms, 8000);
+    assert_eq!(api.health.readiness, Some(sup_proto::Probe::Message));
     assert_eq!(api.env["NODE_ENV"], "production");
     assert_eq!(api.env["PORT"], "3000");
     assert_eq!(api.env["DEBUG"], "false");
@@ -148,21 +149,11 @@ fn every_key_sup_does_not_carry_is_named() {
     )
     .unwrap();
     let all = loaded.warnings.join("\n");
-    assert!(
-        all.contains("wait_ready is not supported by sup yet"),
-        "{all}"
-    );
+    assert!(!all.contains("wait_ready"), "wait_ready maps: {all}");
     assert!(
         all.contains("not supported, ignored: source_map_support, vizion, watch_options"),
         "{all}"
     );
-}
-
-#[test]
-fn not_yet_mapping_sees_off_values() {
-    assert_eq!(not_yet("wait_ready", &json!(false)), None);
-    assert_eq!(not_yet("wait_ready", &json!(null)), None);
-    assert!(not_yet("wait_ready", &json!(true)).is_some());
 }
 
 #[test]

@@ -112,7 +112,11 @@ fn keys_sup_does_not_carry_are_named_and_bad_dumps_fail() {
     let all = loaded.warnings.join("\n");
     assert!(all.contains("x: was stopped under PM2"), "{all}");
     assert!(all.contains("not supported, ignored: treekill"), "{all}");
-    assert!(all.contains("wait_ready is not supported"), "{all}");
+    assert_eq!(
+        loaded.apps[0].health.readiness,
+        Some(sup_proto::Probe::Message),
+        "wait_ready maps"
+    );
     std::fs::write(&dump, "{\"apps\": []}").unwrap();
     let err = load(&dump, &dir, &options(&dir)).unwrap_err().to_string();
     assert!(err.contains("expected an array"), "{err}");
