@@ -18,3 +18,4 @@ mod processes;
 mod restarts;
 mod triggers;
 mod usability;
+mod users;

@@ -434,6 +434,12 @@ pub struct StartArgs {
         value_name = "CODES"
     )]
     pub stop_exit_codes: Vec<i32>,
+    /// Run the app as this user (a name or uid; the daemon must run as root).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Run the app with this group instead of the user's primary group.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 impl StartArgs {

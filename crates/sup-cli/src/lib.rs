@@ -346,6 +346,8 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
         ignore_watch: args.ignore_watch.clone(),
         watch_delay_ms: args.watch_delay.0,
         stop_exit_codes: args.stop_exit_codes.clone(),
+        user: args.user.clone(),
+        group: args.group.clone(),
         inherited_env: environment(),
         ..AppSpec::default()
     };

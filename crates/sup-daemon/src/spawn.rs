@@ -48,6 +48,8 @@ pub struct Launch<'a> {
     pub pass_fds: Vec<RawFd>,
     /// Set `LISTEN_PID` to the child's own pid.
     pub listen_pid: bool,
+    /// Run as this user instead of the daemon's.
+    pub creds: Option<&'a crate::creds::Creds>,
 }
 
 /// The C-level pieces, all allocated before the fork.
@@ -106,6 +108,7 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
         pass_fds: &launch.pass_fds,
         pid_slot,
         err_write: err_write.as_raw_fd(),
+        creds: launch.creds,
     };
     // Every signal blocked across the fork: the daemon's handlers must not
     // run in the child before it resets them.
@@ -144,6 +147,7 @@ struct Child<'a> {
     pass_fds: &'a [RawFd],
     pid_slot: Option<*mut u8>,
     err_write: RawFd,
+    creds: Option<&'a crate::creds::Creds>,
 }
 
 impl Child<'_> {
@@ -192,6 +196,16 @@ impl Child<'_> {
             }
         }
         close_on_exec_from(count as u32);
+        // Groups first: after setuid there is no right to change them.
+        if let Some(c) = self.creds {
+            if libc::setgroups(c.groups.len(), c.groups.as_ptr()) < 0
+                || libc::setgid(c.gid) < 0
+                || libc::setuid(c.uid) < 0
+            {
+                fail(err_write);
+            }
+        }
+        // As the app's user: a directory it may not enter is an error.
         if libc::chdir(self.cwd.as_ptr()) < 0 {
             fail(err_write);
         }

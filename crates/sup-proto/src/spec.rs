@@ -344,6 +344,12 @@ pub struct AppSpec {
     pub watch_delay_ms: u64,
     /// Exits with these codes are not restarted (PM2's `stop_exit_codes`).
     pub stop_exit_codes: Vec<i32>,
+    /// Run the app as this user (a name, or a uid), with its groups, `HOME`
+    /// and `USER`; only a daemon running as root can (PM2's `user`/`uid`).
+    pub user: Option<String>,
+    /// Run the app with this group (a name or a gid) instead of the user's
+    /// primary group (PM2's `gid`).
+    pub group: Option<String>,
 }
 
 impl AppSpec {
@@ -394,6 +400,8 @@ impl Default for AppSpec {
             ignore_watch: Vec::new(),
             watch_delay_ms: DEFAULT_WATCH_DELAY_MS,
             stop_exit_codes: Vec::new(),
+            user: None,
+            group: None,
         }
     }
 }

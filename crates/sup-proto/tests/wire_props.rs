@@ -190,6 +190,7 @@ fn spec() -> BoxedStrategy<AppSpec> {
                 ) = restarts;
                 // The trigger fields reuse drawn values: they round-trip too.
                 let (watch, ignore_watch) = (listen.clone(), vec![cwd.clone()]);
+                let (user, group) = (on_event.clone(), Some(name.clone()));
                 AppSpec {
                     name,
                     program,
@@ -218,6 +219,8 @@ fn spec() -> BoxedStrategy<AppSpec> {
                     ignore_watch,
                     watch_delay_ms: kill,
                     stop_exit_codes: vec![kill as i32],
+                    user,
+                    group,
                 }
             },
         )

@@ -430,7 +430,7 @@ impl<'a> App<'a> {
         }
         spec.instance_var = self.text("instance_var")?;
         spec.namespace = self.text("namespace")?;
-        self.user()?;
+        self.user(spec)?;
         self.fields
             .retain(|k, _| !SAME_ANYWAY.contains(&k.as_str()));
         if !self.fields.is_empty() {
@@ -440,29 +440,13 @@ impl<'a> App<'a> {
         Ok(())
     }
 
-    /// `user`/`uid`/`gid`: sup does not switch users yet, so an app that
-    /// asks to run as someone else is refused rather than run as us.
-    fn user(&mut self) -> Result<(), ConfigError> {
-        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
-            .ok()
-            .flatten();
-        for key in ["user", "uid", "gid"] {
-            let Some(who) = self.text(key)? else { continue };
-            let same = me.as_ref().is_some_and(|u| {
-                if key == "gid" {
-                    who == u.gid.to_string()
-                        || nix::unistd::Group::from_gid(u.gid)
-                            .ok()
-                            .flatten()
-                            .is_some_and(|g| g.name == who)
-                } else {
-                    who == u.name || who == u.uid.to_string()
-                }
-            });
-            if !same {
-                return Err(self.fail(format!("{key} {who:?}: running an app as another user is not supported yet; remove `{key}` or run sup as that user")));
-            }
-        }
+    /// `user` or `uid` (the same in PM2), and `gid`: the daemon switches
+    /// to them (and refuses unless it runs as root).
+    fn user(&mut self, spec: &mut AppSpec) -> Result<(), ConfigError> {
+        let user = self.text("user")?;
+        let uid = self.text("uid")?;
+        spec.user = user.or(uid);
+        spec.group = self.text("gid")?;
         Ok(())
     }
 }

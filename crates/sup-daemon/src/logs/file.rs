@@ -35,6 +35,8 @@ pub struct LogFile {
     size: u64,
     max_size: u64,
     keep: u32,
+    /// See [`LogFile::set_owner`].
+    owner: Option<(u32, u32)>,
     /// Output that could not be written yet.
     pending: Vec<u8>,
     /// Bytes dropped since the last successful write (reported in the file).
@@ -53,6 +55,7 @@ impl LogFile {
             size: 0,
             max_size,
             keep,
+            owner: None,
             pending: Vec::new(),
             dropped_unreported: 0,
             health: Health::default(),
@@ -63,6 +66,12 @@ impl LogFile {
     pub fn set_limits(&mut self, max_size: u64, keep: u32) {
         self.max_size = max_size;
         self.keep = keep;
+    }
+
+    /// Files created from now on belong to `owner` (uid, gid); an existing
+    /// file of that user is fit too.
+    pub fn set_owner(&mut self, owner: Option<(u32, u32)>) {
+        self.owner = owner;
     }
 
     /// Current health.
@@ -115,7 +124,7 @@ impl LogFile {
     pub fn truncate(&mut self) {
         let emptied = match &self.file {
             Some(file) => file.set_len(0),
-            None => match open_existing(&self.path) {
+            None => match open_existing(&self.path, self.owner.map(|(uid, _)| uid)) {
                 Ok(file) => file.set_len(0),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(e),
@@ -250,7 +259,7 @@ impl LogFile {
             None => true,
         };
         if stale {
-            let file = open_append(&self.path)?;
+            let file = open_append(&self.path, self.owner)?;
             let meta = file.metadata()?;
             self.size = meta.len();
             self.regular = meta.is_file();
@@ -299,11 +308,12 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
 
 /// Opens a log file to append, never through a symbolic link: an existing
 /// file must pass [`unfit_log_file`]; a missing one is created exclusively
-/// (0600), so nothing planted between the two steps is ever opened.
-fn open_append(path: &Path) -> io::Result<File> {
+/// (0600, given to `owner`), so nothing planted between the two steps is
+/// ever opened.
+fn open_append(path: &Path, owner: Option<(u32, u32)>) -> io::Result<File> {
     // Each turn loses a race only to a file appearing or vanishing at once.
     for _ in 0..3 {
-        match open_existing(path) {
+        match open_existing(path, owner.map(|(uid, _)| uid)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             other => return other,
         }
@@ -319,24 +329,35 @@ fn open_append(path: &Path) -> io::Result<File> {
                     .create(dir)
                     .map_err(|_| e)?;
             }
+            Ok(file) => {
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+                }
+                return Ok(file);
+            }
             other => return other,
         }
     }
     Err(io::Error::other("it keeps appearing and vanishing"))
 }
 
-/// Opens an existing log file to append, after checking it is fit.
-fn open_existing(path: &Path) -> io::Result<File> {
+/// Opens an existing log file to append, after checking it is fit: the
+/// daemon's, or the app's user's (`owner`).
+fn open_existing(path: &Path, owner: Option<u32>) -> io::Result<File> {
     let uid = nix::unistd::geteuid().as_raw();
+    let unfit = |meta: &fs::Metadata| {
+        let why = unfit_log_file(meta, uid)?;
+        owner.map_or(Some(why), |owner| unfit_log_file(meta, owner))
+    };
     let file = open_flags(path, 0).map_err(|e| {
         // ELOOP: a link at the last component; say so in the policy's words.
         let why = fs::symlink_metadata(path)
             .ok()
             .filter(|_| e.raw_os_error() == Some(libc::ELOOP))
-            .and_then(|meta| unfit_log_file(&meta, uid));
+            .and_then(|meta| unfit(&meta));
         why.map_or(e, refused)
     })?;
-    match unfit_log_file(&file.metadata()?, uid) {
+    match unfit(&file.metadata()?) {
         Some(why) => Err(refused(why)),
         None => Ok(file),
     }

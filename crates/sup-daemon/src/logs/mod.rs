@@ -40,6 +40,7 @@ impl AppLogs {
                 timestamps: l.timestamps,
                 max_size: l.max_size,
                 keep: l.keep,
+                owner: crate::creds::log_owner(spec),
             })
         };
         if let Some(both) = &l.combined_file {

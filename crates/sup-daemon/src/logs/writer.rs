@@ -29,6 +29,9 @@ pub struct Target {
     pub max_size: u64,
     /// Rotated files kept.
     pub keep: u32,
+    /// The uid and gid new files get: the app's user, when it runs as
+    /// another (None: the daemon's).
+    pub owner: Option<(u32, u32)>,
 }
 
 /// A message for the writer.
@@ -222,6 +225,7 @@ impl Writer {
             .or_insert_with(|| LogFile::new(target.path.clone(), target.max_size, target.keep));
         // An app re-added under the same name may rotate differently.
         file.set_limits(target.max_size, target.keep);
+        file.set_owner(target.owner);
         file
     }
 

@@ -80,6 +80,7 @@ impl Supervisor {
                 format!("{}: {} instances", spec.name, spec.instances),
             ));
         }
+        crate::creds::resolve(spec).map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
         Ok(id)
     }
 

@@ -90,6 +90,7 @@ impl Supervisor {
                 ),
             ));
         }
+        crate::creds::resolve(spec).map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
         crate::sockets::bind_all(&spec.listen)
             .map_err(|e| Response::error(ErrorKind::BadRequest, e))
     }

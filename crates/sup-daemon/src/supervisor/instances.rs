@@ -5,7 +5,7 @@ use super::table::{Instance, Role};
 use super::{Msg, Supervisor};
 use crate::logs::pipe;
 use crate::machine::Role as MRole;
-use crate::{notify, preload, sockets, spawn};
+use crate::{creds, notify, preload, sockets, spawn};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -31,6 +31,7 @@ impl Supervisor {
             notify,
             pid_cell,
             channel,
+            creds,
         } = self.prepare_instance(id, slot)?;
         let app = self.table.get_mut(id).ok_or("no such app")?;
         let launch = spawn::Launch {
@@ -41,6 +42,7 @@ impl Supervisor {
             stderr: Some(&err_write),
             listen_pid: !pass_fds.is_empty(),
             pass_fds,
+            creds: creds.as_ref(),
             ..spawn::Launch::default()
         };
         let pid = spawn::spawn(&launch)?;
@@ -106,6 +108,7 @@ impl Supervisor {
             app.sockets = sockets::bind_all(&app.spec.listen)?;
         }
         let mut env = app_env(&app.spec, &home_dir, id);
+        let creds = creds::for_app(&app.spec, &mut env)?;
         // Its index, under sup's name and PM2's (`NODE_APP_INSTANCE`, or the
         // spec's `instance_var`).
         let pm2_var = app
@@ -118,30 +121,27 @@ impl Supervisor {
             env.push((var.into(), slot.to_string()));
         }
         let mut pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
+        // The preload lives in the private SUP_HOME, where another user
+        // cannot read it: such an app binds what it listens on itself.
+        let preload = creds.is_none() && preload::is_node(&app.spec.program);
+        let bind = preload && preload::binds_on_listen(&app.spec);
         // The IPC channel, if any, comes after the held sockets.
-        let bind = preload::binds_on_listen(&app.spec);
         let channel = if bind || app.spec.health.readiness == Some(Probe::Message) {
             let fd = 3 + pass_fds.len();
             Some(Channel::new(&mut env, fd, bind).map_err(|e| e.to_string())?)
         } else {
             None
         };
-        if bind {
-            let addrs: Vec<&str> = app.sockets.iter().map(|h| h.addr.as_str()).collect();
-            if let Err(e) = preload::add_env(&mut env, &home_dir, &addrs) {
-                tracing::warn!(app = %app.spec.name, "cannot install the Node preload: {e}");
-            }
-        }
         if !pass_fds.is_empty() {
             env.push(("LISTEN_FDS".into(), pass_fds.len().to_string()));
             let names = vec![app.spec.name.as_str(); pass_fds.len()].join(":");
             env.push(("LISTEN_FDNAMES".into(), names));
-            if !bind && preload::is_node(&app.spec.program) {
-                let addrs: Vec<&str> = app.sockets.iter().map(|h| h.addr.as_str()).collect();
-                // Without it the app may still take fd 3 itself.
-                if let Err(e) = preload::add_env(&mut env, &home_dir, &addrs) {
-                    tracing::warn!(app = %app.spec.name, "cannot install the Node preload: {e}");
-                }
+        }
+        if preload && (bind || !pass_fds.is_empty()) {
+            let addrs: Vec<&str> = app.sockets.iter().map(|h| h.addr.as_str()).collect();
+            // Without it the app may still take fd 3 itself.
+            if let Err(e) = preload::add_env(&mut env, &home_dir, &addrs) {
+                tracing::warn!(app = %app.spec.name, "cannot install the Node preload: {e}");
             }
         }
         // The notify task learns the pid once the spawn returned; it cannot
@@ -166,6 +166,7 @@ impl Supervisor {
             notify,
             pid_cell,
             channel,
+            creds,
         })
     }
 
@@ -210,6 +211,7 @@ impl Supervisor {
             .get(id)
             .ok_or_else(|| std::io::Error::other("no such app"))?;
         let mut env = app_env(&app.spec, &home_dir, id);
+        let creds = creds::for_app(&app.spec, &mut env).map_err(std::io::Error::other)?;
         env.extend(extra_env);
         let devnull = quiet
             .then(|| std::fs::OpenOptions::new().write(true).open("/dev/null"))
@@ -222,6 +224,7 @@ impl Supervisor {
             stdin,
             stdout: devnull.as_ref(),
             stderr: devnull.as_ref(),
+            creds: creds.as_ref(),
             ..spawn::Launch::default()
         };
         let pid = spawn::spawn(&launch)?;
@@ -284,6 +287,7 @@ struct Prepared {
     notify: Option<crate::notify::NotifySocket>,
     pid_cell: Arc<AtomicU32>,
     channel: Option<Channel>,
+    creds: Option<creds::Creds>,
 }
 
 /// The app's environment, without the variables that belong to the daemon's

@@ -276,3 +276,14 @@ fn a_profile_on_a_file_without_profiles_starts_with_env_as_pm2_does() {
         loaded.warnings
     );
 }
+
+#[test]
+fn user_uid_and_gid_map_to_the_user_and_group_the_app_runs_as() {
+    let dir = scratch("user");
+    let load_one = |fields: Value| load(&dir, fields, &options(&dir)).unwrap().apps.remove(0);
+    let app = load_one(json!({"name": "a", "script": "app.js", "user": "www-data", "gid": 33}));
+    assert_eq!(app.user.as_deref(), Some("www-data"));
+    assert_eq!(app.group.as_deref(), Some("33"));
+    let app = load_one(json!({"name": "a", "script": "app.js", "uid": 1000}));
+    assert_eq!((app.user.as_deref(), app.group), (Some("1000"), None));
+}
