@@ -15,6 +15,7 @@ mod node;
 mod persistence;
 mod pm2;
 mod processes;
+mod realworld;
 mod restarts;
 mod triggers;
 mod usability;
