@@ -115,6 +115,13 @@ fn one_instance_can_be_stopped_restarted_signalled_and_deleted() {
     );
     let err = sup.fails(&["stop", "w:7"], 1);
     assert!(err.contains("instance 7"), "{err}");
+    // The new count is on disk when the delete is answered.
+    let saved = fs::read_to_string(sup.home.join("state/0.json")).unwrap();
+    assert!(saved.contains("\"instances\":2"), "{saved}");
+    sup.ok(&["delete", "w:1"]);
+    let err = sup.fails(&["delete", "w:2"], 1);
+    assert!(err.contains("only instance"), "{err}");
+    assert_eq!(instance_pids(&sup, "w").len(), 1);
 }
 
 /// Starts `web.py` with `n` instances on a held port; returns the port.

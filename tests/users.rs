@@ -63,6 +63,22 @@ fn a_root_daemon_starts_an_app_as_another_user() {
         String::from_utf8_lossy(&out.stderr).contains("no user \"no-such-user-sup\""),
         "{out:?}"
     );
+    // sd_notify readiness cannot reach sup's private home as another user:
+    // refused at start rather than a start that never gets ready.
+    let out = sup.run(&[
+        "start",
+        &app,
+        "--name",
+        "y",
+        "--user",
+        "nobody",
+        "--ready-notify",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sd_notify"),
+        "{out:?}"
+    );
 }
 
 #[test]

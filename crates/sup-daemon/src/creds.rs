@@ -51,6 +51,14 @@ pub fn resolve(spec: &AppSpec) -> Result<Option<Creds>, String> {
             Uid::effective()
         ));
     }
+    if spec.health.readiness == Some(sup_proto::Probe::Notify) {
+        // Its NOTIFY_SOCKET lives in the daemon's private SUP_HOME.
+        return Err(format!(
+            "{} cannot report readiness by sd_notify as user {}: the notify socket is in sup's private home; \
+             use an HTTP, TCP or command readiness probe",
+            spec.name, user.name
+        ));
+    }
     let name = CString::new(user.name.as_str()).map_err(|_| "a NUL in the user name")?;
     let groups = getgrouplist(&name, gid)
         .map_err(|e| format!("cannot list the groups of {}: {e}", user.name))?

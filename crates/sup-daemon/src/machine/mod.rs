@@ -384,6 +384,14 @@ impl AppMachine {
     /// Applies `input`; returns what the supervisor must do, in order.
     pub fn handle(&mut self, spec: &AppSpec, input: Input, now: Instant) -> Vec<Effect> {
         let was_down = self.is_down();
+        if self.deleting && Self::would_run(&input) {
+            // A deleted app only stops: nothing brings it back.
+            if let Input::Reload { token } = input {
+                let result = Err("the app is being deleted".to_string());
+                self.emit(Effect::ReloadDone { token, result });
+            }
+            return std::mem::take(&mut self.out);
+        }
         match input {
             Input::Start => self.each_slot(spec, Event::Start, now),
             Input::Restart => {
@@ -448,6 +456,19 @@ impl AppMachine {
             self.emit(Effect::CloseSockets);
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Inputs that start, restart or add instances.
+    fn would_run(input: &Input) -> bool {
+        matches!(
+            input,
+            Input::Start
+                | Input::Restart
+                | Input::Reload { .. }
+                | Input::Renew { .. }
+                | Input::Scale { .. }
+                | Input::OneSlot { .. }
+        )
     }
 
     fn spawned(&mut self, spec: &AppSpec, slot: usize, role: Role, pid: u32, now: Instant) {
@@ -627,9 +648,14 @@ impl AppMachine {
         });
     }
 
+    /// Feeds `event` to every slot; a slot on its way out (scaled down or
+    /// removed) gets only stops, never a start that would keep it.
     fn each_slot(&mut self, spec: &AppSpec, event: Event, now: Instant) {
+        let starts = matches!(event, Event::Start | Event::Restart);
         for slot in self.slots.indices() {
-            self.feed(spec, slot, event.clone(), now);
+            if !(starts && self.slots[slot].leaving) {
+                self.feed(spec, slot, event.clone(), now);
+            }
         }
     }
 

@@ -42,7 +42,7 @@ impl AppMachine {
 
     /// Routes a start, restart or stop to instance `slot` only.
     pub(super) fn one_slot(&mut self, spec: &AppSpec, slot: usize, input: Input, now: Instant) {
-        if !self.slots.has(slot) {
+        if !self.slots.has(slot) || self.slots[slot].leaving {
             return;
         }
         let event = match input {

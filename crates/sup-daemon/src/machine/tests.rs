@@ -782,3 +782,53 @@ fn with_held_sockets_a_crashed_instances_leftovers_stop_gracefully_while_the_nex
     assert!(h.m.retired_pids().next().is_none());
     assert_eq!(h.m.status(), Status::Online);
 }
+
+#[test]
+fn instances_on_their_way_out_are_never_started_again() {
+    for input in [Input::Start, Input::Restart, Input::Reload { token: 3 }] {
+        let mut h = Harness::with_sockets();
+        h.m = AppMachine::new(3);
+        let (_, pids) = h.run(Input::Start);
+        h.send(Input::Scale { to: 1 });
+        // While 1 and 2 are still stopping, something asks to (re)start.
+        h.run(input.clone());
+        h.run(Input::OneSlot {
+            slot: 2,
+            input: Box::new(Input::Restart),
+        });
+        for pid in &pids[1..] {
+            h.exit(*pid, ExitKind::Signal(15), false);
+        }
+        assert_eq!(h.m.slots().indices(), vec![0], "{input:?}");
+        assert_eq!(h.m.instance_count(), 1);
+    }
+}
+
+#[test]
+fn an_app_being_deleted_never_starts_again() {
+    for input in [
+        Input::Start,
+        Input::Restart,
+        Input::Scale { to: 3 },
+        Input::OneSlot {
+            slot: 0,
+            input: Box::new(Input::Start),
+        },
+    ] {
+        let mut h = Harness::new(AppSpec::default());
+        let pid = h.start();
+        h.send(Input::Delete);
+        let (effects, spawned) = h.run(input.clone());
+        assert!(
+            spawned.is_empty() && effects.is_empty(),
+            "{input:?}: {effects:?}"
+        );
+        h.exit(pid, ExitKind::Signal(15), false);
+        assert!(h.m.is_gone(), "{input:?}");
+    }
+    let mut h = Harness::with_sockets();
+    h.start();
+    h.send(Input::Delete);
+    let effects = h.send(Input::Reload { token: 9 });
+    assert!(matches!(reload_result(&effects), Some(Err(why)) if why.contains("deleted")));
+}

@@ -17,7 +17,7 @@ impl AppMachine {
     /// is down stays down: a trigger never starts what the user stopped.
     pub(super) fn renew(&mut self, spec: &AppSpec, slot: Option<usize>, why: String, now: Instant) {
         let down = match slot {
-            Some(i) => !self.slots.has(i) || self.slots[i].lc.is_down(),
+            Some(i) => !self.slots.has(i) || self.slots[i].leaving || self.slots[i].lc.is_down(),
             None => self.is_down(),
         };
         if down {

@@ -22,6 +22,8 @@ pub enum Then {
     Restart,
     /// Reload the app with its new spec (`reload FILE`).
     Reload,
+    /// Remove this one instance (`delete api:2`), the others untouched.
+    Remove(usize),
 }
 
 /// New specs whose state files are being written.
@@ -92,6 +94,16 @@ impl Supervisor {
         then: Then,
         reply: oneshot::Sender<Response>,
     ) {
+        // A delete removes the state file first: a change written after it
+        // would bring the deleted app back after a crash.
+        let deleted = changes.iter().find(|(id, _)| {
+            self.removing.contains(id) || self.table.get(*id).is_some_and(|a| a.machine.deleting())
+        });
+        if let Some((_, spec)) = deleted {
+            let why = format!("{} is being deleted", spec.name);
+            let _ = reply.send(Response::error(ErrorKind::Conflict, why));
+            return;
+        }
         let mut acks = Vec::with_capacity(changes.len());
         for (id, spec) in &changes {
             let Some(app) = self.table.get(*id) else {
@@ -143,13 +155,22 @@ impl Supervisor {
             let _ = reply.send(Response::error(ErrorKind::Internal, message));
             return;
         }
+        if let Then::Remove(slot) = then {
+            // Before the new count is swapped in, so that it is this
+            // instance that goes, not the highest.
+            for (id, _) in &changes {
+                self.apply(*id, Input::Remove { slot });
+            }
+        }
         let names: Vec<String> = changes.iter().map(|(_, s)| s.name.clone()).collect();
         let ids: Vec<u32> = changes
             .into_iter()
             .filter_map(|(id, spec)| self.swap_spec(id, spec).then_some(id))
             .collect();
         let one = match (then, ids.first()) {
-            (Then::Settle, _) => return self.answer_when(ids, Until::Settled, reply),
+            (Then::Settle | Then::Remove(_), _) => {
+                return self.answer_when(ids, Until::Settled, reply)
+            }
             (_, Some(&id)) => Target::Id(id),
             (_, None) => {
                 let gone = format!("{} was deleted", names.join(", "));

@@ -4,7 +4,7 @@
 //! is applied only once that succeeded. If it fails, the request fails
 //! with the reason and nothing changed.
 
-use super::{Answer, Msg, Supervisor, Until, Waiter};
+use super::{Msg, Supervisor, Until, Waiter};
 use crate::logs::AppLogs;
 use crate::machine::Input;
 use crate::persist::{SavedApp, Snapshot};
@@ -136,15 +136,7 @@ impl Supervisor {
     pub(super) fn delete(&mut self, target: &Target, reply: oneshot::Sender<Response>) {
         let ids = match self.table.resolve_slot(target) {
             Ok((ids, None)) => ids,
-            Ok((_, Some(_))) => {
-                match self.each(target, Input::Delete, Until::Gone) {
-                    Ok(Answer::When(ids, until)) => self.answer_when(ids, until, reply),
-                    Ok(Answer::Now(response)) | Err(response) => {
-                        let _ = reply.send(response);
-                    }
-                }
-                return;
-            }
+            Ok((ids, Some(slot))) => return self.delete_instance(ids, slot, reply),
             Err(response) => {
                 let _ = reply.send(response);
                 return;
@@ -167,6 +159,31 @@ impl Supervisor {
             }
             let _ = tx.send(Msg::Removed(results, reply));
         });
+    }
+
+    /// `sup delete api:N`: one instance fewer, on disk first; the last
+    /// instance is the app's, which `sup delete api` deletes.
+    fn delete_instance(&mut self, ids: Vec<u32>, slot: usize, reply: oneshot::Sender<Response>) {
+        let mut changes = Vec::new();
+        for id in ids {
+            let Some(app) = self.table.get(id) else {
+                continue;
+            };
+            if app.machine.instance_count() <= 1 {
+                let why = format!(
+                    "{name}:{slot} is {name}'s only instance; `sup delete {name}` deletes the app",
+                    name = app.spec.name
+                );
+                let _ = reply.send(Response::error(ErrorKind::BadRequest, why));
+                return;
+            }
+            let spec = AppSpec {
+                instances: app.spec.instances.saturating_sub(1).max(1),
+                ..app.spec.clone()
+            };
+            changes.push((id, spec));
+        }
+        self.change_specs(changes, super::apply::Then::Remove(slot), reply);
     }
 
     /// The state files of a `delete` are gone (or some could not be

@@ -21,6 +21,10 @@ pub(super) struct Channel {
     ours: UnixStream,
     /// Passed as the fd after the held sockets; closed once spawned.
     pub theirs: OwnedFd,
+    /// Whether this instance may ask the daemon to bind: only one whose
+    /// preload does it (a `--wait-ready` channel, or an app run as another
+    /// user, must not get sockets from the daemon that way).
+    bind: bool,
 }
 
 impl Channel {
@@ -43,7 +47,7 @@ impl Channel {
             env.retain(|(k, _)| k != key);
             env.push((key.into(), value));
         }
-        Ok(Channel { ours, theirs })
+        Ok(Channel { ours, theirs, bind })
     }
 
     /// Serves the channel of instance `pid_cell` (set once spawned) of
@@ -54,12 +58,14 @@ impl Channel {
         id: u32,
         pid: Arc<AtomicU32>,
     ) {
+        let may_bind = self.bind;
         ipc::serve(self.ours, move |request| match request {
             Request::Ready => {
                 let pid = pid.load(Ordering::SeqCst);
                 let _ = tx.send(Msg::Ready { app: id, pid });
                 None
             }
+            Request::Bind { .. } if !may_bind => None,
             Request::Bind { addr, .. } => {
                 let (reply, answer) = oneshot::channel();
                 let _ = tx.send(Msg::Bind {

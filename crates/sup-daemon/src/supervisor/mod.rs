@@ -428,26 +428,18 @@ impl Supervisor {
     }
 
     /// Applies `input` to every app `target` names, or to the one instance
-    /// it names (`api:2`; deleting an instance removes it from the app).
+    /// it names (`api:2`).
     fn each(&mut self, target: &Target, input: Input, until: Until) -> Result<Answer, Response> {
         let (ids, slot) = self.table.resolve_slot(target)?;
-        let (input, until) = match (slot, input) {
-            (None, input) => (input, until),
-            (Some(slot), Input::Delete) => (Input::Remove { slot }, Until::Settled),
-            (Some(slot), input) => (
-                Input::OneSlot {
-                    slot,
-                    input: Box::new(input),
-                },
-                until,
-            ),
+        let input = match slot {
+            None => input,
+            Some(slot) => Input::OneSlot {
+                slot,
+                input: Box::new(input),
+            },
         };
-        let removes = matches!(input, Input::Remove { .. });
         for &id in &ids {
             self.apply(id, input.clone());
-            if removes {
-                self.instances_changed(id);
-            }
         }
         Ok(Answer::When(ids, until))
     }
