@@ -45,20 +45,8 @@ fn an_unmodified_node_app_serves_the_held_socket_from_every_instance() {
     }
     let sup = Sup::new();
     let port = start_on_held_port(&sup, &repo_file("examples/unmodified.js"), "u", "2");
-    sup.wait("both online", || all_online(&sup.app("u"), 2));
-    let pids: HashSet<String> = instance_pids(&sup, "u")
-        .iter()
-        .map(|(_, pid)| pid.unwrap().to_string())
-        .collect();
     // One accept queue: the kernel hands connections to both, in no set order.
-    let mut seen = HashSet::new();
-    wait_for("both instances answered", DEADLINE, || {
-        let body = get(port, "/", Duration::from_secs(5)).unwrap();
-        let pid = body.trim_end().rsplit(' ').next().unwrap().to_string();
-        assert!(pids.contains(&pid), "{pid} is not an instance: {body}");
-        seen.insert(pid);
-        seen.len() == 2
-    });
+    both_instances_answer(&sup, "u", port);
     let log = std::fs::read_to_string(sup.home.join("logs/u-err.log")).unwrap();
     assert!(log.contains("adopts the held socket"), "{log}");
     kill_one_instance_under_a_client_loop(&sup, "u", port);
