@@ -29,6 +29,44 @@ pub fn resolve(spec: &AppSpec) -> Result<Option<Creds>, String> {
     if spec.user.is_none() && spec.group.is_none() {
         return Ok(None);
     }
+    // NSS may be LDAP or sssd: a lookup per spawn would be a network round
+    // trip on the event loop in a crash loop. A minute-old answer will do.
+    let key = (spec.user.clone(), spec.group.clone());
+    let now = std::time::Instant::now();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.retain(|_, (at, _)| now.duration_since(*at) < CACHE_FOR);
+    if let Some((_, found)) = cache.get(&key) {
+        return found.clone().and_then(|creds| check_notify(spec, creds));
+    }
+    let found = look_up(spec);
+    cache.insert(key, (now, found.clone()));
+    found.and_then(|creds| check_notify(spec, creds))
+}
+
+/// How long a looked-up user stays good.
+const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+type Lookups = std::collections::BTreeMap<
+    (Option<String>, Option<String>),
+    (std::time::Instant, Result<Option<Creds>, String>),
+>;
+
+static CACHE: std::sync::Mutex<Lookups> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// sd_notify readiness cannot reach sup's private home as another user.
+fn check_notify(spec: &AppSpec, creds: Option<Creds>) -> Result<Option<Creds>, String> {
+    match &creds {
+        Some(c) if spec.health.readiness == Some(sup_proto::Probe::Notify) => Err(format!(
+            "{} cannot report readiness by sd_notify as user {}: the notify socket is in sup's private home; \
+             use an HTTP, TCP or command readiness probe",
+            spec.name, c.name
+        )),
+        _ => Ok(creds),
+    }
+}
+
+/// The passwd and group lookups behind [`resolve`].
+fn look_up(spec: &AppSpec) -> Result<Option<Creds>, String> {
     let user = match spec.user.as_deref() {
         Some(who) => find_user(who)?,
         None => User::from_uid(Uid::effective())
@@ -49,14 +87,6 @@ pub fn resolve(spec: &AppSpec) -> Result<Option<Creds>, String> {
             spec.name,
             user.name,
             Uid::effective()
-        ));
-    }
-    if spec.health.readiness == Some(sup_proto::Probe::Notify) {
-        // Its NOTIFY_SOCKET lives in the daemon's private SUP_HOME.
-        return Err(format!(
-            "{} cannot report readiness by sd_notify as user {}: the notify socket is in sup's private home; \
-             use an HTTP, TCP or command readiness probe",
-            spec.name, user.name
         ));
     }
     let name = CString::new(user.name.as_str()).map_err(|_| "a NUL in the user name")?;
