@@ -17,7 +17,7 @@ During the run, every step picks one of (seeded, so a run can be repeated):
 
 At the end, after up to SETTLE_S for things to settle, it checks:
   - every app is online;
-  - exactly one process carries each app's SUP_APP_ID tag (in
+  - exactly one process per instance carries each app's SUP_APP_ID tag (in
     /proc/*/environ), and it is the pid `sup list` shows;
   - exactly one daemon serves the home, and nothing else carries its tag;
   - no zombie children of the daemon (and no zombie carrying the tag);
@@ -182,26 +182,32 @@ def send_garbage(rng):
         return kind, False  # no daemon right now (just killed): not sent
 
 
+def instance_pids(app):
+    """The pids of an app's running instances."""
+    return [i["pid"] for i in app.get("instances", []) if i.get("pid")] or ([app["pid"]] if app.get("pid") else [])
+
+
 def kill_random_app(rng, names):
-    """SIGKILLs one random app's main process; True when one was killed."""
+    """SIGKILLs one random instance of one random app; True when one was killed."""
     name = rng.choice(names)
     for a in apps():
-        if a["name"] == name and a.get("pid"):
+        pids = instance_pids(a) if a["name"] == name else []
+        if pids:
             try:
-                os.kill(a["pid"], signal.SIGKILL)
+                os.kill(rng.choice(pids), signal.SIGKILL)
                 return True
             except OSError:
                 return False
     return False
 
 
-def start_apps(n):
+def start_apps(n, instances):
     with open(APP, "w") as f:
         f.write('#!/bin/sh\necho "started $$"\nexec sleep 1000000\n')
     os.chmod(APP, 0o755)
     names = [f"c{i}" for i in range(n)]
     for name in names:
-        sup("start", APP, "--name", name, "--backoff-max", "5s")
+        sup("start", APP, "--name", name, "--backoff-max", "5s", "-i", str(instances))
     return names
 
 
@@ -253,7 +259,7 @@ def zombies(daemon, tags):
     return out
 
 
-def final_checks(names, baseline, last_start):
+def final_checks(names, instances, baseline, last_start):
     checks = []
     listed, online = wait_all_online(len(names), SETTLE_S)
     checks.append(("every app online", online, f"{sum(a['status'] == 'online' for a in listed)}/{len(names)} online"))
@@ -272,11 +278,12 @@ def final_checks(names, baseline, last_start):
     listed = apps()
     wrong = []
     for a in listed:
-        pids = by_id.pop(str(a["id"]), [])
-        if pids != [a["pid"]]:
-            wrong.append(f"{a['name']}: list says {a['pid']}, tagged {pids}")
+        pids = sorted(by_id.pop(str(a["id"]), []))
+        if pids != sorted(instance_pids(a)) or len(pids) != instances:
+            wrong.append(f"{a['name']}: list says {instance_pids(a)}, tagged {pids}")
     wrong += [f"id {i} not listed: {p}" for i, p in by_id.items()]
-    checks.append(("exactly one process per app", not wrong, "; ".join(wrong[:5]) or f"{len(listed)} apps, 1 process each"))
+    checks.append(("exactly one process per instance", not wrong,
+                   "; ".join(wrong[:5]) or f"{len(listed)} apps, {instances} process(es) each"))
     zs = zombies(daemon, tags)
     if zs:
         time.sleep(2)
@@ -296,10 +303,11 @@ def main():
     p.add_argument("--apps", type=int, default=50)
     p.add_argument("--minutes", type=float, default=3)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--instances", type=int, default=1, help="instances per app (-i)")
     args = p.parse_args()
     rng = random.Random(args.seed)
 
-    names = start_apps(args.apps)
+    names = start_apps(args.apps, args.instances)
     _, ok = wait_all_online(args.apps, SETTLE_S)
     if not ok:
         sys.exit("the apps did not all come online at the start")
@@ -310,13 +318,13 @@ def main():
     stats = chaos(args, rng, names)
 
     last_start = stats["last_start"] or baseline
-    checks, end = final_checks(names, baseline, last_start)
+    checks, end = final_checks(names, args.instances, baseline, last_start)
     checks.append(("every daemon kill restored all apps", stats["restore_failures"] == 0,
                    f"{stats['daemon_kills'] - stats['restore_failures']}/{stats['daemon_kills']}"))
     last = daemon_pid()
 
     passed = all(ok for _, ok, _ in checks)
-    print(f"chaos: {args.apps} apps, {args.minutes} min (seed {args.seed}), {stats['elapsed_s']} s of chaos")
+    print(f"chaos: {args.apps} apps x {args.instances} instance(s), {args.minutes} min (seed {args.seed}), {stats['elapsed_s']} s of chaos")
     print(f"  app kills (SIGKILL): {stats['app_kills']}")
     print(f"  daemon kills (SIGKILL): {stats['daemon_kills']}, all apps back after {stats['restore_s']} s")
     print(f"  first daemon: pid {first}, {baseline[0]} fds, {baseline[1] / 1024:.1f} MiB RSS with every app online")

@@ -4,7 +4,7 @@
 # app must be online exactly once, with no zombies and the daemon's fds and
 # RSS flat. See bench/chaos.py for what is done and checked.
 #
-#   bench/chaos.sh [--apps N] [--minutes M] [--seed S]    # defaults: 50 apps, 3 min, seed 1
+#   bench/chaos.sh [--apps N] [--minutes M] [--seed S] [--instances I]    # defaults: 50 apps, 3 min, seed 1, 1 instance
 #   SUP_BIN=/path/to/sup bench/chaos.sh ...               # default: target/release/sup (built if missing)
 #
 # Prints a summary and writes it to bench/results/chaos-<date>.txt. Exit
