@@ -7,6 +7,11 @@ use std::fs;
 
 /// The argv, environment and cwd of a running process.
 pub(crate) fn process(pid: u32) -> (Vec<String>, Vec<String>, String) {
+    // A `start` that does not wait answers once the app is spawned: it may
+    // still be inside execve, where its cmdline reads empty.
+    wait_for("the app has exec'd", DEADLINE, || {
+        fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+    });
     let read = |what: &str| fs::read(format!("/proc/{pid}/{what}")).unwrap();
     let split = |bytes: Vec<u8>| -> Vec<String> {
         bytes

@@ -207,6 +207,7 @@ impl Supervisor {
             let logs = app.logs.clone();
             self.logs.open(&logs);
         }
+        self.table.spec_replaced();
         self.state_dirty.insert(id);
         if scaled {
             self.apply(id, Input::Scale { to: count });

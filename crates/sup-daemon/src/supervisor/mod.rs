@@ -288,6 +288,10 @@ impl Supervisor {
         // Children that exited before the loop started.
         self.reap();
         self.settle();
+        if self.table.take_changed() {
+            // The apps restored or handed over before the loop.
+            self.sync_triggers();
+        }
         loop {
             tokio::select! {
                 Some(msg) = rx.recv() => match msg {
@@ -302,7 +306,9 @@ impl Supervisor {
                 _ = sigint.recv() => self.begin_shutdown(None, "SIGINT"),
             }
             self.settle();
-            self.sync_triggers();
+            if self.table.take_changed() {
+                self.sync_triggers();
+            }
             self.write_state();
             if self.shutdown.is_some()
                 && self

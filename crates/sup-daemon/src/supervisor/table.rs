@@ -229,6 +229,9 @@ pub struct Table {
     apps: BTreeMap<u32, App>,
     by_pid: HashMap<u32, (u32, Role)>,
     next_id: u32,
+    /// An app was added or removed, or a spec replaced, since the last
+    /// [`Table::take_changed`].
+    changed: bool,
 }
 
 impl Table {
@@ -249,6 +252,7 @@ impl Table {
             wanted
         };
         self.next_id = self.next_id.max(id + 1);
+        self.changed = true;
         let app = App {
             id,
             machine: AppMachine::new(spec.instances.max(1) as usize),
@@ -277,7 +281,18 @@ impl Table {
 
     /// Removes an app.
     pub fn remove(&mut self, id: u32) {
+        self.changed = true;
         self.apps.remove(&id);
+    }
+
+    /// Notes that an app's spec was replaced.
+    pub fn spec_replaced(&mut self) {
+        self.changed = true;
+    }
+
+    /// Whether the set of apps or a spec changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// The app with this id.

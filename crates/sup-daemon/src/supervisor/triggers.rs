@@ -2,9 +2,9 @@
 //! and file watchers. Each ends in [`Input::Renew`]; the machine decides
 //! between a reload and a restart.
 //!
-//! [`Supervisor::sync_triggers`] runs once per turn of the event loop and
-//! brings the timers and watchers in line with the apps' specs: a new app,
-//! a spec change, a delete.
+//! [`Supervisor::sync_triggers`] runs after a turn of the event loop that
+//! changed the apps (a new app, a spec change, a delete) and brings the
+//! timers and watchers in line with their specs.
 
 use super::{Msg, Supervisor};
 use crate::machine::Input;
