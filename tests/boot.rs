@@ -411,13 +411,25 @@ fn startup_and_save_bring_the_app_back_after_a_reboot() {
     );
     let cwd = machine.out(&["readlink", &format!("/proc/{pid}/cwd")]);
     assert_eq!(cwd.trim(), "/srv/nap");
-    let cgroup = machine.read(&format!("/proc/{pid}/cgroup"));
+    // The unit delegates its cgroup: the daemon moved itself into a leaf,
+    // and the app has a cgroup of its own beside it.
+    assert_eq!(machine.unit_prop("Delegate").trim(), "yes");
+    let own = |pid: &str| {
+        let text = machine.read(&format!("/proc/{pid}/cgroup"));
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no cgroup v2 line in {text}"))
+    };
+    let unit_cgroup = format!("/system.slice/{UNIT}");
+    assert_eq!(own(main.trim()), format!("{unit_cgroup}/daemon"));
+    let app_cgroup = own(&pid.to_string());
     assert!(
-        cgroup
-            .trim_end()
-            .ends_with(&format!("/system.slice/{UNIT}")),
-        "{cgroup}"
+        app_cgroup.starts_with(&format!("{unit_cgroup}/apps/")),
+        "{app_cgroup}"
     );
+    let listed = machine.out(&["sup", "list", "--json"]);
+    assert!(listed.contains("\"mode\":\"cgroup\""), "{listed}");
     let journal = machine.out(&["journalctl", "-u", UNIT, "-b", "-o", "cat"]);
     let ready = journal
         .find("daemon ready")

@@ -12,6 +12,7 @@ mod health;
 mod instances;
 mod logs;
 mod node;
+mod ownership;
 mod persistence;
 mod pm2;
 mod processes;

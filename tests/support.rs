@@ -29,6 +29,8 @@ pub struct Sup {
     pub dir: PathBuf,
     /// The `SUP_HOME`.
     pub home: PathBuf,
+    /// Extra environment for every command (and so for the daemon).
+    pub env: Vec<(String, String)>,
 }
 
 impl Sup {
@@ -40,7 +42,28 @@ impl Sup {
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         let home = dir.join("home");
-        Sup { dir, home }
+        Sup {
+            dir,
+            home,
+            env: Vec::new(),
+        }
+    }
+
+    /// A fresh home whose daemon tracks apps by tags, not cgroups.
+    pub fn by_tags() -> Sup {
+        let mut sup = Sup::new();
+        sup.env.push(("SUP_CGROUPS".into(), "off".into()));
+        sup
+    }
+
+    /// The directory of the apps' cgroups, if the daemon runs and uses them.
+    pub fn cgroup_dir(&self) -> Option<PathBuf> {
+        let out = self.run(&["list", "--json"]);
+        let apps: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let dir = apps.as_array()?.first()?["tracking"]["cgroup"]
+            .as_str()?
+            .to_string();
+        Some(PathBuf::from(dir))
     }
 
     /// A `sup` command with this home.
@@ -48,6 +71,7 @@ impl Sup {
         let mut cmd = Command::new(SUP);
         cmd.args(args)
             .env("SUP_HOME", &self.home)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.dir);
         cmd
     }
@@ -173,12 +197,73 @@ impl Drop for Sup {
     fn drop(&mut self) {
         // Graceful first; then make sure nothing survives a failed test.
         let daemon = self.daemon_pid();
+        let cgroups = daemon.and_then(|_| self.cgroup_dir());
         let _ = self.command(&["kill"]).output();
         if let Some(pid) = daemon.filter(|p| alive(*p)) {
             signal(pid, libc::SIGKILL);
         }
-        let _ = fs::remove_dir_all(&self.dir);
+        if let Some(apps) = cgroups.filter(|d| d.exists()) {
+            remove_cgroups(&apps);
+        }
+        if std::env::var_os("SUP_TEST_KEEP").is_none() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
+}
+
+/// Kills what the leaves under `apps` hold and removes them, `apps` and its
+/// parent: what a daemon that failed to stop left.
+fn remove_cgroups(apps: &Path) {
+    let leaves: Vec<PathBuf> = fs::read_dir(apps)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    for leaf in &leaves {
+        let _ = fs::write(leaf.join("cgroup.kill"), "1");
+    }
+    for leaf in &leaves {
+        wait_for("a killed cgroup empties", DEADLINE, || {
+            fs::read_to_string(leaf.join("cgroup.events"))
+                .map_or(true, |t| t.contains("populated 0"))
+        });
+        let _ = fs::remove_dir(leaf);
+    }
+    let _ = fs::remove_dir(apps);
+    if let Some(base) = apps.parent() {
+        let _ = fs::remove_dir(base);
+    }
+}
+
+/// The cgroup v2 path of `pid` (`0::/path`).
+pub fn cgroup_of(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
+/// Pids whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| proc_stat(*p).is_some_and(|(state, ppid, _)| ppid == pid && state != 'Z'))
+        .collect()
+}
+
+/// Whether the cgroup tests can run: root with a writable cgroup2. In CI
+/// (root, writable cgroup2 by DECISIONS) a missing one fails.
+pub fn cgroups_here() -> bool {
+    let root = unsafe { libc::geteuid() } == 0;
+    let mount = fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|t| t.lines().any(|l| l.contains(" - cgroup2 ")));
+    root && mount || !skip("needs root and a writable cgroup2")
 }
 
 /// Polls `cond` every few milliseconds until it holds; panics after `deadline`.
@@ -207,9 +292,26 @@ pub fn proc_stat(pid: u32) -> Option<(char, u32, u32)> {
     Some((state, ppid, pgrp))
 }
 
-/// Whether `pid` exists and is not a zombie.
+/// Whether `pid` exists and is not a zombie. A killed process whose
+/// leader is a zombie while another of its threads still exits (releasing
+/// inotify marks takes a moment) still holds its fds, locks and sockets:
+/// it counts as alive until every thread is gone.
 pub fn alive(pid: u32) -> bool {
-    proc_stat(pid).is_some_and(|(state, _, _)| state != 'Z')
+    let threads: Vec<PathBuf> = fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    threads.iter().any(|t| {
+        fs::read_to_string(t.join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
+            })
+            .is_some_and(|state| state != "Z")
+    })
 }
 
 /// Children of `pid` that are zombies.

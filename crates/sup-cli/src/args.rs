@@ -414,6 +414,12 @@ pub struct StartArgs {
     /// Restart an instance whose memory (resident, with its children) passes this size (e.g. 300M).
     #[arg(long, value_parser = parse_limit, value_name = "SIZE")]
     pub max_memory: Option<u64>,
+    /// Hard memory limit per instance, enforced by the kernel (cgroup memory.max; e.g. 512M).
+    #[arg(long, value_parser = parse_limit, value_name = "SIZE")]
+    pub memory_max: Option<u64>,
+    /// CPU limit per instance, percent of one core (cgroup cpu.max; 150 = one and a half cores).
+    #[arg(long, value_parser = parse_percent, value_name = "PERCENT")]
+    pub cpu_quota: Option<u32>,
     /// Restart the app on this cron schedule ("0 3 * * *"; 6 fields: seconds first).
     #[arg(long, value_parser = parse_cron, value_name = "EXPR")]
     pub cron_restart: Option<String>,
@@ -462,6 +468,16 @@ fn parse_limit(text: &str) -> Result<u64, String> {
             "{text:?}: the limit must be above zero (e.g. 300M)"
         )),
         n => Ok(n),
+    }
+}
+
+/// `--cpu-quota`: a whole percent above zero, `%` allowed.
+fn parse_percent(text: &str) -> Result<u32, String> {
+    match text.trim().trim_end_matches('%').parse::<u32>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?}: expected a percent of one core from 1 to 100000 (e.g. 50 or 150%)"
+        )),
     }
 }
 

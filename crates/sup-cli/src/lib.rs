@@ -109,8 +109,8 @@ fn execute(command: Command) -> Result<()> {
         Command::Start(args) => start(&home, *args),
         Command::Stop(t) => match file_of(&t)? {
             Some((file, args)) => files::each_app(&home, file, &args, Request::Stop, "stopped"),
-            None => act(&home, &t.targets, Request::Stop, |r, _| {
-                report(r, "stopped")
+            None => act(&home, &t.targets, Request::Stop, |r, target| {
+                report_for(r, "stopped", target)
             }),
         },
         Command::Restart(r) => restart(&home, &r.apps, r.update_env, Mode::Restart, false),
@@ -194,8 +194,8 @@ fn restart(home: &Home, apps: &AppsArgs, update_env: bool, mode: Mode, prune: bo
         return update_env_of(home, &apps.targets, mode == Mode::Reload);
     }
     match mode {
-        Mode::Restart => act(home, &apps.targets, Request::Restart, |r, _| {
-            report(r, "restarted")
+        Mode::Restart => act(home, &apps.targets, Request::Restart, |r, target| {
+            report_for(r, "restarted", target)
         }),
         Mode::Reload => act(home, &apps.targets, Request::Reload, |r, _| {
             match expect_ok(r)? {
@@ -337,6 +337,8 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
         instances: args.instances.resolve(cpus()),
         instance_var: args.instance_var.clone(),
         max_memory: args.max_memory,
+        memory_max: args.memory_max,
+        cpu_quota: args.cpu_quota,
         cron_restart: args.cron_restart.clone(),
         watch: args
             .watch
@@ -434,6 +436,37 @@ fn act(
         let response = targets::request_waiting(&mut client, &target, request(target.clone()))?;
         print(response, &target)
     })
+}
+
+/// As [`report`], but a target naming one instance (`api:1`) is reported
+/// as that instance, with its pid, then the app's state.
+fn report_for(response: Response, verb: &str, target: &Target) -> Result<()> {
+    let Some(index) = target.split().1 else {
+        return report(response, verb);
+    };
+    let Response::Apps(apps) = expect_ok(response)? else {
+        return Ok(());
+    };
+    for app in &apps {
+        let inst = app.instances.iter().find(|i| i.index == index);
+        let pid = inst
+            .and_then(|i| i.pid.or(i.last_pid))
+            .map_or(String::new(), |p| format!(", pid {p}"));
+        let status = inst.map_or("gone", |i| i.status.as_str());
+        println!(
+            "[sup] {verb} {}:{index} (id {}{pid}): {status}; {} is {} ({}/{})",
+            app.name,
+            app.id,
+            app.name,
+            app.status.as_str(),
+            app.instances.iter().filter(|i| i.pid.is_some()).count(),
+            app.instances.len()
+        );
+        if let Some(err) = &app.error {
+            eprintln!("[sup] {}: {err}", app.name);
+        }
+    }
+    Ok(())
 }
 
 /// Prints one line per app a command touched.

@@ -177,6 +177,7 @@ fn state_fields(page: &mut Page, app: &AppInfo) {
     );
     page.field("cpu", format!("{:.1}%", app.cpu));
     page.field("memory", bytes(app.memory));
+    page.some("tracking", app.tracking.as_ref().map(tracking));
     page.some("last exit", app.last_exit.as_ref());
     page.some("last restart", app.restart_reason.as_ref());
     page.some("next restart in", app.restart_in_ms.map(duration));
@@ -236,6 +237,11 @@ fn spec_fields(page: &mut Page, spec: &sup_proto::AppSpec) {
 /// The restart triggers an app sets; nothing for those it doesn't.
 fn triggers(page: &mut Page, spec: &sup_proto::AppSpec) {
     page.some("max memory", spec.max_memory.map(bytes));
+    page.some("memory limit", spec.memory_max.map(bytes));
+    page.some(
+        "cpu quota",
+        spec.cpu_quota.map(|p| format!("{p}% of a core")),
+    );
     page.some("cron restart", spec.cron_restart.as_ref());
     if !spec.watch.is_empty() {
         page.field("watch", spec.watch.join(", "));
@@ -250,6 +256,28 @@ fn triggers(page: &mut Page, spec: &sup_proto::AppSpec) {
         "stop exit codes",
         (!codes.is_empty()).then(|| codes.join(",")),
     );
+}
+
+/// `cgroup (controllers: cpu, memory)`, or `tags (why)`.
+fn tracking(t: &sup_proto::Tracking) -> String {
+    match t.mode {
+        sup_proto::TrackingMode::Cgroup => {
+            let at = t.cgroup.as_deref().unwrap_or("?");
+            match t.controllers.is_empty() {
+                true => format!(
+                    "cgroup, in {at} (no controllers: cpu from cpu.stat, memory from /proc)"
+                ),
+                false => format!(
+                    "cgroup, in {at} (controllers: {})",
+                    t.controllers.join(", ")
+                ),
+            }
+        }
+        mode => format!(
+            "{mode} ({})",
+            t.reason.as_deref().unwrap_or("no reason given")
+        ),
+    }
 }
 
 /// `starting`, `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.
@@ -326,6 +354,7 @@ mod tests {
             dump_warning: None,
             state_warnings: vec![],
             socket_warning: None,
+            tracking: None,
             instances: vec![],
             ready_instances: 0,
             logs: Default::default(),

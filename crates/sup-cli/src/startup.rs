@@ -83,6 +83,7 @@ fn unit(target: &Target, sup: &Path, path_var: &str) -> String {
          ExecStart={sup} daemon --resurrect\n\
          ExecStop={sup} kill\n\
          KillMode=mixed\n\
+         Delegate=yes\n\
          TimeoutStopSec=60\n\
          Restart=on-failure\n\
          RestartSec=2\n\
@@ -290,6 +291,7 @@ mod tests {
             "Environment=\"SUP_HOME=/home/alice/.local/share/sup\"",
             "ExecStart=/usr/local/bin/sup daemon --resurrect",
             "KillMode=mixed",
+            "Delegate=yes",
             "After=network-online.target",
             "WantedBy=multi-user.target",
         ] {

@@ -10,6 +10,7 @@ mod lifecycle;
 mod logs;
 mod machine;
 mod notify;
+mod ownership;
 mod persist;
 mod plural;
 mod preload;
@@ -53,6 +54,9 @@ pub enum DaemonError {
         /// The cause.
         source: std::io::Error,
     },
+    /// `SUP_CGROUPS=on` and no cgroup subtree can be had, or a bad setting.
+    #[error("{0}")]
+    Ownership(String),
     /// Any other system failure.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -142,8 +146,10 @@ async fn serve(
         inflight.downgrade(),
         shown,
     ));
+    let subtree = handover.as_ref().and_then(supervisor::Handover::subtree);
+    let owner = ownership::Ownership::setup(home.dir(), subtree).map_err(DaemonError::Ownership)?;
     let logs = logs::Logs::start()?;
-    let mut supervisor = Supervisor::new(home.clone(), tx, logs, lock_fd, warnings)?;
+    let mut supervisor = Supervisor::new(home.clone(), tx, logs, lock_fd, warnings, owner)?;
     match handover {
         Some(handover) => supervisor.adopt(handover),
         None => {

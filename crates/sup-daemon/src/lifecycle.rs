@@ -276,6 +276,9 @@ impl Lifecycle {
                 self.recover(spec, why)
             }
             (Online, Event::Unhealthy(why)) => self.recover(spec, why),
+            // A late report of a quick exit, once a stop was asked for: the
+            // instance is gone all the same, and the stop must end.
+            (Stopping, Event::Daemonized(_)) => self.handle(spec, Event::Exited(ExitKind::Code(0))),
             (Launching | Online, Event::Daemonized(why)) => {
                 self.last_exit = Some(ExitKind::Code(0));
                 self.error = Some(why);

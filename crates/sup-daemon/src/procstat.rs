@@ -100,7 +100,8 @@ fn push_children(pid: u32, stack: &mut Vec<u32>) {
     }
 }
 
-fn page_size() -> u64 {
+/// The size of a memory page, bytes.
+pub fn page_size() -> u64 {
     sysconf_or(SysconfVar::PAGE_SIZE, 4096)
 }
 
@@ -117,10 +118,13 @@ fn sysconf_or(var: SysconfVar, fallback: u64) -> u64 {
     .unwrap_or(fallback)
 }
 
-/// Turns cumulative ticks into a CPU percentage between two queries.
+/// The shortest span a CPU rate is measured over.
+const MIN_SPAN: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Turns cumulative CPU time into a percentage between two queries.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMeter {
-    ticks: u64,
+    usec: u64,
     at: Instant,
 }
 
@@ -128,20 +132,23 @@ impl CpuMeter {
     /// A meter whose first reading averages over the time since `started`.
     pub fn new(started: Instant) -> CpuMeter {
         CpuMeter {
-            ticks: 0,
+            usec: 0,
             at: started,
         }
     }
 
-    /// CPU percent of one core since the previous reading, then remembers this one.
-    pub fn percent(&mut self, ticks: u64, now: Instant) -> f64 {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        let used = ticks.saturating_sub(self.ticks) as f64 / ticks_per_second() as f64;
-        *self = CpuMeter { ticks, at: now };
-        if elapsed <= 0.0 {
+    /// CPU percent of one core since the previous reading (`usec`: CPU
+    /// time used so far, microseconds), then remembers this one.
+    pub fn percent(&mut self, usec: u64, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.at);
+        if elapsed < MIN_SPAN {
+            // Too short to mean anything (a process a millisecond old has
+            // spent its whole life in exec): keep the baseline.
             return 0.0;
         }
-        (used / elapsed * 1000.0).round() / 10.0
+        let used = usec.saturating_sub(self.usec) as f64 / 1e6;
+        *self = CpuMeter { usec, at: now };
+        (used / elapsed.as_secs_f64() * 1000.0).round() / 10.0
     }
 }
 
@@ -171,10 +178,12 @@ mod tests {
     fn cpu_meter_is_a_rate() {
         let start = Instant::now();
         let mut meter = CpuMeter::new(start);
-        let hz = ticks_per_second();
         // Half a core for two seconds.
-        let pct = meter.percent(hz, start + Duration::from_secs(2));
+        let pct = meter.percent(1_000_000, start + Duration::from_secs(2));
         assert_eq!(pct, 50.0);
-        assert_eq!(meter.percent(hz, start + Duration::from_secs(3)), 0.0);
+        assert_eq!(
+            meter.percent(1_000_000, start + Duration::from_secs(3)),
+            0.0
+        );
     }
 }

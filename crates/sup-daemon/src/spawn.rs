@@ -50,6 +50,8 @@ pub struct Launch<'a> {
     pub listen_pid: bool,
     /// Run as this user instead of the daemon's.
     pub creds: Option<&'a crate::creds::Creds>,
+    /// `cgroup.procs` of the cgroup the child enters before anything else.
+    pub cgroup: Option<RawFd>,
 }
 
 /// The C-level pieces, all allocated before the fork.
@@ -109,6 +111,7 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
         pid_slot,
         err_write: err_write.as_raw_fd(),
         creds: launch.creds,
+        cgroup: launch.cgroup,
     };
     // Every signal blocked across the fork: the daemon's handlers must not
     // run in the child before it resets them.
@@ -148,6 +151,7 @@ struct Child<'a> {
     pid_slot: Option<*mut u8>,
     err_write: RawFd,
     creds: Option<&'a crate::creds::Creds>,
+    cgroup: Option<RawFd>,
 }
 
 impl Child<'_> {
@@ -165,6 +169,13 @@ impl Child<'_> {
             libc::write(err_write, (&errno as *const i32).cast(), 4);
             libc::_exit(127)
         };
+        // First of all: no process of the app ever runs outside its cgroup
+        // ("0" moves the writer itself; before setuid, so the right holds).
+        if let Some(fd) = self.cgroup {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                fail(self.err_write);
+            }
+        }
         libc::setpgid(0, 0);
         reset_signals();
         // Move every fd we keep above the range we are about to fill, so

@@ -92,12 +92,23 @@ fn patterns(spec: &WatchSpec, report: &mut impl FnMut(Report) -> bool) -> Vec<gl
     out
 }
 
-struct Fd(Inotify);
+/// An inotify instance tokio can wait on.
+#[derive(Debug)]
+pub struct Fd(pub Inotify);
 
 impl AsRawFd for Fd {
     fn as_raw_fd(&self) -> RawFd {
         self.0.as_fd().as_raw_fd()
     }
+}
+
+/// A new non-blocking inotify instance, registered with tokio.
+pub fn async_inotify() -> std::io::Result<AsyncFd<Fd>> {
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+    // SAFETY: the AsyncFd owns the Inotify, so its fd stays open and the
+    // same for the AsyncFd's whole life.
+    unsafe { AsyncFd::register_with_interest(Fd(inotify), Interest::READABLE) }
+        .map_err(std::io::Error::from)
 }
 
 /// The inotify instance and what each of its watches is.
@@ -151,15 +162,7 @@ impl Tree {
 /// changed).
 pub async fn run(spec: WatchSpec, mut report: impl FnMut(Report) -> bool) {
     let ignore = patterns(&spec, &mut report);
-    let fd = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(std::io::Error::from)
-        .and_then(|i| {
-            // SAFETY: the AsyncFd owns the Inotify, so its fd stays open
-            // and the same for the AsyncFd's whole life.
-            unsafe { AsyncFd::register_with_interest(Fd(i), Interest::READABLE) }
-                .map_err(std::io::Error::from)
-        });
-    let fd = match fd {
+    let fd = match async_inotify() {
         Ok(fd) => fd,
         Err(e) => {
             report(Report::Failed(format!("inotify: {e}")));

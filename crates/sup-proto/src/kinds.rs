@@ -112,6 +112,17 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// How the daemon tells which processes are an app's ([`crate::Tracking`]).
+    pub enum TrackingMode {
+        /// A cgroup v2 per instance: membership, kills and figures come
+        /// from the kernel.
+        Cgroup = "cgroup",
+        /// Process groups and environment tags (no cgroup the daemon may manage).
+        Tags = "tags",
+    }
+}
+
 /// Liveness health of an app ([`crate::HealthInfo`]). Its `Unknown` also
 /// means "no probe is set", which is why it is the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]

@@ -20,10 +20,10 @@ pub mod spec;
 
 pub use decode::decode_request;
 pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
-pub use kinds::{ErrorKind, EventKind, HealthStatus};
+pub use kinds::{ErrorKind, EventKind, HealthStatus, TrackingMode};
 pub use message::{
     AppInfo, EventRecord, HealthInfo, InstanceInfo, InstanceLogs, LogInfo, Request,
-    RequestEnvelope, Response, ResponseEnvelope, Scale, Severity, Status, Target,
+    RequestEnvelope, Response, ResponseEnvelope, Scale, Severity, Status, Target, Tracking,
 };
 pub use name::{validate_name, NameError};
 pub use signal::{Signal, SignalError};

@@ -327,6 +327,9 @@ pub struct InstanceInfo {
     pub cpu: f64,
     /// Resident memory of the instance's process group, in bytes.
     pub memory: u64,
+    /// Pid of its last main process, running or not (null before the first).
+    #[serde(default)]
+    pub last_pid: Option<u32>,
 }
 
 /// Something that happened to an app.
@@ -444,9 +447,31 @@ pub struct AppInfo {
     /// (`describe` only; see the `socket-not-taken` event).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub socket_warning: Option<String>,
+    /// How the daemon tells which processes are the app's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<Tracking>,
     /// The full spec; filled by `describe` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<AppSpec>,
+}
+
+/// How the daemon tells which processes are an app's, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tracking {
+    /// `cgroup` or `tags`.
+    pub mode: crate::TrackingMode,
+    /// Why the daemon fell back to tags (no cgroup2, not delegated,
+    /// `SUP_CGROUPS=off`); null in cgroup mode.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The controllers enabled for the apps' cgroups (`cpu`, `memory`,
+    /// `pids`); figures and limits that need a missing one degrade.
+    #[serde(default)]
+    pub controllers: Vec<String>,
+    /// The directory that holds the apps' cgroups (cgroup mode), one
+    /// `<app id>-<instance>-<n>` leaf per running instance.
+    #[serde(default)]
+    pub cgroup: Option<String>,
 }
 
 #[cfg(test)]

@@ -330,6 +330,14 @@ pub struct AppSpec {
     /// Restart an instance whose process tree's resident memory passes
     /// this many bytes (PM2's `max_memory_restart`).
     pub max_memory: Option<u64>,
+    /// Hard memory limit of each instance (`memory.max` of its cgroup: the
+    /// kernel's OOM killer ends it past this many bytes). Needs cgroup
+    /// tracking with the memory controller.
+    pub memory_max: Option<u64>,
+    /// CPU limit of each instance, percent of one core (`cpu.max` of its
+    /// cgroup; 200 is two cores). Needs cgroup tracking with the cpu
+    /// controller.
+    pub cpu_quota: Option<u32>,
     /// Restart the app on this schedule (PM2's `cron_restart`): 5 cron
     /// fields, or 6 with seconds first; see [`crate::schedule`].
     pub cron_restart: Option<String>,
@@ -395,6 +403,8 @@ impl Default for AppSpec {
             namespace: None,
             source: None,
             max_memory: None,
+            memory_max: None,
+            cpu_quota: None,
             cron_restart: None,
             watch: Vec::new(),
             ignore_watch: Vec::new(),

@@ -14,7 +14,7 @@ use sup_proto::spec::{AppSpec, HealthSpec, LogSpec, Probe, Program, RestartPolic
 use sup_proto::{
     decode_len, decode_request, encode_frame, AppInfo, ErrorKind, EventKind, EventRecord,
     HealthInfo, HealthStatus, InstanceInfo, LogInfo, Request, RequestEnvelope, Response,
-    ResponseEnvelope, Signal, Status, Target, HEADER_LEN, MAX_FRAME,
+    ResponseEnvelope, Signal, Status, Target, Tracking, TrackingMode, HEADER_LEN, MAX_FRAME,
 };
 
 /// `n` cases, drawn with XorShift: proptest's default ChaCha, unoptimized
@@ -213,6 +213,8 @@ fn spec() -> BoxedStrategy<AppSpec> {
                     listen,
                     health,
                     cron_restart: on_event.clone(),
+                    memory_max: max_restarts.map(u64::from),
+                    cpu_quota: max_restarts,
                     on_event,
                     max_memory: max_restarts.map(u64::from),
                     watch,
@@ -370,6 +372,7 @@ fn app_info() -> BoxedStrategy<AppInfo> {
             uptime_ms: pid.map(u64::from),
             cpu,
             memory,
+            last_pid: pid,
         });
     let health = prop::sample::select(vec![
         HealthStatus::Starting,
@@ -384,6 +387,7 @@ fn app_info() -> BoxedStrategy<AppInfo> {
     )
         .prop_map(
             |((id, name, pid, status), (restarts, cpu, memory, error), (instances, h, spec))| {
+                let last_exit_text = error.clone();
                 AppInfo {
                     id,
                     name,
@@ -410,6 +414,12 @@ fn app_info() -> BoxedStrategy<AppInfo> {
                     },
                     listen: Vec::new(),
                     dump_warning: None,
+                    tracking: pid.map(|_| Tracking {
+                        mode: TrackingMode::Tags,
+                        reason: last_exit_text.clone(),
+                        controllers: vec!["cpu".into()],
+                        cgroup: None,
+                    }),
                     spec,
                 }
             },

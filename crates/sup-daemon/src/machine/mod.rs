@@ -256,8 +256,15 @@ pub enum Effect {
         /// Details.
         detail: String,
     },
-    /// The user stopped the app: stop what it left outside its groups.
-    StopEscaped,
+    /// The user stopped instance `slot`: stop what it left behind, outside
+    /// its process group (`pid`: the group of its last process, when that
+    /// is still kept because something of it lives on).
+    StopLeftovers {
+        /// The instance index.
+        slot: usize,
+        /// Its last process, if the slot still keeps it.
+        pid: Option<u32>,
+    },
     /// No instance runs nor will start on its own: close the held sockets,
     /// so that a proxy fails fast.
     CloseSockets,
@@ -497,8 +504,9 @@ impl AppMachine {
         }
     }
 
-    /// The app's status: `online` when every instance is, else that of its
-    /// least advanced instance.
+    /// The app's status: `online` when every wanted instance is (those the
+    /// user stopped don't count), else that of its least advanced wanted
+    /// instance; `stopped` when the user stopped them all.
     pub fn status(&self) -> Status {
         use Status::*;
         let rank = |s: Status| match s {
@@ -511,6 +519,7 @@ impl AppMachine {
         };
         self.slots
             .all()
+            .filter(|s| !s.unwanted())
             .map(|s| s.lc.status())
             .min_by_key(|&s| rank(s))
             .unwrap_or(Stopped)
@@ -603,20 +612,23 @@ impl AppMachine {
 
     /// Whether the caller should look for a process that `pid` left outside
     /// its group before reporting this exit: an instance that exits 0 before
-    /// `min_uptime` may have daemonized itself.
+    /// `min_uptime`, unasked, may have daemonized itself. Returns the slot
+    /// to look at. An instance being stopped was asked to exit: never.
     pub fn wants_escape_check(
         &self,
         spec: &AppSpec,
         pid: u32,
         exit: ExitKind,
         now: Instant,
-    ) -> bool {
+    ) -> Option<usize> {
         let quick = Duration::from_millis(spec.min_uptime_ms);
-        exit.success()
-            && self
-                .slot_of(pid)
-                .and_then(|i| self.slots[i].inst)
-                .is_some_and(|p| now.saturating_duration_since(p.since) < quick)
+        let i = self.slot_of(pid)?;
+        let slot = &self.slots[i];
+        let running = matches!(slot.lc.status(), Status::Launching | Status::Online);
+        let early = slot
+            .inst
+            .is_some_and(|p| now.saturating_duration_since(p.since) < quick);
+        (exit.success() && running && early).then_some(i)
     }
 
     /// The health view of the first instance.

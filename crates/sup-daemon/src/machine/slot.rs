@@ -95,6 +95,8 @@ pub struct Slot {
     pub(super) restart_due: Option<Instant>,
     /// Scaled down or deleted: removed once stopped.
     pub(super) leaving: bool,
+    /// The pid of its last main process.
+    pub(super) last_pid: Option<u32>,
 }
 
 impl Slot {
@@ -111,6 +113,17 @@ impl Slot {
     /// Its current process, exited or not (a group may still drain).
     pub fn process(&self) -> Option<Proc> {
         self.inst
+    }
+
+    /// The pid of its last main process, running or not.
+    pub fn last_pid(&self) -> Option<u32> {
+        self.last_pid
+    }
+
+    /// Whether the user stopped this instance and it is down: it does not
+    /// count for the app's status.
+    pub fn unwanted(&self) -> bool {
+        self.lc.user_stopped() && self.lc.is_down()
     }
 
     /// Time left before a scheduled restart, while waiting for it.
@@ -248,7 +261,8 @@ impl AppMachine {
             }
             Status::Stopped => {
                 if slot.lc.user_stopped() {
-                    self.emit(Effect::StopEscaped);
+                    let pid = slot.inst.map(|p| p.pid);
+                    self.emit(Effect::StopLeftovers { slot: i, pid });
                 }
                 self.record(EventKind::Stopped, "");
             }
@@ -259,6 +273,7 @@ impl AppMachine {
     pub(super) fn spawned_main(&mut self, spec: &AppSpec, i: usize, pid: u32, now: Instant) {
         let slot = &mut self.slots[i];
         slot.inst = Some(Proc::new(pid, now));
+        slot.last_pid = Some(pid);
         slot.health.reset();
         self.record(EventKind::Started, format!("pid {pid}"));
         self.start_readiness(spec, pid);
@@ -293,6 +308,8 @@ impl AppMachine {
             return;
         }
         let event = match escaped {
+            // Asked to stop, it did: what it left is stopped with it.
+            Some(_) if stopping => Event::Exited(exit),
             Some(left) => Event::Daemonized(format!(
                 "exited 0 at once and left pid {left} running: it seems to daemonize itself; \
                  run it in the foreground so that sup supervises the real process"

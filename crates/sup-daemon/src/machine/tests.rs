@@ -157,7 +157,7 @@ fn stop_during_launch_signals_then_settles_stopped() {
     assert_eq!(h.m.status(), Status::Stopping);
     let (effects, _) = h.exit(pids[0], ExitKind::Signal(15), false);
     assert_eq!(h.m.status(), Status::Stopped);
-    assert!(effects.contains(&Effect::StopEscaped));
+    assert!(effects.contains(&Effect::StopLeftovers { slot: 0, pid: None }));
     assert!(h.m.is_quiet());
 }
 
@@ -256,13 +256,12 @@ fn waiting_restart_records_the_real_delay() {
 fn a_daemonizing_app_turns_errored() {
     let mut h = Harness::new(AppSpec::default());
     let pid = h.start();
-    assert!(h
-        .m
-        .wants_escape_check(&h.spec, pid, ExitKind::Code(0), h.now));
+    let check = |h: &Harness| {
+        h.m.wants_escape_check(&h.spec, pid, ExitKind::Code(0), h.now)
+    };
+    assert_eq!(check(&h), Some(0));
     h.advance(5_000);
-    assert!(!h
-        .m
-        .wants_escape_check(&h.spec, pid, ExitKind::Code(0), h.now));
+    assert_eq!(check(&h), None);
     let (effects, pids) = h.run(Input::Exited {
         pid,
         exit: ExitKind::Code(0),
@@ -831,4 +830,120 @@ fn an_app_being_deleted_never_starts_again() {
     h.send(Input::Delete);
     let effects = h.send(Input::Reload { token: 9 });
     assert!(matches!(reload_result(&effects), Some(Err(why)) if why.contains("deleted")));
+}
+
+#[test]
+fn a_stopping_instance_is_never_checked_for_escapes() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.send(Input::Restart);
+    assert_eq!(h.m.status(), Status::Stopping);
+    let check =
+        h.m.wants_escape_check(&h.spec, pid, ExitKind::Code(0), h.now);
+    assert_eq!(check, None, "an exit asked for is no daemonization");
+}
+
+#[test]
+fn a_leftover_report_while_stopping_still_ends_the_stop() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.send(Input::Restart);
+    // The quick-exit scan found a process (another instance's child, say).
+    let (_, pids) = h.run(Input::Exited {
+        pid,
+        exit: ExitKind::Code(0),
+        group_alive: false,
+        escaped: Some(4242),
+    });
+    assert_eq!(pids.len(), 1, "the restart goes on: {pids:?}");
+    assert_eq!(h.m.status(), Status::Online);
+    assert_eq!(h.m.first().lc().error(), None);
+}
+
+#[test]
+fn a_late_daemonized_report_in_stopping_is_an_exit() {
+    let mut lc = crate::lifecycle::Lifecycle::default();
+    let spec = AppSpec::default();
+    lc.handle(&spec, Event::Start);
+    lc.handle(&spec, Event::Spawned);
+    lc.handle(&spec, Event::Stop { by_user: true });
+    lc.handle(&spec, Event::Daemonized("left pid 7".into()));
+    assert_eq!(lc.status(), Status::Stopped);
+}
+
+#[test]
+fn a_stop_whose_main_exited_0_waits_for_the_rest_then_kills_it() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    let effects = h.send(Input::Stop { by_user: true });
+    let kill = kill_timer(&effects);
+    let (effects, _) = h.exit(pid, ExitKind::Code(0), true);
+    assert!(effects.contains(&Effect::WatchGroup { pid }));
+    assert_eq!(h.m.status(), Status::Stopping, "its children still run");
+    let effects = h.send(Input::Timer(kill));
+    assert_eq!(signalled(&effects, pid), vec![Signal::SIGKILL]);
+    let effects = h.send(Input::GroupGone { pid });
+    assert_eq!(h.m.status(), Status::Stopped);
+    assert!(effects.contains(&Effect::StopLeftovers { slot: 0, pid: None }));
+    assert!(h.m.is_quiet());
+}
+
+#[test]
+fn stopping_one_instance_of_two_touches_only_it() {
+    let mut h = Harness::new(AppSpec::default());
+    h.m = AppMachine::new(2);
+    let (_, pids) = h.run(Input::Start);
+    assert_eq!(h.m.status(), Status::Online);
+    let one = Input::OneSlot {
+        slot: 1,
+        input: Box::new(Input::Stop { by_user: true }),
+    };
+    let effects = h.send(one);
+    assert_eq!(signalled(&effects, pids[1]), vec![Signal::SIGTERM]);
+    assert!(signalled(&effects, pids[0]).is_empty());
+    let (effects, _) = h.exit(pids[1], ExitKind::Signal(15), false);
+    assert!(effects.contains(&Effect::StopLeftovers { slot: 1, pid: None }));
+    assert!(signalled(&effects, pids[0]).is_empty());
+    assert_eq!(h.m.status(), Status::Online, "the wanted instance runs");
+    assert_eq!(h.m.slots()[1].last_pid(), Some(pids[1]));
+    h.send(Input::OneSlot {
+        slot: 0,
+        input: Box::new(Input::Stop { by_user: true }),
+    });
+    h.exit(pids[0], ExitKind::Signal(15), false);
+    assert_eq!(h.m.status(), Status::Stopped);
+}
+
+#[test]
+fn a_start_during_a_stop_sweep_gets_a_fresh_instance() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.send(Input::Stop { by_user: true });
+    let (effects, _) = h.exit(pid, ExitKind::Signal(15), false);
+    // The sweep names the slot and no pid: it can only reach what the
+    // supervisor proves was the old instance's.
+    assert!(effects.contains(&Effect::StopLeftovers { slot: 0, pid: None }));
+    let (_, pids) = h.run(Input::Start);
+    assert_eq!(pids.len(), 1);
+    assert_ne!(pids[0], pid);
+    assert_eq!(h.m.status(), Status::Online);
+}
+
+#[test]
+fn stopping_an_errored_daemonized_slot_names_what_it_kept() {
+    let mut h = Harness::new(AppSpec::default());
+    let pid = h.start();
+    h.run(Input::Exited {
+        pid,
+        exit: ExitKind::Code(0),
+        group_alive: true,
+        escaped: Some(4242),
+    });
+    assert_eq!(h.m.status(), Status::Errored);
+    let effects = h.send(Input::Stop { by_user: true });
+    assert_eq!(h.m.status(), Status::Stopped);
+    assert!(effects.contains(&Effect::StopLeftovers {
+        slot: 0,
+        pid: Some(pid)
+    }));
 }

@@ -57,6 +57,9 @@ impl Supervisor {
     /// The app's id, if it exists and the new spec keeps what cannot
     /// change in place.
     fn check_apply(&self, spec: &AppSpec) -> Result<u32, Response> {
+        self.owner
+            .check_limits(spec)
+            .map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
         let found = self
             .table
             .find_name(&spec.name)

@@ -91,6 +91,9 @@ impl Supervisor {
             ));
         }
         crate::creds::resolve(spec).map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
+        self.owner
+            .check_limits(spec)
+            .map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
         crate::sockets::bind_all(&spec.listen)
             .map_err(|e| Response::error(ErrorKind::BadRequest, e))
     }

@@ -2,10 +2,13 @@
 //! returns; reaping, which turns exits into inputs.
 
 use super::table::Role;
-use super::{group_alive, signal_group, Msg, Supervisor};
+use super::{Msg, Supervisor};
 use crate::lifecycle::ExitKind;
 use crate::machine::{Effect, Input};
+use crate::ownership::tags::Scope;
+use crate::ownership::Leftover;
 use crate::reaper;
+use nix::sys::signal::Signal;
 use std::collections::VecDeque;
 use std::time::Instant;
 use tracing::info;
@@ -39,7 +42,10 @@ impl Supervisor {
                 },
             }),
             Effect::Signal { pid, signal } => {
-                signal_group(Some(pid), signal);
+                match signal {
+                    Signal::SIGKILL => self.owner.kill(pid),
+                    _ => self.owner.signal(pid, signal),
+                }
                 None
             }
             Effect::Kill { pid, signal } => {
@@ -55,6 +61,8 @@ impl Supervisor {
                 self.after(after, Msg::ProbeDue { app: id, pid, kind });
                 None
             }
+            // In cgroup mode the emptiness of every instance is an event already.
+            Effect::WatchGroup { pid } if self.owner.reports_empty(pid) => None,
             Effect::WatchGroup { pid } => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
@@ -82,8 +90,8 @@ impl Supervisor {
                 self.record(id, kind, detail);
                 None
             }
-            Effect::StopEscaped => {
-                self.escaped_of.push(id);
+            Effect::StopLeftovers { slot, pid } => {
+                self.stop_leftovers(id, slot, pid);
                 None
             }
             Effect::CloseSockets => {
@@ -115,6 +123,7 @@ impl Supervisor {
         let Some(app) = self.table.get_mut(id) else {
             return;
         };
+        self.owner.release(pid);
         let Some(mut inst) = app.procs.remove(&pid) else {
             return;
         };
@@ -138,6 +147,9 @@ impl Supervisor {
         }
     }
 
+    /// An instance's main process exited. A quick exit 0 may mean the app
+    /// daemonized itself: in tag mode, a scan off the loop finds what it
+    /// left, and the exit is told once the scan is back.
     fn instance_exited(&mut self, id: u32, pid: u32, exit: ExitKind) {
         let Some(app) = self.table.get(id) else {
             return;
@@ -146,13 +158,30 @@ impl Supervisor {
         let check = app
             .machine
             .wants_escape_check(&app.spec, pid, exit, Instant::now());
-        let escaped = check
-            .then(|| self.leftover_pids(id).first().copied())
-            .flatten();
-        let group_alive = group_alive(pid);
         if !exit.success() {
             self.check_exit_for_bind_error(id);
         }
+        let escaped = match check.map(|_| self.owner.leftover(pid)) {
+            None => None,
+            Some(Leftover::Known(left)) => left,
+            Some(Leftover::Scan) => {
+                let index = check.unwrap_or_default() as u32;
+                let scope = Scope::Instance { app: id, index };
+                return self.scan_then(scope, move |found| Msg::QuickExit {
+                    app: id,
+                    pid,
+                    exit,
+                    found,
+                });
+            }
+        };
+        self.exited(id, pid, exit, escaped);
+    }
+
+    /// Tells app `id`'s machine that its process `pid` exited, leaving
+    /// `escaped` behind (if it was looked for).
+    pub(super) fn exited(&mut self, id: u32, pid: u32, exit: ExitKind, escaped: Option<u32>) {
+        let group_alive = self.owner.has_processes(pid);
         self.apply(
             id,
             Input::Exited {

@@ -47,6 +47,16 @@ pub struct Handover {
     /// back (0.1.0 did not hand it over: then the highest id + 1).
     #[serde(default)]
     next_id: u32,
+    /// The cgroup subtree of the apps (none in tag mode, or from 0.1.0).
+    #[serde(default)]
+    subtree: Option<crate::ownership::Subtree>,
+}
+
+impl Handover {
+    /// The cgroup subtree the previous daemon used, if any.
+    pub fn subtree(&self) -> Option<crate::ownership::Subtree> {
+        self.subtree.clone()
+    }
 }
 
 /// One app, handed over.
@@ -259,6 +269,7 @@ impl Supervisor {
             apps,
             events: self.events.history(None),
             next_id: self.table.next_id(),
+            subtree: self.owner.subtree(),
         }
     }
 
@@ -277,9 +288,11 @@ impl Supervisor {
                     true => logs.of_instance(handed.index),
                     false => logs.clone(),
                 };
-                let main = handed
-                    .instance
-                    .map(|i| self.adopt_instance(id, i, &files, tag));
+                let index = handed.index;
+                let main = handed.instance.map(|i| {
+                    self.owner.adopt(id, index, i.pid);
+                    self.adopt_instance(id, i, &files, tag)
+                });
                 let restart_in = handed.restart_in_ms.map(Duration::from_millis);
                 slots.push(Adopted {
                     index: handed.index,

@@ -5,6 +5,7 @@ use super::table::{Instance, Role};
 use super::{Msg, Supervisor};
 use crate::logs::pipe;
 use crate::machine::Role as MRole;
+use crate::ownership::tags::{APP_VAR as TAG_VAR, INSTANCE_VAR};
 use crate::{creds, notify, preload, sockets, spawn};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -34,6 +35,10 @@ impl Supervisor {
             creds,
         } = self.prepare_instance(id, slot)?;
         let app = self.table.get_mut(id).ok_or("no such app")?;
+        let leaf = self
+            .owner
+            .prepare(id, slot, &app.spec)
+            .map_err(|e| format!("cannot make its cgroup: {e}"))?;
         let launch = spawn::Launch {
             argv: app.spec.program.argv(&app.spec.args),
             env,
@@ -43,9 +48,12 @@ impl Supervisor {
             listen_pid: !pass_fds.is_empty(),
             pass_fds,
             creds: creds.as_ref(),
+            cgroup: leaf.as_ref().map(|l| l.fd()),
             ..spawn::Launch::default()
         };
-        let pid = spawn::spawn(&launch)?;
+        let spawned = spawn::spawn(&launch);
+        self.owner.placed(spawned.as_ref().ok().copied(), leaf);
+        let pid = spawned?;
         drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
         if let Some(channel) = channel {
@@ -86,7 +94,7 @@ impl Supervisor {
             }
             Err(e) => {
                 // Nothing would read its output: it must not run unseen.
-                super::signal_group(Some(pid), nix::sys::signal::Signal::SIGKILL);
+                self.owner.kill(pid);
                 Err(SpawnError {
                     transient: is_transient(&e),
                     message: format!("cannot capture its output: {e}"),
@@ -295,7 +303,7 @@ struct Prepared {
 /// sets `name` and `pm_id`). They also let a daemon that replaces a dead one
 /// find every process the dead one started.
 fn app_env(spec: &AppSpec, home: &Path, id: u32) -> Vec<(String, String)> {
-    let ours = ["SUP_HOME", "SUP_APP_NAME", "SUP_APP_ID"];
+    let ours = ["SUP_HOME", "SUP_APP_NAME", TAG_VAR];
     let mut env: Vec<(String, String)> = spec
         .full_env()
         .into_iter()
@@ -306,12 +314,6 @@ fn app_env(spec: &AppSpec, home: &Path, id: u32) -> Vec<(String, String)> {
     env.push((TAG_VAR.into(), id.to_string()));
     env
 }
-
-/// The variable that holds an instance's index.
-pub const INSTANCE_VAR: &str = "SUP_INSTANCE";
-
-/// The variable that marks a process as started by a sup daemon for an app.
-pub const TAG_VAR: &str = "SUP_APP_ID";
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@ mod effects;
 mod events;
 mod handover;
 mod instances;
+mod leftovers;
 mod persistence;
 mod probes;
 mod reload;
@@ -19,6 +20,7 @@ mod triggers;
 use crate::events::Events;
 use crate::logs::Logs;
 use crate::machine::{Input, ProbeKind, Timer};
+use crate::ownership::Ownership;
 use crate::persist::state::StateWriter;
 use crate::probe::Outcome;
 pub use handover::{read_handover, Handover, HANDOVER_VERSION};
@@ -129,10 +131,36 @@ pub enum Msg {
     FlushState,
     /// The kill timeout of a process an app left outside its group ran out.
     StrayDeadline {
-        /// Its pid.
+        /// A pidfd on it, so that a reused pid is never hit.
+        pidfd: std::os::fd::OwnedFd,
+    },
+    /// The scan after a quick exit 0 of instance `pid` of `app` is back.
+    QuickExit {
+        /// App id.
+        app: u32,
+        /// The instance's main pid.
         pid: u32,
-        /// Its start time, so that a reused pid is never hit.
-        start_time: u64,
+        /// How it exited.
+        exit: crate::lifecycle::ExitKind,
+        /// What carries the instance's tags.
+        found: Vec<crate::ownership::tags::Candidate>,
+    },
+    /// The scan after a stop of one of `app`'s instances is back.
+    Leftovers {
+        /// App id.
+        app: u32,
+        /// What carries the instance's tags.
+        found: Vec<crate::ownership::tags::Candidate>,
+    },
+    /// The kill timeout of what a stopped slot kept (a daemonized
+    /// process's group or cgroup) ran out.
+    KillLeftover {
+        /// App id.
+        app: u32,
+        /// The instance index.
+        slot: usize,
+        /// The process the slot kept.
+        pid: u32,
     },
     /// A process (command probe or hook) ran out of time: kill its group.
     Deadline {
@@ -206,8 +234,8 @@ pub struct Supervisor {
     probe_cmds: std::collections::HashMap<u32, (u32, Instant)>,
     /// Counter for unique per-instance names and reload tokens.
     seq: u64,
-    /// Apps stopped by the user in this turn: their escaped processes go too.
-    escaped_of: Vec<u32>,
+    /// Which processes are each instance's.
+    owner: Ownership,
     /// The live state's writer, and the apps whose state changed.
     state: StateWriter,
     state_dirty: HashSet<u32>,
@@ -246,6 +274,7 @@ impl Supervisor {
         logs: Logs,
         lock_fd: std::os::fd::RawFd,
         warnings: watch::Sender<Vec<String>>,
+        owner: Ownership,
     ) -> std::io::Result<Supervisor> {
         // Registered before the first spawn, so no exit goes unnoticed.
         let signals = (
@@ -277,7 +306,7 @@ impl Supervisor {
             events: Events::default(),
             probe_cmds: std::collections::HashMap::new(),
             seq: 0,
-            escaped_of: Vec::new(),
+            owner,
             triggers: triggers::Triggers::default(),
         })
     }
@@ -302,6 +331,11 @@ impl Supervisor {
                     other => self.on_msg(other),
                 },
                 _ = sigchld.recv() => self.reap(),
+                _ = self.owner.changed() => {
+                    for (app, pid) in self.owner.emptied() {
+                        self.apply(app, Input::GroupGone { pid });
+                    }
+                }
                 _ = sigterm.recv() => self.begin_shutdown(None, "SIGTERM"),
                 _ = sigint.recv() => self.begin_shutdown(None, "SIGINT"),
             }
@@ -365,7 +399,15 @@ impl Supervisor {
             Msg::Added(pending, result) => self.added(pending, result),
             Msg::Removed(results, reply) => self.removed(results, reply),
             Msg::Changed(pending, result) => self.changed(*pending, result),
-            Msg::StrayDeadline { pid, start_time } => self.stray_deadline(pid, start_time),
+            Msg::StrayDeadline { pidfd } => crate::ownership::pidfd_signal(&pidfd, libc::SIGKILL),
+            Msg::QuickExit {
+                app,
+                pid,
+                exit,
+                found,
+            } => self.quick_exit(app, pid, exit, found),
+            Msg::Leftovers { app, found } => self.leftovers_found(app, found),
+            Msg::KillLeftover { app, slot, pid } => self.kill_leftover(app, slot, pid),
             Msg::BindError { app, addrs } => self.bind_error(app, addrs),
             Msg::SocketNotTaken { app, pid, why } => self.socket_not_taken(app, pid, why),
             Msg::MemoryCheck => self.memory_check(),
@@ -557,7 +599,6 @@ impl Supervisor {
 
     /// Answers the waiters whose condition holds and forgets deleted apps.
     fn settle(&mut self) {
-        self.stop_escaped();
         let gone: Vec<u32> = self
             .table
             .iter()
@@ -605,7 +646,7 @@ impl Supervisor {
         for &id in ids {
             if let Some(app) = self.table.get_mut(id) {
                 let logs = self.logs.info_of(&app.logs, &app.instance_logs());
-                let mut info = app.info(logs, with_spec);
+                let mut info = app.info(logs, with_spec, &self.owner);
                 if with_spec {
                     info.dump_warning = self.dump_warning.clone();
                     info.state_warnings = self.warnings.borrow().clone();
@@ -616,20 +657,6 @@ impl Supervisor {
         }
         Response::Apps(infos)
     }
-}
-
-fn signal_group(pgid: Option<u32>, sig: Signal) {
-    if let Some(pgid) = pgid {
-        // ESRCH: the group is already gone, which is what we wanted.
-        let _ = killpg(Pid::from_raw(pgid as i32), sig);
-    }
-}
-
-/// Whether a process group still has members. Zombies count here; the
-/// watch that follows ([`crate::groupwatch`]) does not count them, so a
-/// member whose parent never reaps it cannot hold a stop or restart forever.
-fn group_alive(pgid: u32) -> bool {
-    killpg(Pid::from_raw(pgid as i32), None).is_ok()
 }
 
 /// Milliseconds since the Unix epoch.

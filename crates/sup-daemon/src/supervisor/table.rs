@@ -3,7 +3,8 @@
 use crate::logs::{AppLogs, Capture, Stop};
 use crate::machine::{AppMachine, ProbeKind};
 use crate::notify::NotifySocket;
-use crate::procstat::{tree_usage, CpuMeter};
+use crate::ownership::Ownership;
+use crate::procstat::CpuMeter;
 use crate::sockets::Held;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::OwnedFd;
@@ -71,12 +72,12 @@ impl Instance {
     }
 
     /// What `list` shows of it: its usage, on top of what its slot says.
-    fn info(&mut self, base: InstanceInfo, now: Instant) -> InstanceInfo {
-        let u = tree_usage(self.pid);
+    fn info(&mut self, base: InstanceInfo, now: Instant, owner: &Ownership) -> InstanceInfo {
+        let u = owner.usage(self.pid);
         InstanceInfo {
             pid: Some(self.pid),
             uptime_ms: Some(now.duration_since(self.started).as_millis() as u64),
-            cpu: self.meter.percent(u.ticks, now),
+            cpu: self.meter.percent(u.cpu_usec, now),
             memory: u.rss_bytes,
             ..base
         }
@@ -149,8 +150,8 @@ impl App {
         std::iter::once(self.logs.clone()).chain(own).collect()
     }
 
-    /// A snapshot for clients, with usage read from /proc; `with_spec` adds the spec.
-    pub fn info(&mut self, logs: LogInfo, with_spec: bool) -> AppInfo {
+    /// A snapshot for clients, with usage from `owner`; `with_spec` adds the spec.
+    pub fn info(&mut self, logs: LogInfo, with_spec: bool, owner: &Ownership) -> AppInfo {
         let listen = self.sockets.iter().map(|h| h.addr.clone()).collect();
         let now = Instant::now();
         let mut instances = Vec::new();
@@ -165,9 +166,10 @@ impl App {
                 uptime_ms: None,
                 cpu: 0.0,
                 memory: 0,
+                last_pid: slot.last_pid(),
             };
             instances.push(match running.and_then(|p| self.procs.get_mut(&p.pid)) {
-                Some(inst) => inst.info(base, now),
+                Some(inst) => inst.info(base, now, owner),
                 None => base,
             });
         }
@@ -188,8 +190,9 @@ impl App {
                 uptime_ms: None,
                 cpu: 0.0,
                 memory: 0,
+                last_pid: Some(inst.pid),
             };
-            instances.push(inst.info(base, now));
+            instances.push(inst.info(base, now, owner));
         }
         let first = self.machine.first();
         let lc = first.lc();
@@ -218,6 +221,7 @@ impl App {
             logs,
             health: self.machine.health(&self.spec),
             listen,
+            tracking: Some(owner.tracking()),
             spec: with_spec.then(|| self.spec.clone()),
         }
     }

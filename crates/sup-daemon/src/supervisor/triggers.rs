@@ -59,7 +59,7 @@ impl Supervisor {
                 let Some(p) = s.running().filter(|_| s.lc().status() == Status::Online) else {
                     continue;
                 };
-                let rss = crate::procstat::tree_usage(p.pid).rss_bytes;
+                let rss = self.owner.usage(p.pid).rss_bytes;
                 if rss > limit {
                     let why = format!(
                         "max memory: instance {slot} (pid {}) uses {} MiB, over {} MiB",
