@@ -50,7 +50,7 @@ pub struct Launch<'a> {
     pub listen_pid: bool,
     /// Run as this user instead of the daemon's.
     pub creds: Option<&'a crate::creds::Creds>,
-    /// `cgroup.procs` of the cgroup the child enters before anything else.
+    /// The directory of the cgroup the child is born in.
     pub cgroup: Option<RawFd>,
 }
 
@@ -116,9 +116,9 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
     // Every signal blocked across the fork: the daemon's handlers must not
     // run in the child before it resets them.
     let saved = block_all_signals();
-    // SAFETY: after fork the child only runs `Child::exec`, which makes
-    // async-signal-safe system calls on memory prepared above.
-    let pid = unsafe { libc::fork() };
+    // SAFETY: after the fork the child only runs `Child::exec`, which
+    // makes async-signal-safe system calls on memory prepared above.
+    let pid = unsafe { fork_into(launch.cgroup) };
     if pid == 0 {
         // SAFETY: in the child, see above; never returns.
         unsafe { child.exec() }
@@ -169,10 +169,16 @@ impl Child<'_> {
             libc::write(err_write, (&errno as *const i32).cast(), 4);
             libc::_exit(127)
         };
-        // First of all: no process of the app ever runs outside its cgroup
-        // ("0" moves the writer itself; before setuid, so the right holds).
-        if let Some(fd) = self.cgroup {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+        // Born in its cgroup by clone3; where the kernel lacks that, moved
+        // there first of all ("0" moves the writer itself), before setuid
+        // while the right holds: no code of the app runs outside it.
+        if let Some(dir) = self.cgroup.filter(|_| !in_cgroup()) {
+            let procs = libc::openat(
+                dir,
+                c"cgroup.procs".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if procs < 0 || libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
                 fail(self.err_write);
             }
         }
@@ -208,10 +214,12 @@ impl Child<'_> {
         }
         close_on_exec_from(count as u32);
         // Groups first: after setuid there is no right to change them.
+        // Raw system calls: glibc's wrappers would try to change the
+        // credentials of the parent's other threads, which this child has not.
         if let Some(c) = self.creds {
-            if libc::setgroups(c.groups.len(), c.groups.as_ptr()) < 0
-                || libc::setgid(c.gid) < 0
-                || libc::setuid(c.uid) < 0
+            if libc::syscall(libc::SYS_setgroups, c.groups.len(), c.groups.as_ptr()) < 0
+                || libc::syscall(libc::SYS_setgid, c.gid) < 0
+                || libc::syscall(libc::SYS_setuid, c.uid) < 0
             {
                 fail(err_write);
             }
@@ -225,6 +233,66 @@ impl Child<'_> {
         }
         libc::execve(self.argv[0], self.argv.as_ptr(), self.envp.as_ptr());
         fail(err_write)
+    }
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7), not yet in the libc crate.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `struct clone_args` of clone3(2), up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Set in the child when clone3 already placed it in its cgroup.
+static BORN_IN_CGROUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn in_cgroup() -> bool {
+    BORN_IN_CGROUP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Forks; with `cgroup` (a directory fd), the child is born in that cgroup
+/// (clone3 with `CLONE_INTO_CGROUP`: no migration, so no wait on the
+/// kernel's cgroup lock, and no moment outside it). On kernels without it,
+/// a plain fork, and the child moves itself.
+///
+/// # Safety
+/// As `fork`: the child may only make async-signal-safe calls.
+unsafe fn fork_into(cgroup: Option<RawFd>) -> libc::pid_t {
+    BORN_IN_CGROUP.store(false, std::sync::atomic::Ordering::Relaxed);
+    let Some(dir) = cgroup else {
+        return libc::fork();
+    };
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: dir as u64,
+        ..CloneArgs::default()
+    };
+    let pid = libc::syscall(
+        libc::SYS_clone3,
+        &args as *const CloneArgs,
+        std::mem::size_of::<CloneArgs>(),
+    );
+    match pid {
+        0 => {
+            BORN_IN_CGROUP.store(true, std::sync::atomic::Ordering::Relaxed);
+            0
+        }
+        p if p > 0 => p as libc::pid_t,
+        _ => libc::fork(),
     }
 }
 

@@ -56,7 +56,7 @@ struct Leaf {
 pub struct NewLeaf {
     app: u32,
     dir: PathBuf,
-    /// `cgroup.procs` of the leaf, open for the child to write itself into.
+    /// The leaf's directory, open: the child is born in it.
     pub procs: OwnedFd,
 }
 
@@ -159,9 +159,9 @@ impl Tree {
             .try_for_each(|(file, value)| write_file(&dir.join(file), value))
             .and_then(|()| {
                 fs::OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(dir.join("cgroup.procs"))
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(&dir)
             });
         match opened {
             Ok(file) => Ok(NewLeaf {
@@ -555,7 +555,7 @@ pub fn home_key(home: &Path) -> String {
 }
 
 impl NewLeaf {
-    /// The fd the child writes itself into.
+    /// The fd of the leaf's directory, for the spawn.
     pub fn fd(&self) -> std::os::fd::RawFd {
         self.procs.as_raw_fd()
     }

@@ -33,7 +33,7 @@ pub struct Usage {
 /// What a quick exit left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leftover {
-    /// Known at once (cgroup mode): a process outside the main's group, if any.
+    /// Known at once (cgroup mode): a process left in its cgroup, if any.
     Known(Option<u32>),
     /// Only a scan of /proc can tell (tag mode).
     Scan,
@@ -248,15 +248,13 @@ impl Ownership {
         }
     }
 
-    /// What instance `pid` left outside its process group as its main
-    /// process exited.
+    /// What instance `pid` left behind as its main process exited: in its
+    /// cgroup, or (tag mode) outside its process group.
     pub fn leftover(&self, pid: u32) -> Leftover {
         match &self.back {
-            Back::Cgroup(tree) => Leftover::Known(
-                tree.members(pid)
-                    .into_iter()
-                    .find(|m| crate::procstat::read_stat(*m).is_some_and(|s| s.pgrp != pid)),
-            ),
+            // Whatever lives on in its cgroup: a child may not have left
+            // the group yet when its parent's exit 0 is reaped.
+            Back::Cgroup(tree) => Leftover::Known(tree.members(pid).into_iter().next()),
             Back::Tags { .. } => Leftover::Scan,
         }
     }
