@@ -118,10 +118,10 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
     let saved = block_all_signals();
     // SAFETY: after the fork the child only runs `Child::exec`, which
     // makes async-signal-safe system calls on memory prepared above.
-    let pid = unsafe { fork_into(launch.cgroup) };
+    let (pid, born_in_cgroup) = unsafe { fork_into(launch.cgroup) };
     if pid == 0 {
         // SAFETY: in the child, see above; never returns.
-        unsafe { child.exec() }
+        unsafe { child.exec(born_in_cgroup) }
     }
     let forked = if pid < 0 {
         Err(io::Error::last_os_error())
@@ -163,7 +163,7 @@ impl Child<'_> {
     /// valid (prepared before the fork). It makes only async-signal-safe
     /// system calls and allocates nothing: the parent may have held a lock
     /// in another thread at the fork.
-    unsafe fn exec(&self) -> ! {
+    unsafe fn exec(&self, born_in_cgroup: bool) -> ! {
         let fail = |err_write: RawFd| -> ! {
             let errno = *libc::__errno_location();
             libc::write(err_write, (&errno as *const i32).cast(), 4);
@@ -172,7 +172,7 @@ impl Child<'_> {
         // Born in its cgroup by clone3; where the kernel lacks that, moved
         // there first of all ("0" moves the writer itself), before setuid
         // while the right holds: no code of the app runs outside it.
-        if let Some(dir) = self.cgroup.filter(|_| !in_cgroup()) {
+        if let Some(dir) = self.cgroup.filter(|_| !born_in_cgroup) {
             let procs = libc::openat(
                 dir,
                 c"cgroup.procs".as_ptr(),
@@ -256,24 +256,17 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// Set in the child when clone3 already placed it in its cgroup.
-static BORN_IN_CGROUP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-fn in_cgroup() -> bool {
-    BORN_IN_CGROUP.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// Forks; with `cgroup` (a directory fd), the child is born in that cgroup
 /// (clone3 with `CLONE_INTO_CGROUP`: no migration, so no wait on the
 /// kernel's cgroup lock, and no moment outside it). On kernels without it,
-/// a plain fork, and the child moves itself.
+/// a plain fork, and the child moves itself. Returns the pid (0 in the
+/// child) and whether the child was born in the cgroup.
 ///
 /// # Safety
 /// As `fork`: the child may only make async-signal-safe calls.
-unsafe fn fork_into(cgroup: Option<RawFd>) -> libc::pid_t {
-    BORN_IN_CGROUP.store(false, std::sync::atomic::Ordering::Relaxed);
+unsafe fn fork_into(cgroup: Option<RawFd>) -> (libc::pid_t, bool) {
     let Some(dir) = cgroup else {
-        return libc::fork();
+        return (libc::fork(), false);
     };
     let args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
@@ -287,12 +280,8 @@ unsafe fn fork_into(cgroup: Option<RawFd>) -> libc::pid_t {
         std::mem::size_of::<CloneArgs>(),
     );
     match pid {
-        0 => {
-            BORN_IN_CGROUP.store(true, std::sync::atomic::Ordering::Relaxed);
-            0
-        }
-        p if p > 0 => p as libc::pid_t,
-        _ => libc::fork(),
+        p if p >= 0 => (p as libc::pid_t, true),
+        _ => (libc::fork(), false),
     }
 }
 

@@ -203,9 +203,11 @@ pub enum Effect {
         /// The signal.
         signal: Signal,
     },
-    /// Send `signal` to the process group `pid`.
+    /// Send `signal` to every process of the instance whose main process
+    /// is `pid` (its group, and in cgroup mode its whole cgroup; SIGKILL is
+    /// then `cgroup.kill`).
     Signal {
-        /// The group id.
+        /// The instance's main pid (its group id).
         pid: u32,
         /// The signal.
         signal: Signal,

@@ -211,7 +211,7 @@ impl Tree {
     /// Takes over instance `pid` of app `app` (slot `slot`) from a previous
     /// daemon: its own leaf if it has one here, else a new leaf that its
     /// process group and tagged processes are moved into.
-    pub fn adopt(&mut self, app: u32, slot: usize, pid: u32, members: &[u32]) {
+    pub fn adopt(&mut self, app: u32, slot: usize, pid: u32) {
         if let Some(dir) = cgroup_of(pid).map(|c| self.mount.join(c.trim_start_matches('/'))) {
             if dir.parent() == Some(self.apps.as_path()) {
                 return self.track(pid, app, dir);
@@ -220,10 +220,19 @@ impl Tree {
         let Ok(leaf) = self.make_leaf(app, slot, &[]) else {
             return;
         };
-        for member in std::iter::once(&pid).chain(members) {
+        // Only here (a handover from a daemon without cgroups): one /proc
+        // pass for the members of its group.
+        let members = crate::procstat::live_group_members(pid);
+        for member in std::iter::once(&pid).chain(&members) {
             let _ = write_file(&leaf.dir.join("cgroup.procs"), &member.to_string());
         }
         self.placed(pid, leaf);
+    }
+
+    /// Whether the emptiness of instance `pid`'s leaf is watched (an
+    /// inotify watch can fail, at `max_user_watches`).
+    pub fn watched(&self, pid: u32) -> bool {
+        self.leaves.get(&pid).is_some_and(|l| l.wd.is_some())
     }
 
     /// Whether instance `pid` still has a live process. `None`: not tracked.

@@ -202,8 +202,7 @@ impl Ownership {
     /// Takes over instance `pid` of app `id` from a previous daemon.
     pub fn adopt(&mut self, id: u32, slot: usize, pid: u32) {
         if let Back::Cgroup(tree) = &mut self.back {
-            let members = crate::procstat::live_group_members(pid);
-            tree.adopt(id, slot, pid, &members);
+            tree.adopt(id, slot, pid);
         }
     }
 
@@ -243,7 +242,7 @@ impl Ownership {
     /// (cgroup mode); else the caller watches its process group.
     pub fn reports_empty(&self, pid: u32) -> bool {
         match &self.back {
-            Back::Cgroup(tree) => tree.populated(pid).is_some(),
+            Back::Cgroup(tree) => tree.watched(pid),
             Back::Tags { .. } => false,
         }
     }
