@@ -240,6 +240,43 @@ fn each_instance_has_its_own_cgroup_and_the_dir_goes_when_it_does() {
 }
 
 #[test]
+fn max_memory_is_told_by_the_kernel_where_the_memory_controller_is_on() {
+    if !cgroups_here() {
+        return;
+    }
+    let sup = Sup::new();
+    // Grows by 4 MiB (written, so resident) every 100 ms.
+    let grow =
+        "import time\nb = []\nwhile True:\n    b.append(b'x' * (4 << 20))\n    time.sleep(0.1)\n";
+    std::fs::write(sup.path("grow.py"), grow).unwrap();
+    sup.ok(&["start", "grow.py", "--max-memory", "64M"]);
+    sup.wait("grow online", || all_online(&sup.app("grow"), 1));
+    let app = sup.app("grow");
+    let pid = instance_pid(&app, 0);
+    let leaf = sup.cgroup_dir().expect("a cgroup dir").join(
+        std::path::Path::new(&cgroup_of(pid).unwrap())
+            .file_name()
+            .unwrap(),
+    );
+    let memory_on = app["tracking"]["controllers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "memory");
+    let high = std::fs::read_to_string(leaf.join("memory.high")).ok();
+    if memory_on {
+        // The kernel holds it there and tells the daemon through memory.events.
+        assert_eq!(high.as_deref().map(str::trim), Some("67108864"));
+    } else {
+        // No memory controller in the subtree (a hybrid layout): the poll.
+        assert_eq!(high, None, "{}", leaf.display());
+    }
+    sup.wait("a restart for memory", || {
+        sup.app("grow")["restarts"].as_u64().unwrap_or(0) >= 1
+    });
+}
+
+#[test]
 fn tags_mode_says_why() {
     let sup = Sup::by_tags();
     let app = start(&sup, "t", "exec sleep 305", "1", "tags");

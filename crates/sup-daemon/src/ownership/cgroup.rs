@@ -37,8 +37,27 @@ pub struct Tree {
     controllers: Vec<String>,
     inotify: AsyncFd<crate::watch::Fd>,
     leaves: HashMap<u32, Leaf>,
-    by_wd: HashMap<WatchDescriptor, u32>,
+    by_wd: HashMap<WatchDescriptor, (u32, Watched)>,
     made: u64,
+}
+
+/// Which file of a leaf an inotify watch is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    /// `cgroup.events`: emptiness.
+    Events,
+    /// `memory.events`: the leaf went over its `memory.high`.
+    Memory,
+}
+
+/// What the kernel told of the leaves since the last look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Told {
+    /// Instance `pid` of app `app` has no process left.
+    Emptied { app: u32, pid: u32 },
+    /// Instance `pid` of app `app` went over its `memory.high`, and uses
+    /// `bytes` now.
+    OverMemory { app: u32, pid: u32, bytes: u64 },
 }
 
 /// One instance's cgroup.
@@ -47,6 +66,10 @@ struct Leaf {
     app: u32,
     dir: PathBuf,
     wd: Option<WatchDescriptor>,
+    /// The watch on `memory.events`, when the leaf has a `memory.high`.
+    memory_wd: Option<WatchDescriptor>,
+    /// `memory.events`' `high` count last seen.
+    high_seen: u64,
     /// The supervisor is done with the instance: the leaf goes once empty.
     released: bool,
 }
@@ -56,6 +79,8 @@ struct Leaf {
 pub struct NewLeaf {
     app: u32,
     dir: PathBuf,
+    /// A `memory.high` was set: the kernel tells when it is crossed.
+    high: bool,
     /// The leaf's directory, open: the child is born in it.
     pub procs: OwnedFd,
 }
@@ -137,6 +162,11 @@ impl Tree {
         &self.controllers
     }
 
+    /// Whether the leaves have controller `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.controllers.iter().any(|c| c == name)
+    }
+
     /// Makes the leaf of a new instance of app `app`, slot `slot`, with
     /// `limits` (file, value) written into it.
     pub fn make_leaf(
@@ -167,6 +197,7 @@ impl Tree {
             Ok(file) => Ok(NewLeaf {
                 app,
                 dir,
+                high: limits.iter().any(|(f, _)| *f == "memory.high"),
                 procs: file.into(),
             }),
             Err(e) => {
@@ -183,29 +214,46 @@ impl Tree {
 
     /// Instance `pid` lives in `leaf` now: its emptiness is watched.
     pub fn placed(&mut self, pid: u32, leaf: NewLeaf) {
-        self.track(pid, leaf.app, leaf.dir);
+        self.track(pid, leaf.app, leaf.dir, leaf.high);
     }
 
-    /// Tracks an existing leaf (handed over, or made for an adopted process).
-    fn track(&mut self, pid: u32, app: u32, dir: PathBuf) {
-        let wd = self
-            .inotify
-            .get_ref()
-            .0
-            .add_watch(&dir.join("cgroup.events"), AddWatchFlags::IN_MODIFY)
-            .ok();
-        if let Some(wd) = wd {
-            self.by_wd.insert(wd, pid);
+    /// Tracks an existing leaf (handed over, or made for an adopted
+    /// process); with `high`, its `memory.events` too.
+    fn track(&mut self, pid: u32, app: u32, dir: PathBuf, high: bool) {
+        let wd = self.watch(&dir.join("cgroup.events"), pid, Watched::Events);
+        let memory_wd = high
+            .then(|| self.watch(&dir.join("memory.events"), pid, Watched::Memory))
+            .flatten();
+        if high && memory_wd.is_none() {
+            // memory.high still holds the instance near its limit.
+            tracing::warn!(
+                pid,
+                "cannot watch memory.events: --max-memory will not restart it"
+            );
         }
+        let high_seen = read_key(&dir.join("memory.events"), "high").unwrap_or(0);
         self.leaves.insert(
             pid,
             Leaf {
                 app,
                 dir,
                 wd,
+                memory_wd,
+                high_seen,
                 released: false,
             },
         );
+    }
+
+    fn watch(&mut self, file: &Path, pid: u32, what: Watched) -> Option<WatchDescriptor> {
+        let wd = self
+            .inotify
+            .get_ref()
+            .0
+            .add_watch(file, AddWatchFlags::IN_MODIFY)
+            .ok()?;
+        self.by_wd.insert(wd, (pid, what));
+        Some(wd)
     }
 
     /// Takes over instance `pid` of app `app` (slot `slot`) from a previous
@@ -214,7 +262,9 @@ impl Tree {
     pub fn adopt(&mut self, app: u32, slot: usize, pid: u32) {
         if let Some(dir) = cgroup_of(pid).map(|c| self.mount.join(c.trim_start_matches('/'))) {
             if dir.parent() == Some(self.apps.as_path()) {
-                return self.track(pid, app, dir);
+                let high = self.has("memory")
+                    && fs::read_to_string(dir.join("memory.high")).is_ok_and(|v| v.trim() != "max");
+                return self.track(pid, app, dir, high);
             }
         }
         let Ok(leaf) = self.make_leaf(app, slot, &[]) else {
@@ -282,11 +332,8 @@ impl Tree {
     pub fn usage(&self, pid: u32) -> Option<Usage> {
         let leaf = self.leaves.get(&pid)?;
         let cpu_usec = read_key(&leaf.dir.join("cpu.stat"), "usage_usec").unwrap_or(0);
-        let rss_bytes = if self.controllers.iter().any(|c| c == "memory") {
-            fs::read_to_string(leaf.dir.join("memory.current"))
-                .ok()
-                .and_then(|t| t.trim().parse().ok())
-                .unwrap_or(0)
+        let rss_bytes = if self.has("memory") {
+            read_u64(&leaf.dir.join("memory.current")).unwrap_or(0)
         } else {
             let page = page_size();
             procs(&leaf.dir)
@@ -315,7 +362,7 @@ impl Tree {
 
     fn remove(&mut self, pid: u32) {
         if let Some(leaf) = self.leaves.remove(&pid) {
-            if let Some(wd) = leaf.wd {
+            for wd in leaf.wd.into_iter().chain(leaf.memory_wd) {
                 self.by_wd.remove(&wd);
                 let _ = self.inotify.get_ref().0.rm_watch(wd);
             }
@@ -330,31 +377,44 @@ impl Tree {
         }
     }
 
-    /// The instances whose leaves emptied since the last call, as (app,
-    /// pid); the released ones' leaves are removed.
-    pub fn emptied(&mut self) -> Vec<(u32, u32)> {
-        let mut pids = Vec::new();
+    /// What the kernel told since the last call: leaves that emptied (the
+    /// released ones are removed) and leaves over their `memory.high`.
+    pub fn told(&mut self) -> Vec<Told> {
+        let mut seen = Vec::new();
         // Drained to EAGAIN: readiness was cleared, so what is left unread
         // would never be announced again.
         while let Ok(events) = self.inotify.get_ref().0.read_events() {
-            pids.extend(events.iter().filter_map(|e| self.by_wd.get(&e.wd).copied()));
+            seen.extend(events.iter().filter_map(|e| self.by_wd.get(&e.wd).copied()));
         }
-        pids.sort_unstable();
-        pids.dedup();
-        let mut gone = Vec::new();
-        for pid in pids {
-            let Some(leaf) = self.leaves.get(&pid) else {
+        seen.sort_unstable_by_key(|(pid, what)| (*pid, *what as u8));
+        seen.dedup();
+        let mut told = Vec::new();
+        for (pid, what) in seen {
+            let Some(leaf) = self.leaves.get_mut(&pid) else {
                 continue;
             };
-            if populated(&leaf.dir) {
-                continue;
-            }
-            gone.push((leaf.app, pid));
-            if leaf.released {
-                self.remove(pid);
+            let app = leaf.app;
+            match what {
+                Watched::Memory => {
+                    let high = read_key(&leaf.dir.join("memory.events"), "high").unwrap_or(0);
+                    if high > leaf.high_seen {
+                        leaf.high_seen = high;
+                        let bytes = read_u64(&leaf.dir.join("memory.current")).unwrap_or(0);
+                        told.push(Told::OverMemory { app, pid, bytes });
+                    }
+                }
+                Watched::Events => {
+                    if populated(&leaf.dir) {
+                        continue;
+                    }
+                    told.push(Told::Emptied { app, pid });
+                    if leaf.released {
+                        self.remove(pid);
+                    }
+                }
             }
         }
-        gone
+        told
     }
 
     /// Leaves a previous daemon left, as (app id, directory).
@@ -487,6 +547,11 @@ fn read_key(path: &Path, key: &str) -> Option<u64> {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()
     })
+}
+
+/// A file holding one number.
+fn read_u64(path: &Path) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 /// Where cgroup2 is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified`

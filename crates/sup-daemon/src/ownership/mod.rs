@@ -138,7 +138,7 @@ impl Ownership {
     /// Why `spec`'s limits can't be applied here, if they can't.
     pub fn check_limits(&self, spec: &AppSpec) -> Result<(), String> {
         let has = |c: &str| match &self.back {
-            Back::Cgroup(tree) => tree.controllers().iter().any(|x| x == c),
+            Back::Cgroup(tree) => tree.has(c),
             Back::Tags { .. } => false,
         };
         let (mode, why) = match &self.back {
@@ -178,6 +178,12 @@ impl Ownership {
         let mut limits = Vec::new();
         if let Some(bytes) = spec.memory_max {
             limits.push(("memory.max", bytes.to_string()));
+        }
+        if let Some(bytes) = spec.max_memory.filter(|_| tree.has("memory")) {
+            // The kernel reclaims above it and tells through memory.events:
+            // `--max-memory` needs no poll, and an app growing fast is held
+            // near its limit until it is restarted.
+            limits.push(("memory.high", bytes.to_string()));
         }
         if let Some(pct) = spec.cpu_quota {
             limits.push((
@@ -238,6 +244,16 @@ impl Ownership {
         }
     }
 
+    /// Whether the kernel tells when an instance goes over its
+    /// `--max-memory` (the memory controller is on in the subtree); else
+    /// the supervisor polls.
+    pub fn tells_memory(&self) -> bool {
+        match &self.back {
+            Back::Cgroup(tree) => tree.has("memory"),
+            Back::Tags { .. } => false,
+        }
+    }
+
     /// Whether the back end reports instance `pid`'s emptiness by itself
     /// (cgroup mode); else the caller watches its process group.
     pub fn reports_empty(&self, pid: u32) -> bool {
@@ -287,10 +303,10 @@ impl Ownership {
         }
     }
 
-    /// The instances that emptied since the last call, as (app, pid).
-    pub fn emptied(&mut self) -> Vec<(u32, u32)> {
+    /// What the kernel told of the instances since the last call.
+    pub fn told(&mut self) -> Vec<cgroup::Told> {
         match &mut self.back {
-            Back::Cgroup(tree) => tree.emptied(),
+            Back::Cgroup(tree) => tree.told(),
             Back::Tags { .. } => Vec::new(),
         }
     }

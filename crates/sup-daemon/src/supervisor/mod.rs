@@ -331,11 +331,7 @@ impl Supervisor {
                     other => self.on_msg(other),
                 },
                 _ = sigchld.recv() => self.reap(),
-                _ = self.owner.changed() => {
-                    for (app, pid) in self.owner.emptied() {
-                        self.apply(app, Input::GroupGone { pid });
-                    }
-                }
+                _ = self.owner.changed() => self.cgroups_told(),
                 _ = sigterm.recv() => self.begin_shutdown(None, "SIGTERM"),
                 _ = sigint.recv() => self.begin_shutdown(None, "SIGINT"),
             }

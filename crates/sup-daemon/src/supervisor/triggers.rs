@@ -8,6 +8,7 @@
 
 use super::{Msg, Supervisor};
 use crate::machine::Input;
+use crate::ownership::cgroup::Told;
 use crate::watch::{Report, WatchSpec};
 use chrono::Local;
 use std::path::PathBuf;
@@ -33,7 +34,10 @@ pub struct Triggers {
 impl Supervisor {
     /// Arms what the apps' specs ask for and drops what they no longer do.
     pub(super) fn sync_triggers(&mut self) {
-        if !self.triggers.memory_armed && self.table.iter().any(|a| a.spec.max_memory.is_some()) {
+        if !self.triggers.memory_armed
+            && !self.owner.tells_memory()
+            && self.table.iter().any(|a| a.spec.max_memory.is_some())
+        {
             self.triggers.memory_armed = true;
             self.after(MEMORY_EVERY, Msg::MemoryCheck);
         }
@@ -41,8 +45,45 @@ impl Supervisor {
         self.sync_watchers();
     }
 
+    /// What the kernel told of the cgroups: an instance emptied, or went
+    /// over its `--max-memory`.
+    pub(super) fn cgroups_told(&mut self) {
+        for told in self.owner.told() {
+            match told {
+                Told::Emptied { app, pid } => self.apply(app, Input::GroupGone { pid }),
+                Told::OverMemory { app, pid, bytes } => self.over_memory(app, pid, bytes),
+            }
+        }
+    }
+
+    /// Instance `pid` of app `id` went over its memory.high: renewed, as the
+    /// poll would.
+    fn over_memory(&mut self, id: u32, pid: u32, bytes: u64) {
+        let Some(app) = self.table.get(id) else {
+            return;
+        };
+        let (Some(limit), None) = (app.spec.max_memory, app.machine.reloading_slot()) else {
+            return;
+        };
+        let slot = app.machine.slots().iter().find_map(|(slot, s)| {
+            s.running()
+                .filter(|p| p.pid == pid && s.lc().status() == Status::Online)
+                .map(|_| slot)
+        });
+        if let Some(slot) = slot {
+            let why = over_why(slot, pid, bytes, limit);
+            self.apply(
+                id,
+                Input::Renew {
+                    slot: Some(slot),
+                    why,
+                },
+            );
+        }
+    }
+
     /// Reads the memory of every instance of the apps that set a limit;
-    /// renews those over it.
+    /// renews those over it. Runs where the kernel can't tell.
     pub(super) fn memory_check(&mut self) {
         let mut over = Vec::new();
         let mut any = false;
@@ -61,13 +102,7 @@ impl Supervisor {
                 };
                 let rss = self.owner.usage(p.pid).rss_bytes;
                 if rss > limit {
-                    let why = format!(
-                        "max memory: instance {slot} (pid {}) uses {} MiB, over {} MiB",
-                        p.pid,
-                        rss >> 20,
-                        limit >> 20
-                    );
-                    over.push((app.id, slot, why));
+                    over.push((app.id, slot, over_why(slot, p.pid, rss, limit)));
                 }
             }
         }
@@ -187,4 +222,13 @@ impl Supervisor {
             Report::Failed(why) => self.record(id, EventKind::WatchFailed, why),
         }
     }
+}
+
+/// Why an instance is renewed for its memory.
+fn over_why(slot: usize, pid: u32, bytes: u64, limit: u64) -> String {
+    format!(
+        "max memory: instance {slot} (pid {pid}) uses {} MiB, over {} MiB",
+        bytes >> 20,
+        limit >> 20
+    )
 }
