@@ -177,8 +177,10 @@ impl Instances {
 pub(crate) fn parse_instances(text: &str) -> Result<Instances, String> {
     let max = sup_proto::spec::MAX_INSTANCES;
     match text {
-        "max" | "0" => Ok(Instances::Fewer(0)),
+        "max" => Ok(Instances::Fewer(0)),
         _ => match text.parse::<i64>() {
+            // `0`, and `-0` as PM2 reads it: one per CPU.
+            Ok(0) => Ok(Instances::Fewer(0)),
             Ok(n) if n < 0 => Ok(Instances::Fewer(n.unsigned_abs().min(u64::from(max)) as u32)),
             Ok(n) if n <= i64::from(max) => Ok(Instances::Count(n as u32)),
             Ok(n) => Err(format!("{n} instances is more than the {max} an app may have")),
@@ -437,7 +439,8 @@ pub struct StartArgs {
         long,
         value_delimiter = ',',
         allow_hyphen_values = true,
-        value_name = "CODES"
+        value_name = "CODES",
+        value_parser = clap::value_parser!(i32).range(0..=255)
     )]
     pub stop_exit_codes: Vec<i32>,
     /// Run the app as this user (a name or uid; the daemon must run as root).
@@ -798,6 +801,7 @@ mod tests {
         assert_eq!(parse_instances("4"), Ok(Instances::Count(4)));
         assert_eq!(parse_instances("max").map(|i| i.resolve(8)), Ok(8));
         assert_eq!(parse_instances("0").map(|i| i.resolve(8)), Ok(8));
+        assert_eq!(parse_instances("-0").map(|i| i.resolve(8)), Ok(8));
         assert_eq!(parse_instances("-1").map(|i| i.resolve(8)), Ok(7));
         assert_eq!(parse_instances("-1").map(|i| i.resolve(1)), Ok(1));
         assert!(parse_instances("1025").unwrap_err().contains("1024"));

@@ -36,6 +36,11 @@ const WAIT_MARGIN: Duration = Duration::from_secs(5);
 /// process-wide setting because every connection of the run honours it.
 static TIMEOUT_OVERRIDE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
 
+/// `--timeout`, when given.
+pub fn timeout_override() -> Option<Duration> {
+    TIMEOUT_OVERRIDE.get().copied()
+}
+
 /// Makes every request of this run wait at most `timeout` (`--timeout`).
 pub fn override_timeout(timeout: Duration) {
     let _ = TIMEOUT_OVERRIDE.set(timeout);

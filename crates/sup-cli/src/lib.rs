@@ -353,6 +353,7 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
         inherited_env: environment(),
         ..AppSpec::default()
     };
+    spec.check().map_err(UsageError)?;
     let mut client = Client::connect_or_spawn(home)?;
     let time = targets::apps_time([&spec]);
     let request = Request::Add {

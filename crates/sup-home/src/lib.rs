@@ -8,6 +8,7 @@
 
 mod home;
 mod lock;
+pub mod nofollow;
 mod unit;
 
 pub use home::{app_log_in, backup_of, is_live_state_file, Home, HomeError, LogStream};

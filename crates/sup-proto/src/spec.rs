@@ -368,6 +368,37 @@ impl AppSpec {
         env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env
     }
+
+    /// What no process could be given as asked: an environment variable
+    /// with an empty name, `=` or a NUL byte in its name, or a NUL byte in
+    /// its value (execve takes C strings), and an exit code outside 0–255.
+    /// The CLI refuses such a spec before asking the daemon, which refuses
+    /// it too.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, value) in self.inherited_env.iter().chain(&self.env) {
+            if key.is_empty() {
+                return Err("an environment variable has an empty name".into());
+            }
+            if key.contains(['=', '\0']) {
+                return Err(format!(
+                    "environment variable {key:?}: a name cannot hold `=` or a NUL byte"
+                ));
+            }
+            if value.contains('\0') {
+                return Err(format!(
+                    "environment variable {key}: its value holds a NUL byte, which no environment can carry"
+                ));
+            }
+        }
+        if let Some(code) = self
+            .stop_exit_codes
+            .iter()
+            .find(|c| !(0..=255).contains(*c))
+        {
+            return Err(format!("stop exit code {code} is outside 0-255"));
+        }
+        Ok(())
+    }
 }
 
 /// Default `watch_delay_ms`: PM2's one second.
@@ -465,6 +496,26 @@ mod tests {
         let env = spec.full_env();
         assert_eq!(env["A"], "declared");
         assert_eq!(env["B"], "shell");
+    }
+
+    #[test]
+    fn what_no_process_can_be_given_is_refused() {
+        let with = |k: &str, v: &str| {
+            let mut spec = AppSpec::default();
+            spec.env.insert(k.into(), v.into());
+            spec.check()
+        };
+        assert_eq!(with("A", "1"), Ok(()));
+        assert!(with("A", "x\0y")
+            .unwrap_err()
+            .contains("variable A: its value holds a NUL"));
+        assert!(with("", "1").unwrap_err().contains("empty name"));
+        assert!(with("A=B", "1").unwrap_err().contains("cannot hold `=`"));
+        let spec = AppSpec {
+            stop_exit_codes: vec![0, 256],
+            ..AppSpec::default()
+        };
+        assert!(spec.check().unwrap_err().contains("256 is outside 0-255"));
     }
 
     #[test]

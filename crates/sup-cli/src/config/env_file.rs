@@ -5,34 +5,84 @@ use super::{error, ConfigError};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The variables of the file at `path`.
+/// The variables of the file at `path`: a regular file, reached through no
+/// symbolic link (a FIFO would hang the CLI; a link could point anywhere,
+/// `/etc/shadow` included). Errors never quote the file's content.
 pub fn read(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| error(path, format!("cannot read the env file: {e}")))?;
-    parse(&text).map_err(|(line, message)| super::ConfigError {
+    let text =
+        read_regular(path).map_err(|e| error(path, format!("cannot read the env file: {e}")))?;
+    parse(&text).map_err(|(at, message)| super::ConfigError {
         file: path.to_path_buf(),
-        at: Some((line, 1)),
+        at: Some(at),
         message,
     })
 }
 
-/// The variables of a `.env` text, or the line (1-based) that is wrong.
-pub fn parse(text: &str) -> Result<BTreeMap<String, String>, (usize, String)> {
+fn read_regular(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file =
+        sup_home::nofollow::open(path, libc::O_RDONLY | libc::O_NONBLOCK, 0).map_err(|e| {
+            if sup_home::nofollow::is_link_refusal(&e) {
+                std::io::Error::other("it is, or runs through, a symbolic link")
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
+}
+
+/// The variables of a `.env` text, or where (line and column, 1-based) it
+/// is wrong and what was expected there.
+pub fn parse(text: &str) -> Result<BTreeMap<String, String>, ((usize, usize), String)> {
     let mut vars = BTreeMap::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.trim_start();
+        let indent = raw.len() - line.len();
+        let line = line.trim_end();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            return Err((n + 1, format!("expected KEY=VALUE, got {line:?}")));
+        let (line, indent) = match line.strip_prefix("export ") {
+            Some(rest) => {
+                let trimmed = rest.trim_start();
+                (trimmed, indent + line.len() - trimmed.len())
+            }
+            None => (line, indent),
         };
-        let key = key.trim();
-        if key.is_empty() || key.contains(char::is_whitespace) {
-            return Err((n + 1, format!("invalid variable name {key:?}")));
+        let column = |byte: usize| raw[..indent + byte].chars().count() + 1;
+        let Some((key, value)) = line.split_once('=') else {
+            let end = column(line.len());
+            return Err((
+                (n + 1, end),
+                "expected `=` after a variable name (KEY=VALUE)".into(),
+            ));
+        };
+        let key = key.trim_end();
+        if let Some(bad) = key.find(|c: char| c.is_whitespace() || c == '\0') {
+            return Err((
+                (n + 1, column(bad)),
+                "expected `=` right after the variable name (no spaces in a name)".into(),
+            ));
         }
-        vars.insert(key.to_string(), unquote(value.trim()).to_string());
+        if key.is_empty() {
+            return Err((
+                (n + 1, column(0)),
+                "expected a variable name before `=`".into(),
+            ));
+        }
+        let value = unquote(value.trim());
+        if value.contains('\0') {
+            return Err((
+                (n + 1, column(line.len())),
+                format!("the value of {key} holds a NUL byte, which no environment can carry"),
+            ));
+        }
+        vars.insert(key.to_string(), value.to_string());
     }
     Ok(vars)
 }
@@ -60,6 +110,26 @@ mod tests {
         assert_eq!(vars["B"], "two words");
         assert_eq!(vars["C"], "x#y");
         assert_eq!(vars["D"], "plain");
-        assert_eq!(parse("A=1\nnonsense\n").unwrap_err().0, 2);
+        assert_eq!(parse("A=1\nnonsense\n").unwrap_err().0, (2, 9));
+    }
+
+    #[test]
+    fn errors_say_where_and_what_was_expected_never_the_content() {
+        let shadow = "root:*:20228:0:99999:7:::\n";
+        let (at, message) = parse(shadow).unwrap_err();
+        assert_eq!(at, (1, 26));
+        assert!(
+            !message.contains("root") && !message.contains("20228"),
+            "{message}"
+        );
+        let (at, message) = parse("export  SECRET TOKEN=hunter2\n").unwrap_err();
+        assert_eq!(at, (1, 15));
+        assert!(
+            !message.contains("hunter2") && !message.contains("SECRET"),
+            "{message}"
+        );
+        let (at, message) = parse("A=x\0y\n").unwrap_err();
+        assert_eq!(at, (1, 6));
+        assert!(message.contains("A holds a NUL byte"), "{message}");
     }
 }

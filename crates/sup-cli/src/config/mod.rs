@@ -150,7 +150,7 @@ pub fn load(file: &Path, options: &Options, only: &[String]) -> Result<Loaded, C
             pm2::from_value(file, value, options)?
         }
     };
-    check_names(file, &loaded.apps)?;
+    check_apps(file, &loaded.apps)?;
     if !only.is_empty() {
         let names: BTreeSet<&str> = loaded.apps.iter().map(|a| a.name.as_str()).collect();
         if let Some(missing) = only.iter().find(|n| !names.contains(n.as_str())) {
@@ -164,14 +164,17 @@ pub fn load(file: &Path, options: &Options, only: &[String]) -> Result<Loaded, C
     Ok(loaded)
 }
 
-/// Every app has a valid name, and no two the same.
-pub(crate) fn check_names(file: &Path, apps: &[AppSpec]) -> Result<(), ConfigError> {
+/// Every app has a valid name, no two the same, and a spec a process can
+/// be given.
+pub(crate) fn check_apps(file: &Path, apps: &[AppSpec]) -> Result<(), ConfigError> {
     if apps.is_empty() {
         return Err(error(file, "no apps in this file"));
     }
     let mut seen = BTreeSet::new();
     for app in apps {
         sup_proto::validate_name(&app.name)
+            .map_err(|e| error(file, format!("app {:?}: {e}", app.name)))?;
+        app.check()
             .map_err(|e| error(file, format!("app {:?}: {e}", app.name)))?;
         if !seen.insert(app.name.as_str()) {
             return Err(error(file, format!("two apps are named {:?}", app.name)));

@@ -85,7 +85,7 @@ pub fn load(dump: &Path, pm2_home: &Path, options: &Options) -> Result<Loaded, C
     if loaded.apps.is_empty() {
         return Err(error(dump, "PM2's saved list has no apps"));
     }
-    super::check_names(dump, &loaded.apps)?;
+    super::check_apps(dump, &loaded.apps)?;
     Ok(loaded)
 }
 

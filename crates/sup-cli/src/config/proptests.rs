@@ -116,7 +116,7 @@ proptest! {
     #[test]
     fn env_files_parse_or_name_a_line(s in text(24)) {
         if let Err((line, _)) = env_file::parse(&s) {
-            prop_assert!(line >= 1 && line <= s.lines().count());
+            prop_assert!(line.0 >= 1 && line.0 <= s.lines().count() && line.1 >= 1);
         }
     }
 }

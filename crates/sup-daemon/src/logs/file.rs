@@ -1,9 +1,9 @@
 //! One log file: appending, rotating by size, noticing deletion and
 //! truncation, and surviving write failures with a bounded buffer.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use sup_proto::logfmt::unfit_log_file;
@@ -323,11 +323,13 @@ fn open_append(path: &Path, owner: Option<(u32, u32)>) -> io::Result<File> {
             // in `./logs/`; private to the user, like the files in it.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let dir = path.parent().unwrap_or(Path::new("/"));
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|_| e)?;
+                sup_home::nofollow::create_dirs(dir, 0o700).map_err(|made| {
+                    if sup_home::nofollow::is_link_refusal(&made) {
+                        made
+                    } else {
+                        e
+                    }
+                })?;
             }
             Ok(file) => {
                 if let Some((uid, gid)) = owner {
@@ -350,10 +352,11 @@ fn open_existing(path: &Path, owner: Option<u32>) -> io::Result<File> {
         owner.map_or(Some(why), |owner| unfit_log_file(meta, owner))
     };
     let file = open_flags(path, 0).map_err(|e| {
-        // ELOOP: a link at the last component; say so in the policy's words.
+        // ELOOP: a link at the last component (say so in the policy's
+        // words) or on the way.
         let why = fs::symlink_metadata(path)
             .ok()
-            .filter(|_| e.raw_os_error() == Some(libc::ELOOP))
+            .filter(|_| sup_home::nofollow::is_link_refusal(&e))
             .and_then(|meta| unfit(&meta));
         why.map_or(e, refused)
     })?;
@@ -363,13 +366,19 @@ fn open_existing(path: &Path, owner: Option<u32>) -> io::Result<File> {
     }
 }
 
+/// Opens `path` to append, following no symbolic link in any component
+/// (a directory link planted where the app's user can write must not steer
+/// the daemon elsewhere).
 fn open_flags(path: &Path, extra: libc::c_int) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .mode(0o600)
-        // Non-blocking: a FIFO nobody reads must not hang the writer.
-        .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOFOLLOW | extra)
-        .open(path)
+    // Non-blocking: a FIFO nobody reads must not hang the writer.
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_NONBLOCK | extra;
+    sup_home::nofollow::open(path, flags, 0o600).map_err(|e| {
+        if sup_home::nofollow::is_link_refusal(&e) {
+            refused(format!("{} runs through a symbolic link", path.display()))
+        } else {
+            e
+        }
+    })
 }
 
 fn refused(why: String) -> io::Error {
@@ -504,10 +513,11 @@ mod tests {
         use nix::fcntl::{fcntl, FcntlArg};
         use std::io::Read;
         use std::os::fd::AsRawFd;
+        use std::os::unix::fs::OpenOptionsExt;
         let d = dir("full");
         let path = d.join("a.fifo");
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let mut reader = OpenOptions::new()
+        let mut reader = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&path)
@@ -560,6 +570,25 @@ mod tests {
         }
         assert_eq!(notes, 1);
         assert_eq!(expected, total + 1);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn a_directory_link_on_the_way_is_refused_and_nothing_is_made_behind_it() {
+        let d = dir("dirlink");
+        let private = d.join("private");
+        fs::create_dir(&private).unwrap();
+        std::os::unix::fs::symlink(&private, d.join("planted")).unwrap();
+        for path in [
+            d.join("planted").join("x.log"),
+            d.join("planted").join("sub").join("x.log"),
+        ] {
+            let mut log = LogFile::new(path, 0, 0);
+            log.append(b"line\n");
+            let error = log.health().error.clone().unwrap();
+            assert!(error.contains("symbolic link"), "{error}");
+        }
+        assert_eq!(fs::read_dir(&private).unwrap().count(), 0);
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -57,6 +57,8 @@ impl Supervisor {
     /// The app's id, if it exists and the new spec keeps what cannot
     /// change in place.
     fn check_apply(&self, spec: &AppSpec) -> Result<u32, Response> {
+        spec.check()
+            .map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
         self.owner
             .check_limits(spec)
             .map_err(|e| Response::error(ErrorKind::BadRequest, e))?;

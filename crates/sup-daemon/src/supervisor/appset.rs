@@ -80,6 +80,8 @@ impl Supervisor {
     fn admit(&self, spec: &AppSpec) -> Result<Vec<Held>, Response> {
         validate_name(&spec.name)
             .map_err(|e| Response::error(ErrorKind::BadRequest, e.to_string()))?;
+        spec.check()
+            .map_err(|e| Response::error(ErrorKind::BadRequest, e))?;
         let taken = self.table.find_name(&spec.name);
         if let Some(id) = taken.or_else(|| self.adding.get(&spec.name).copied()) {
             return Err(Response::error(

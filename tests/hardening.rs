@@ -1,0 +1,155 @@
+//! Hardening round 3: each fault an attack on fda98b0 found, driven through
+//! the real binary.
+
+use crate::support::*;
+use std::fs;
+use std::os::unix::fs::symlink;
+
+#[test]
+fn a_nul_byte_in_an_env_value_is_refused_and_nothing_is_registered() {
+    let sup = Sup::new();
+    fs::write(
+        sup.path("apps.json"),
+        r#"{"apps":[{"name":"ok","script":"sleep","args":"310"},
+                    {"name":"nul","script":"sleep","args":"311","env":{"TOKEN":"a\u0000b"}}]}"#,
+    )
+    .unwrap();
+    let err = sup.fails(&["start", "apps.json"], 2);
+    assert!(
+        err.contains("\"nul\"") && err.contains("variable TOKEN") && err.contains("NUL"),
+        "{err}"
+    );
+    // Refused before the daemon was asked: not even the good app runs.
+    assert!(!sup.home.join("sup.sock").exists() || sup.list().is_empty());
+    sup.ok(&["kill"]);
+}
+
+#[test]
+fn bad_env_keys_and_exit_codes_are_refused_with_exit_2() {
+    let sup = Sup::new();
+    fs::write(
+        sup.path("sup.toml"),
+        "[[app]]\nname = \"k\"\nscript = \"sleep\"\nargs = [\"312\"]\n[app.env]\n\"A=B\" = \"1\"\n",
+    )
+    .unwrap();
+    let err = sup.fails(&["start", "sup.toml"], 2);
+    assert!(err.contains("cannot hold `=`"), "{err}");
+    let err = sup.fails(&["start", "sleep 313", "--stop-exit-codes", "0,256"], 2);
+    assert!(err.contains("256"), "{err}");
+    let err = sup.fails(&["start", "sleep 313", "--stop-exit-codes", "-1"], 2);
+    assert!(err.contains("-1"), "{err}");
+    assert!(!sup.home.join("sup.sock").exists());
+}
+
+#[test]
+fn minus_zero_instances_means_one_per_cpu() {
+    let sup = Sup::new();
+    sup.ok(&["start", "sleep 314", "--name", "z", "-i", "-0"]);
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let app = sup.app("z");
+    assert_eq!(app["instances"].as_array().unwrap().len(), cpus, "{app}");
+    sup.ok(&["kill"]);
+}
+
+#[test]
+fn env_file_errors_never_quote_the_file() {
+    let sup = Sup::new();
+    fs::write(sup.path("secret"), "root:*:20228:0:99999:7:::\n").unwrap();
+    symlink(sup.path("secret"), sup.path("linked.env")).unwrap();
+    let err = sup.fails(&["start", "sleep 315", "--env-file", "secret"], 2);
+    assert!(
+        err.contains("secret:1:26") && err.contains("expected `=`"),
+        "{err}"
+    );
+    assert!(!err.contains("20228") && !err.contains("root:"), "{err}");
+    // A link is not followed at all.
+    let err = sup.fails(&["start", "sleep 315", "--env-file", "linked.env"], 2);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(!err.contains("20228"), "{err}");
+}
+
+#[test]
+fn an_env_file_that_is_a_fifo_is_refused_at_once() {
+    let sup = Sup::new();
+    let fifo = sup.path("env.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let started = std::time::Instant::now();
+    let err = sup.fails(&["start", "sleep 316", "--env-file", "env.fifo"], 2);
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn a_log_path_through_a_planted_directory_link_is_refused() {
+    let sup = Sup::new();
+    // A root-only directory, and a link to it where anyone could plant one.
+    let private = sup.path("private");
+    fs::create_dir(&private).unwrap();
+    fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let planted = sup.path("planted");
+    symlink(&private, &planted).unwrap();
+    let out = planted.join("out.log");
+    sup.ok(&[
+        "start",
+        "sleep 317",
+        "--name",
+        "l",
+        "-o",
+        out.to_str().unwrap(),
+        "--wait",
+    ]);
+    let page = sup.ok(&["describe", "l"]);
+    assert!(page.contains("symbolic link"), "{page}");
+    assert_eq!(fs::read_dir(&private).unwrap().count(), 0);
+    sup.ok(&["kill"]);
+}
+
+#[test]
+fn a_config_that_never_finishes_is_killed_at_the_timeout_and_named() {
+    let sup = Sup::new();
+    fs::write(
+        sup.path("ecosystem.config.js"),
+        "while (true) {}\nmodule.exports = { apps: [] };\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = sup.fails(&["start", "ecosystem.config.js", "--timeout", "1s"], 2);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(
+        err.contains("ecosystem.config.js") && err.contains("did not finish loading in 1s"),
+        "{err}"
+    );
+    // Node is gone.
+    let pid: u32 = err
+        .split("node (pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .expect("the pid in the error");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn a_pm2_file_that_prints_while_loading_loads_and_its_output_goes_to_stderr() {
+    let sup = Sup::new();
+    fs::write(
+        sup.path("ecosystem.config.js"),
+        "console.log('loading config');\nconsole.error('still loading');\n\
+         module.exports = { apps: [{ name: 'chatty', script: 'sleep', args: '318' }] };\n",
+    )
+    .unwrap();
+    let out = sup.run(&["start", "ecosystem.config.js"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("loading config") && stderr.contains("still loading"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("loading config"));
+    sup.wait_status("chatty", "online");
+    sup.ok(&["kill"]);
+}
