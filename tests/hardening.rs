@@ -5,6 +5,11 @@ use crate::support::*;
 use std::fs;
 use std::os::unix::fs::symlink;
 
+/// Gives the link at `path` to nobody, as if nobody had planted it.
+fn nobody_owns(path: &std::path::Path) {
+    std::os::unix::fs::lchown(path, Some(65534), None).expect("the tests run as root");
+}
+
 #[test]
 fn a_nul_byte_in_an_env_value_is_refused_and_nothing_is_registered() {
     let sup = Sup::new();
@@ -56,6 +61,7 @@ fn env_file_errors_never_quote_the_file() {
     let sup = Sup::new();
     fs::write(sup.path("secret"), "root:*:20228:0:99999:7:::\n").unwrap();
     symlink(sup.path("secret"), sup.path("linked.env")).unwrap();
+    nobody_owns(&sup.path("linked.env"));
     let err = sup.fails(&["start", "sleep 315", "--env-file", "secret"], 2);
     assert!(
         err.contains("secret:1:26") && err.contains("expected `=`"),
@@ -66,6 +72,14 @@ fn env_file_errors_never_quote_the_file() {
     let err = sup.fails(&["start", "sleep 315", "--env-file", "linked.env"], 2);
     assert!(err.contains("symbolic link"), "{err}");
     assert!(!err.contains("20228"), "{err}");
+    // One's own link (a deploy's `.env -> .env.production`) is followed.
+    fs::write(sup.path(".env.production"), "MODE=prod\n").unwrap();
+    symlink(".env.production", sup.path(".env")).unwrap();
+    sup.ok(&["start", "sleep 315", "--name", "own", "--env-file", ".env"]);
+    let app = sup.wait_status("own", "online");
+    let environ = fs::read(format!("/proc/{}/environ", app["pid"])).unwrap();
+    assert!(environ.split(|b| *b == 0).any(|v| v == b"MODE=prod"));
+    sup.ok(&["kill"]);
 }
 
 #[test]
@@ -92,6 +106,7 @@ fn a_log_path_through_a_planted_directory_link_is_refused() {
     .unwrap();
     let planted = sup.path("planted");
     symlink(&private, &planted).unwrap();
+    nobody_owns(&planted);
     let out = planted.join("out.log");
     sup.ok(&[
         "start",

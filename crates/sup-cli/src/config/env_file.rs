@@ -5,9 +5,9 @@ use super::{error, ConfigError};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// The variables of the file at `path`: a regular file, reached through no
-/// symbolic link (a FIFO would hang the CLI; a link could point anywhere,
-/// `/etc/shadow` included). Errors never quote the file's content.
+/// The variables of the file at `path`: a regular file (a FIFO would hang
+/// the CLI), reached through no link another user planted (it could point
+/// anywhere, `/etc/shadow` included). Errors never quote the file's content.
 pub fn read(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
     let text =
         read_regular(path).map_err(|e| error(path, format!("cannot read the env file: {e}")))?;
@@ -20,10 +20,13 @@ pub fn read(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
 
 fn read_regular(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let mut file =
-        sup_home::nofollow::open(path, libc::O_RDONLY | libc::O_NONBLOCK, 0).map_err(|e| {
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+    let mut file = sup_home::nofollow::open(path, flags, 0, sup_home::nofollow::Last::TrustedLink)
+        .map_err(|e| {
             if sup_home::nofollow::is_link_refusal(&e) {
-                std::io::Error::other("it is, or runs through, a symbolic link")
+                std::io::Error::other(
+                    "it is, or runs through, a symbolic link that neither root nor you own",
+                )
             } else {
                 e
             }

@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use sup_home::nofollow::Last;
 use sup_proto::logfmt::unfit_log_file;
 
 /// Time between attempts to rotate after a rotation failed.
@@ -372,9 +373,12 @@ fn open_existing(path: &Path, owner: Option<u32>) -> io::Result<File> {
 fn open_flags(path: &Path, extra: libc::c_int) -> io::Result<File> {
     // Non-blocking: a FIFO nobody reads must not hang the writer.
     let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_NONBLOCK | extra;
-    sup_home::nofollow::open(path, flags, 0o600).map_err(|e| {
+    sup_home::nofollow::open(path, flags, 0o600, Last::NoLink).map_err(|e| {
         if sup_home::nofollow::is_link_refusal(&e) {
-            refused(format!("{} runs through a symbolic link", path.display()))
+            refused(format!(
+                "{} is, or runs through, a symbolic link that neither root nor the daemon's user owns",
+                path.display()
+            ))
         } else {
             e
         }
@@ -578,7 +582,13 @@ mod tests {
         let d = dir("dirlink");
         let private = d.join("private");
         fs::create_dir(&private).unwrap();
-        std::os::unix::fs::symlink(&private, d.join("planted")).unwrap();
+        let planted = d.join("planted");
+        std::os::unix::fs::symlink(&private, &planted).unwrap();
+        if !nix::unistd::geteuid().is_root() {
+            // Only another user's link is refused; only root can plant one.
+            return;
+        }
+        std::os::unix::fs::lchown(&planted, Some(65534), None).unwrap();
         for path in [
             d.join("planted").join("x.log"),
             d.join("planted").join("sub").join("x.log"),

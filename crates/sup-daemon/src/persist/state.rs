@@ -187,12 +187,12 @@ pub fn recover(home: &Home, boot: &str) -> Recovered {
         remove_if_there(&legacy);
     }
     for (id, path) in live_files(home) {
-        if !path.exists() {
+        if fs::symlink_metadata(&path).is_err() {
             // A previous generation alone: its app was being deleted.
             remove_if_there(&backup_of(&path));
             continue;
         }
-        match read_app(&path, &mut out.warnings) {
+        match read_app(&path, id, &mut out.warnings) {
             Some((file_boot, app)) if file_boot == boot => {
                 out.found = true;
                 apps.insert(id, app);
@@ -229,14 +229,14 @@ fn live_files(home: &Home) -> BTreeMap<u32, PathBuf> {
 
 /// Reads one app's file (boot id and app); when it is unreadable, sets it
 /// aside and falls back to its previous generation, saying so in `warnings`.
-fn read_app(path: &Path, warnings: &mut Vec<String>) -> Option<(String, SavedApp)> {
-    let err = match read_one(path) {
+fn read_app(path: &Path, id: u32, warnings: &mut Vec<String>) -> Option<(String, SavedApp)> {
+    let err = match read_one(path, id) {
         Ok(found) => return Some(found),
         Err(err) => err,
     };
     let aside = set_aside(path);
     let backup = backup_of(path);
-    match read_one(&backup) {
+    match read_one(&backup, id) {
         Ok((boot, app)) => {
             warnings.push(format!(
                 "{err}; {aside}; app {:?} was restored from its previous state {}",
@@ -257,9 +257,52 @@ fn read_app(path: &Path, warnings: &mut Vec<String>) -> Option<(String, SavedApp
     }
 }
 
-/// One app's file: a snapshot of exactly one app.
-fn read_one(path: &Path) -> Result<(String, SavedApp), LoadError> {
-    one_app(path, read(path)?)
+/// App `id`'s file: a regular file (never a link: one planted there would
+/// lose the app or bring in another's), holding a snapshot of exactly that
+/// app.
+fn read_one(path: &Path, id: u32) -> Result<(String, SavedApp), LoadError> {
+    let corrupt = |reason: String| LoadError::Corrupt {
+        path: path.into(),
+        reason,
+    };
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(LoadError::Missing(path.into()))
+        }
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(corrupt(
+                "it is a symbolic link, not a file sup wrote".into(),
+            ))
+        }
+        Ok(meta) if !meta.is_file() => return Err(corrupt("it is not a regular file".into())),
+        _ => {}
+    }
+    let text = read_nofollow(path).map_err(|e| corrupt(e.to_string()))?;
+    let (boot, app) = one_app(path, super::parse(path, &text)?)?;
+    if app.id != id {
+        return Err(corrupt(format!(
+            "it holds app id {} ({:?}), not the {id} of its name",
+            app.id, app.spec.name
+        )));
+    }
+    Ok((boot, app))
+}
+
+/// The bytes of `path`, opened with `O_NOFOLLOW` (a link swapped in after
+/// the check is refused too).
+fn read_nofollow(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other("it is not a regular file"));
+    }
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)?;
+    Ok(text)
 }
 
 /// The boot id and app of one app's file, which holds exactly one app.

@@ -161,3 +161,47 @@ fn state_json_of_0_1_0_is_read_once() {
     assert!(!home.last_daemon_died_uncleanly());
     fs::remove_dir_all(home.dir()).unwrap();
 }
+
+#[test]
+fn a_link_a_stranger_or_a_directory_in_place_of_a_file_is_damage_and_the_bak_restores() {
+    let home = home("planted");
+    let writer = StateWriter::start(home.clone()).unwrap();
+    for (id, name) in [(0, "a"), (1, "b"), (2, "c"), (3, "d")] {
+        put(&writer, app(id, name)).unwrap();
+        put(&writer, app(id, name)).unwrap();
+    }
+    let elsewhere = home.dir().join("elsewhere.json");
+    fs::write(&elsewhere, bytes(app(0, "a"))).unwrap();
+    // a: its file is now a link to a valid copy of itself.
+    fs::remove_file(home.app_state(0)).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, home.app_state(0)).unwrap();
+    // b: a dangling link.
+    fs::remove_file(home.app_state(1)).unwrap();
+    std::os::unix::fs::symlink(home.dir().join("nowhere"), home.app_state(1)).unwrap();
+    // c: holds d's app.
+    fs::write(home.app_state(2), bytes(app(3, "d"))).unwrap();
+    // d: a directory.
+    fs::remove_file(home.app_state(3)).unwrap();
+    fs::create_dir(home.app_state(3)).unwrap();
+    let found = recover(&home, &crate::persist::boot_id());
+    assert_eq!(names(&found.apps), ["a", "b", "c", "d"]);
+    assert_eq!(found.warnings.len(), 4, "{:?}", found.warnings);
+    assert!(found.warnings.iter().all(|w| w.contains("restored")));
+    assert!(
+        found.warnings[0].contains("symbolic link"),
+        "{}",
+        found.warnings[0]
+    );
+    assert!(
+        found.warnings[2].contains("app id 3"),
+        "{}",
+        found.warnings[2]
+    );
+    assert!(
+        found.warnings[3].contains("not a regular file"),
+        "{}",
+        found.warnings[3]
+    );
+    assert!(elsewhere.exists(), "the link's target is left alone");
+    fs::remove_dir_all(home.dir()).unwrap();
+}
