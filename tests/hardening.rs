@@ -168,3 +168,97 @@ fn a_pm2_file_that_prints_while_loading_loads_and_its_output_goes_to_stderr() {
     sup.wait_status("chatty", "online");
     sup.ok(&["kill"]);
 }
+
+/// A small tmpfs, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: std::path::PathBuf, size: &str) -> Tmpfs {
+        fs::create_dir_all(&at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&at)
+            .status()
+            .expect("mount")
+            .success();
+        assert!(ok, "mounting a tmpfs needs root (the tests run as root)");
+        Tmpfs(at)
+    }
+
+    /// Fills it until the kernel says ENOSPC.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = fs::File::create(self.0.join("fill")).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+    }
+
+    fn free(&self) {
+        fs::remove_file(self.0.join("fill")).unwrap();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_never_stops_supervision_and_the_lost_lines_are_counted() {
+    let base = Sup::new();
+    let disk = Tmpfs::mount(base.path("small"), "1m");
+    let mut sup = Sup::new();
+    sup.home = disk.0.join("home");
+    sup.ok(&["start", "sleep 320", "--name", "a"]);
+    let daemon = fs::read_to_string(sup.home.join("daemon.lock")).unwrap();
+    disk.fill();
+    for i in 0..60 {
+        let err = sup.fails(
+            &[
+                "start",
+                &format!("sleep {}", 400 + i),
+                "--name",
+                &format!("b{i}"),
+            ],
+            1,
+        );
+        assert!(err.contains("No space left"), "{err}");
+    }
+    // Still supervising: a killed app comes back.
+    let old = sup.app("a")["pid"].as_u64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    sup.wait("a restarted", || {
+        sup.app("a")["pid"].as_u64().is_some_and(|p| p != old)
+    });
+    assert_eq!(
+        fs::read_to_string(sup.home.join("daemon.lock")).unwrap(),
+        daemon
+    );
+    disk.free();
+    sup.ok(&["start", "sleep 321", "--name", "c"]);
+    let log = fs::read_to_string(sup.home.join("daemon.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.starts_with("[sup: ")
+            && l.contains("lines of the daemon's log dropped: No space left")),
+        "{log}"
+    );
+    // A daemon starts on a full disk.
+    sup.ok(&["kill"]);
+    disk.fill();
+    sup.ok(&["list"]);
+    sup.ok(&["kill"]);
+}

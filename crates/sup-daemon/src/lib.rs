@@ -17,6 +17,7 @@ mod preload;
 mod probe;
 mod procstat;
 mod reaper;
+mod selflog;
 mod server;
 mod signal;
 mod sockcheck;
@@ -190,7 +191,8 @@ fn init_tracing() {
     };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(selflog::SelfLog)
+        .log_internal_errors(false)
         .with_ansi(false)
         .try_init();
 }

@@ -19,6 +19,10 @@ use tracing::warn;
 /// How long a client may take to send the body of a frame whose header it sent.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Repeated warnings of the server (a failing accept) are said at most
+/// this often.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Largest request body. Nothing a client sends comes near it (a spec with
 /// a large environment is a few KiB); answers may be larger.
 pub const MAX_REQUEST: usize = 1024 * 1024;
@@ -54,6 +58,7 @@ pub async fn serve(
     warnings: watch::Receiver<Vec<String>>,
 ) {
     let budget = Arc::new(Semaphore::new(REQUEST_BUDGET));
+    let mut accept_warnings = crate::selflog::RateLimit::new(WARN_EVERY);
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
@@ -68,7 +73,11 @@ pub async fn serve(
             }
             Err(err) => {
                 // EMFILE and friends: don't spin; the next accept may succeed.
-                warn!("accept failed: {err}");
+                if let Some(held) = accept_warnings.allow(std::time::Instant::now()) {
+                    warn!(
+                        "accept failed: {err} ({held} more such failures since the last warning)"
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }

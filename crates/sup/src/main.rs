@@ -2,6 +2,7 @@
 //! daemon library in the foreground; every other command goes to the CLI
 //! library, which reaches the daemon only through its socket.
 
+use std::io::Write;
 use std::process::ExitCode;
 use sup_cli::{DaemonArgs, Invocation};
 use sup_daemon::{DaemonError, Options};
@@ -36,7 +37,8 @@ fn daemon(args: DaemonArgs) -> ExitCode {
                 DaemonError::Lock(_) => EXIT_ALREADY_RUNNING as u8,
                 _ => 1,
             };
-            eprintln!("sup: {:#}", anyhow::Error::from(err));
+            // Not eprintln!: it panics when stderr fails (a full disk).
+            let _ = writeln!(std::io::stderr(), "sup: {:#}", anyhow::Error::from(err));
             ExitCode::from(code)
         }
     }
