@@ -262,3 +262,49 @@ fn a_full_disk_never_stops_supervision_and_the_lost_lines_are_counted() {
     sup.ok(&["list"]);
     sup.ok(&["kill"]);
 }
+
+#[test]
+fn twenty_thousand_idle_connections_starve_neither_the_cli_nor_respawns() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let sup = Sup::new();
+    sup.ok(&["start", "sleep 322", "--name", "a"]);
+    let socket = sup.home.join("sup.sock");
+    // As many as this process may open, up to 20,000, leaving room for the
+    // commands run meanwhile.
+    let n = (hard.min(20_200) as usize).saturating_sub(200);
+    let mut idle = Vec::with_capacity(n);
+    for _ in 0..n {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!("connection {} refused: {e}", idle.len()),
+        }
+    }
+    let started = std::time::Instant::now();
+    let apps = sup.list();
+    assert_eq!(apps.len(), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let old = apps[0]["pid"].as_u64().unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    sup.wait("a restarted", || {
+        let app = sup.app("a");
+        app["status"] == "online" && app["pid"].as_u64().is_some_and(|p| p != old)
+    });
+    let daemon: u32 = fs::read_to_string(sup.home.join("daemon.lock"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let fds = fs::read_dir(format!("/proc/{daemon}/fd")).unwrap().count();
+    assert!(
+        fds < 1_000,
+        "the daemon holds {fds} fds with {n} idle connections"
+    );
+    drop(idle);
+    sup.ok(&["kill"]);
+}

@@ -19,6 +19,15 @@ use tracing::warn;
 /// How long a client may take to send the body of a frame whose header it sent.
 const BODY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a connection may wait before sending a request's header: the
+/// CLI sends at once, so an idle connection is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most connections open at once. Past it, the one idle the longest is
+/// closed for the newcomer: idle connections can't starve the CLI, nor take
+/// the fds that respawns need.
+const MAX_CONNECTIONS: usize = 512;
+
 /// Repeated warnings of the server (a failing accept) are said at most
 /// this often.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -59,15 +68,18 @@ pub async fn serve(
 ) {
     let budget = Arc::new(Semaphore::new(REQUEST_BUDGET));
     let mut accept_warnings = crate::selflog::RateLimit::new(WARN_EVERY);
+    let conns = Arc::new(Connections::default());
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                conns.make_room();
                 let conn = connection(
                     stream,
                     tx.clone(),
                     inflight.clone(),
                     budget.clone(),
                     warnings.clone(),
+                    conns.clone(),
                 );
                 tokio::spawn(conn);
             }
@@ -90,15 +102,25 @@ async fn connection(
     inflight: mpsc::WeakSender<()>,
     budget: Arc<Semaphore>,
     warnings: watch::Receiver<Vec<String>>,
+    conns: Arc<Connections>,
 ) {
+    let me = conns.open();
+    let _closed = Closed(&conns, me);
     if let Err(refusal) = check_peer(&stream) {
         let _ = write_response(&mut stream, refusal).await;
         return;
     }
     loop {
         let mut header = [0u8; HEADER_LEN];
-        if stream.read_exact(&mut header).await.is_err() {
-            return; // EOF or a broken peer: nothing to answer.
+        let evicted = conns.idle(me);
+        let read = tokio::time::timeout(IDLE_TIMEOUT, stream.read_exact(&mut header));
+        let got = tokio::select! {
+            got = read => matches!(got, Ok(Ok(_))),
+            _ = evicted => false,
+        };
+        conns.busy(me);
+        if !got {
+            return; // EOF, a broken peer, idle too long, or evicted.
         }
         let len = match decode_len(header) {
             Ok(len) if len <= MAX_REQUEST => len,
@@ -151,6 +173,68 @@ async fn connection(
         if write_envelope(&mut stream, envelope).await.is_err() {
             return;
         }
+    }
+}
+
+/// The open connections, and which of them wait idle for a request (oldest
+/// first), each with the means to close it.
+#[derive(Default)]
+struct Connections {
+    inner: std::sync::Mutex<ConnectionsInner>,
+}
+
+#[derive(Default)]
+struct ConnectionsInner {
+    open: usize,
+    next: u64,
+    idle: std::collections::BTreeMap<u64, oneshot::Sender<()>>,
+}
+
+/// Counts a connection out when it ends, however it ends.
+struct Closed<'a>(&'a Connections, u64);
+
+impl Drop for Closed<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.0.lock();
+        inner.open -= 1;
+        inner.idle.remove(&self.1);
+    }
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConnectionsInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new connection: its id.
+    fn open(&self) -> u64 {
+        let mut inner = self.lock();
+        inner.open += 1;
+        inner.next += 1;
+        inner.next
+    }
+
+    /// Before a new connection is served: at the cap, the connection idle
+    /// the longest is closed.
+    fn make_room(&self) {
+        let mut inner = self.lock();
+        if inner.open >= MAX_CONNECTIONS {
+            if let Some((_, evict)) = inner.idle.pop_first() {
+                let _ = evict.send(());
+            }
+        }
+    }
+
+    /// Connection `id` waits for a request; resolves if it is evicted.
+    fn idle(&self, id: u64) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().idle.insert(id, tx);
+        rx
+    }
+
+    /// Connection `id` has a request (or is ending).
+    fn busy(&self, id: u64) {
+        self.lock().idle.remove(&id);
     }
 }
 
