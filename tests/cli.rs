@@ -16,6 +16,7 @@ mod node;
 mod ownership;
 mod persistence;
 mod pm2;
+mod pm2files;
 mod processes;
 mod realworld;
 mod restarts;

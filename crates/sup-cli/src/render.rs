@@ -191,7 +191,11 @@ fn state_fields(page: &mut Page, app: &AppInfo) {
 }
 
 fn log_fields(page: &mut Page, app: &AppInfo) {
-    if app.logs.out == app.logs.err {
+    if let Some(both) = &app.logs.combined {
+        page.field("out log", &app.logs.out);
+        page.field("err log", &app.logs.err);
+        page.field("log", both);
+    } else if app.logs.out == app.logs.err {
         page.field("log", &app.logs.out);
     } else {
         page.field("out log", &app.logs.out);

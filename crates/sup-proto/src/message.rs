@@ -367,6 +367,10 @@ pub struct LogInfo {
     pub out: String,
     /// File holding stderr (the same as `out` when combined).
     pub err: String,
+    /// A third file holding both, beside separate `out` and `err` (PM2's
+    /// `log_file` with `out_file` or `error_file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combined: Option<String>,
     /// Whether lines carry timestamps.
     pub timestamps: bool,
     /// Bytes of output dropped because the log could not be written.

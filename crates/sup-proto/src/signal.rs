@@ -61,6 +61,8 @@ const SIGNALS: &[(&str, i32)] = &[
 impl Signal {
     /// SIGTERM, the default stop signal.
     pub const TERM: Signal = Signal(libc::SIGTERM);
+    /// SIGINT: PM2's stop signal.
+    pub const INT: Signal = Signal(libc::SIGINT);
 
     /// The signal with this number, if it is one of the standard signals.
     pub fn from_number(number: i32) -> Option<Signal> {

@@ -170,7 +170,8 @@ pub struct LogSpec {
     pub out_file: Option<String>,
     /// File for stderr (default `SUP_HOME/logs/<name>-err.log`).
     pub err_file: Option<String>,
-    /// One file for both streams; overrides the two above.
+    /// One file for both streams: alone, the app's only log; with either of
+    /// the two above, a third file that gets every line besides them.
     pub combined_file: Option<String>,
     /// Prefix each line with its arrival time.
     pub timestamps: bool,

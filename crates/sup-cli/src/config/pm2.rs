@@ -9,6 +9,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use sup_proto::{AppSpec, Probe, Program, RestartPolicy};
 
+/// PM2's stop signal, for apps from its files (`kill_signal`'s default).
+pub const PM2_STOP_SIGNAL: sup_proto::Signal = sup_proto::Signal::INT;
+
+/// PM2's kill timeout, for apps from its files (`kill_timeout`'s default).
+pub const PM2_KILL_TIMEOUT_MS: u64 = 1_600;
+
 /// The apps of an evaluated PM2 file: `{apps: [...]}`, `[...]` or one app.
 pub fn from_value(file: &Path, value: Value, options: &Options) -> Result<Loaded, ConfigError> {
     let mut warnings = Vec::new();
@@ -221,6 +227,10 @@ impl<'a> App<'a> {
             name: name.unwrap_or_else(|| resolve::default_name(&script)),
             cwd: cwd.display().to_string(),
             inherited_env: self.options.inherited.clone(),
+            // PM2's defaults where the file is silent (its constants.js), so
+            // that an unchanged app's SIGINT cleanup runs as under PM2.
+            stop_signal: PM2_STOP_SIGNAL,
+            kill_timeout_ms: PM2_KILL_TIMEOUT_MS,
             ..AppSpec::default()
         };
         self.program(&mut spec, &script, &cwd)?;
@@ -309,6 +319,11 @@ impl<'a> App<'a> {
         if let Some(ms) = self.millis("kill_timeout")? {
             spec.kill_timeout_ms = ms;
         }
+        if let Some(signal) = self.text("kill_signal")? {
+            spec.stop_signal = signal
+                .parse()
+                .map_err(|e| self.fail(format!("kill_signal: {e}")))?;
+        }
         if let Some(ms) = self.millis("listen_timeout")? {
             spec.health.ready_timeout_ms = ms;
         }
@@ -338,12 +353,7 @@ impl<'a> App<'a> {
         };
         spec.logs.out_file = path(self, ["out_file", "output"])?;
         spec.logs.err_file = path(self, ["error_file", "error"])?;
-        let combined = path(self, ["log_file", "log"])?;
-        if combined.is_some() && (spec.logs.out_file.is_some() || spec.logs.err_file.is_some()) {
-            self.warn("log_file: sup keeps either one combined log or separate out/error logs; the separate ones are kept");
-        } else {
-            spec.logs.combined_file = combined;
-        }
+        spec.logs.combined_file = path(self, ["log_file", "log"])?;
         if let Some(time) = self.flag("time")? {
             spec.logs.timestamps = time;
         }

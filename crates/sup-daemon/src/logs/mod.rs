@@ -34,40 +34,51 @@ impl AppLogs {
     /// The targets `spec` asks for; default files live in `logs_dir`.
     pub fn for_spec(spec: &AppSpec, logs_dir: &Path) -> AppLogs {
         let l = &spec.logs;
-        let target = |path: PathBuf| {
+        let target = |path: PathBuf, tee: Option<Arc<Target>>| {
             Arc::new(Target {
                 path,
                 timestamps: l.timestamps,
                 max_size: l.max_size,
                 keep: l.keep,
                 owner: crate::creds::log_owner(spec),
+                tee,
             })
         };
-        if let Some(both) = &l.combined_file {
-            let t = target(PathBuf::from(both));
+        let separate = l.out_file.is_some() || l.err_file.is_some();
+        let both = l.combined_file.as_ref().map(PathBuf::from);
+        if let (Some(both), false) = (&both, separate) {
+            let t = target(both.clone(), None);
             return AppLogs {
                 out: t.clone(),
                 err: t,
             };
         }
+        // With out or err files too, the combined file gets every line
+        // besides them, as PM2 writes all three.
+        let tee = both.map(|path| target(path, None));
         let or_default = |file: &Option<String>, stream| {
             file.as_ref()
                 .map(PathBuf::from)
                 .unwrap_or_else(|| sup_home::app_log_in(logs_dir, &spec.name, stream))
         };
         AppLogs {
-            out: target(or_default(&l.out_file, LogStream::Out)),
-            err: target(or_default(&l.err_file, LogStream::Err)),
+            out: target(or_default(&l.out_file, LogStream::Out), tee.clone()),
+            err: target(or_default(&l.err_file, LogStream::Err), tee),
         }
     }
 
     /// The files of instance `slot` when each instance has its own
     /// (`<file>-<N>.log`, as PM2 names them).
     pub fn of_instance(&self, slot: usize) -> AppLogs {
+        let suffix = |t: &Target| Target {
+            path: instance_path(&t.path, slot),
+            ..t.clone()
+        };
+        let tee = self.out.tee.as_deref().map(|t| Arc::new(suffix(t)));
         let suffixed = |t: &Arc<Target>| {
             Arc::new(Target {
-                path: instance_path(&t.path, slot),
-                ..(**t).clone()
+                tee: tee.clone(),
+                ..suffix(t)
             })
         };
         let out = suffixed(&self.out);
@@ -80,11 +91,12 @@ impl AppLogs {
     }
 
     fn targets(&self) -> Vec<Arc<Target>> {
-        if self.out.path == self.err.path {
-            vec![self.out.clone()]
-        } else {
-            vec![self.out.clone(), self.err.clone()]
+        let mut all = vec![self.out.clone()];
+        if self.err.path != self.out.path {
+            all.push(self.err.clone());
         }
+        all.extend(self.out.tee.clone());
+        all
     }
 }
 
@@ -200,6 +212,7 @@ impl Logs {
         let mut info = LogInfo {
             out: logs.out.path.display().to_string(),
             err: logs.err.path.display().to_string(),
+            combined: logs.out.tee.as_ref().map(|t| t.path.display().to_string()),
             timestamps: logs.out.timestamps,
             ..LogInfo::default()
         };

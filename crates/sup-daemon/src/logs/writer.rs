@@ -32,6 +32,9 @@ pub struct Target {
     /// The uid and gid new files get: the app's user, when it runs as
     /// another (None: the daemon's).
     pub owner: Option<(u32, u32)>,
+    /// A file that gets every line too: PM2's `log_file` beside its
+    /// `out_file` and `error_file`.
+    pub tee: Option<Arc<Target>>,
 }
 
 /// A message for the writer.
@@ -159,6 +162,9 @@ impl Writer {
                 cut(partial, &data, at_ms, style, &mut self.stamper, &mut out);
                 drop(data);
                 self.append(&target, &out);
+                if let Some(tee) = &target.tee {
+                    self.append(tee, &out);
+                }
                 drop(permit);
                 if out.capacity() <= MAX_KEPT_BUFFER {
                     self.out = out;
@@ -182,6 +188,9 @@ impl Writer {
                     let mut out = Vec::new();
                     finish(&mut partial, style, &mut self.stamper, &mut out);
                     self.append(&target, &out);
+                    if let Some(tee) = &target.tee {
+                        self.append(tee, &out);
+                    }
                 }
             }
             WriterMsg::Open { targets } => {

@@ -1,0 +1,86 @@
+//! PM2 files as real projects write them: what PM2 does with them, sup
+//! does too.
+
+use crate::support::*;
+use std::fs;
+
+#[test]
+fn log_file_beside_out_and_error_files_gets_every_line_as_pm2_writes_all_three() {
+    let sup = Sup::new();
+    let app = sup.script("both.sh", "echo to-out; echo to-err >&2; exec sleep 330");
+    fs::write(
+        sup.path("ecosystem.config.js"),
+        format!(
+            "module.exports = {{ apps: [{{ name: 'three', script: '{app}', \
+             out_file: 'o.log', error_file: 'e.log', log_file: 'all.log' }}] }};\n"
+        ),
+    )
+    .unwrap();
+    let out = sup.run(&["start", "ecosystem.config.js"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("log_file"), "no warning: {stderr}");
+    let read = |f: &str| fs::read_to_string(sup.path(f)).unwrap_or_default();
+    sup.wait("all three files written", || {
+        read("all.log").contains("to-out") && read("all.log").contains("to-err")
+    });
+    sup.wait("out and err files written", || {
+        read("o.log").contains("to-out") && read("e.log").contains("to-err")
+    });
+    assert!(!read("o.log").contains("to-err") && !read("e.log").contains("to-out"));
+    let page = sup.ok(&["describe", "three"]);
+    assert!(
+        page.contains("all.log") && page.contains("o.log") && page.contains("e.log"),
+        "{page}"
+    );
+    sup.ok(&["kill"]);
+}
+
+#[test]
+fn apps_from_pm2_files_stop_with_sigint_and_pm2s_kill_timeout() {
+    let sup = Sup::new();
+    let done = sup.path("cleaned-up");
+    let app = sup.script(
+        "cleanup.sh",
+        &format!(
+            "trap 'echo $1 > {}; exit 0' INT; trap 'exit 9' TERM; sleep 331 & wait",
+            done.display()
+        ),
+    );
+    fs::write(
+        sup.path("ecosystem.config.js"),
+        format!("module.exports = {{ apps: [{{ name: 'pm2ish', script: '{app}', args: 'SIGINT' }}] }};\n"),
+    )
+    .unwrap();
+    sup.ok(&["start", "ecosystem.config.js"]);
+    sup.wait_status("pm2ish", "online");
+    let export = sup.ok(&["export"]);
+    assert!(
+        export.contains("stop_signal = \"SIGINT\"") && export.contains("kill_timeout_ms = 1600"),
+        "{export}"
+    );
+    sup.ok(&["stop", "pm2ish"]);
+    assert_eq!(fs::read_to_string(&done).unwrap().trim(), "SIGINT");
+    // kill_signal, when a file gives it, wins; sup's own flags keep SIGTERM.
+    fs::write(
+        sup.path("term.config.js"),
+        format!("module.exports = {{ apps: [{{ name: 'termed', script: '{app}', kill_signal: 'SIGTERM' }}] }};\n"),
+    )
+    .unwrap();
+    sup.ok(&["start", "term.config.js"]);
+    sup.ok(&["start", "sleep 332", "--name", "native"]);
+    let export = sup.ok(&["export"]);
+    let section = |name: &str| {
+        export
+            .split("[[app]]")
+            .find(|s| s.contains(&format!("name = \"{name}\"")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        section("termed").contains("stop_signal = \"SIGTERM\""),
+        "{export}"
+    );
+    assert!(!section("native").contains("SIGINT"), "{export}");
+    sup.ok(&["kill"]);
+}
