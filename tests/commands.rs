@@ -204,8 +204,12 @@ fn bad_input_is_a_clear_error() {
     assert!(err.contains("soon"), "{err}");
     sup.fails(&["start", &script, "--restart", "sometimes"], 2);
     sup.fails(&["start", &script, "--stop-signal", "SIGNOPE"], 2);
-    let err = sup.fails(&["start", &script, "--name", "bad/name"], 1);
-    assert!(err.contains("name"), "{err}");
+    // Names PM2 accepts are accepted; what would read as an instance, an
+    // id or every app is not.
+    for bad in ["api:3", "42", "all", "two\nlines"] {
+        let err = sup.fails(&["start", &script, "--name", bad], 2);
+        assert!(err.contains("name"), "{err}");
+    }
 
     sup.ok(&["start", &script, "--name", "api"]);
     let err = sup.fails(&["start", &script, "--name", "api"], 1);

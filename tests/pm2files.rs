@@ -84,3 +84,42 @@ fn apps_from_pm2_files_stop_with_sigint_and_pm2s_kill_timeout() {
     assert!(!section("native").contains("SIGINT"), "{export}");
     sup.ok(&["kill"]);
 }
+
+#[test]
+fn names_pm2_accepts_work_and_their_logs_never_collide() {
+    let sup = Sup::new();
+    let app = sup.script("say.sh", "echo \"I am $1\"; exec sleep 333");
+    fs::write(
+        sup.path("ecosystem.config.js"),
+        format!(
+            "module.exports = {{ apps: [\
+             {{ name: 'NearBy Server', script: '{app}', args: 'spaced' }},\
+             {{ name: 'express-ejs/development', script: '{app}', args: 'slashed' }},\
+             {{ name: 'NearBy-Server', script: '{app}', args: 'dashed' }}] }};\n"
+        ),
+    )
+    .unwrap();
+    sup.ok(&["start", "ecosystem.config.js"]);
+    for name in ["NearBy Server", "express-ejs/development", "NearBy-Server"] {
+        sup.wait_status(name, "online");
+    }
+    let logs = sup.home.join("logs");
+    let read = |f: &str| fs::read_to_string(logs.join(f)).unwrap_or_default();
+    // PM2's file names; the second app that would land on the same files
+    // gets its id.
+    sup.wait("each app's own file", || {
+        read("NearBy-Server-out.log").contains("I am spaced")
+            && read("express-ejs-development-out.log").contains("I am slashed")
+            && read("NearBy-Server-2-out.log").contains("I am dashed")
+    });
+    assert!(!read("NearBy-Server-out.log").contains("dashed"));
+    let out = sup.ok(&["logs", "NearBy Server", "--lines", "5", "--nostream"]);
+    assert!(
+        out.contains("I am spaced") && !out.contains("dashed"),
+        "{out}"
+    );
+    sup.ok(&["stop", "express-ejs/development"]);
+    assert_eq!(sup.app("express-ejs/development")["status"], "stopped");
+    assert_eq!(sup.app("NearBy Server")["status"], "online");
+    sup.ok(&["kill"]);
+}

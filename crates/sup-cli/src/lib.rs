@@ -297,7 +297,7 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
         .name
         .clone()
         .unwrap_or_else(|| resolve::default_name(&script));
-    validate_name(&name).with_context(|| format!("invalid --name {name:?}"))?;
+    validate_name(&name).map_err(|e| UsageError(format!("invalid --name {name:?}: {e}")))?;
     let mut env = match &args.env_file {
         Some(file) => config::read_env_file(&cwd.join(file))?,
         None => Default::default(),

@@ -147,7 +147,7 @@ impl Home {
     }
 
     /// The default log file of `app`'s `stream`: `logs/<app>-out.log` or
-    /// `logs/<app>-err.log` (app names are safe file names).
+    /// `logs/<app>-err.log`, `<app>` made a file name as PM2 makes it ([`log_stem`]).
     pub fn app_log(&self, app: &str, stream: LogStream) -> PathBuf {
         app_log_in(&self.logs_dir(), app, stream)
     }
@@ -198,7 +198,32 @@ impl LogStream {
 
 /// [`Home::app_log`] for a logs directory already at hand.
 pub fn app_log_in(logs_dir: &Path, app: &str, stream: LogStream) -> PathBuf {
-    logs_dir.join(format!("{app}-{}.log", stream.as_str()))
+    logs_dir.join(format!("{}-{}.log", log_stem(app), stream.as_str()))
+}
+
+/// Longest stem of a log file name, in bytes: with `-out.log`, an instance
+/// and a rotation suffix it stays well under the 255 bytes of a file name.
+const MAX_STEM: usize = 100;
+
+/// The stem of an app's default log files, as PM2 makes it (its
+/// `Common.js`): every character outside `[a-zA-Z0-9.-]` becomes `-`. Cut
+/// to [`MAX_STEM`] bytes; never `.` or `..`, so the file stays in `logs/`.
+pub fn log_stem(name: &str) -> String {
+    let mut stem: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    stem.truncate(MAX_STEM);
+    if stem.bytes().all(|b| b == b'.') {
+        stem = stem.replace('.', "-");
+    }
+    stem
 }
 
 /// Whether `name`, in the state directory, is live state: `<id>.json` or
@@ -314,5 +339,18 @@ mod tests {
             Err(HomeError::SocketPathTooLong(_))
         ));
         assert!(!home.dir().exists());
+    }
+
+    #[test]
+    fn log_stems_are_pm2s_and_stay_in_their_directory() {
+        assert_eq!(log_stem("NearBy Server"), "NearBy-Server");
+        assert_eq!(
+            log_stem("express-ejs/development"),
+            "express-ejs-development"
+        );
+        assert_eq!(log_stem("my_app.v2"), "my-app.v2");
+        assert_eq!(log_stem(".."), "--");
+        assert_eq!(log_stem("é"), "-");
+        assert_eq!(log_stem(&"x".repeat(300)).len(), MAX_STEM);
     }
 }

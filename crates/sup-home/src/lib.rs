@@ -11,7 +11,7 @@ mod lock;
 pub mod nofollow;
 mod unit;
 
-pub use home::{app_log_in, backup_of, is_live_state_file, Home, HomeError, LogStream};
+pub use home::{app_log_in, backup_of, is_live_state_file, log_stem, Home, HomeError, LogStream};
 pub use lock::{write_daemon_pid, LockError};
 pub use unit::ManagingUnit;
 

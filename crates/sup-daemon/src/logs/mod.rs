@@ -31,8 +31,9 @@ pub struct AppLogs {
 }
 
 impl AppLogs {
-    /// The targets `spec` asks for; default files live in `logs_dir`.
-    pub fn for_spec(spec: &AppSpec, logs_dir: &Path) -> AppLogs {
+    /// The targets `spec` asks for; default files live in `logs_dir`,
+    /// named `<stem>-out.log` and `<stem>-err.log`.
+    pub fn for_spec(spec: &AppSpec, logs_dir: &Path, stem: &str) -> AppLogs {
         let l = &spec.logs;
         let target = |path: PathBuf, tee: Option<Arc<Target>>| {
             Arc::new(Target {
@@ -59,7 +60,7 @@ impl AppLogs {
         let or_default = |file: &Option<String>, stream| {
             file.as_ref()
                 .map(PathBuf::from)
-                .unwrap_or_else(|| sup_home::app_log_in(logs_dir, &spec.name, stream))
+                .unwrap_or_else(|| sup_home::app_log_in(logs_dir, stem, stream))
         };
         AppLogs {
             out: target(or_default(&l.out_file, LogStream::Out), tee.clone()),

@@ -198,13 +198,14 @@ impl Supervisor {
     /// its instances brought to the new count. False if the app is gone.
     fn swap_spec(&mut self, id: u32, spec: AppSpec) -> bool {
         let logs_dir = self.home.logs_dir();
+        let stem = self.table.log_stem(id, &spec.name);
         let Some(app) = self.table.get_mut(id) else {
             return false;
         };
         let count = spec.instances as usize;
         let logs_moved = app.spec.logs != spec.logs;
         if logs_moved {
-            app.logs = AppLogs::for_spec(&spec, &logs_dir);
+            app.logs = AppLogs::for_spec(&spec, &logs_dir, &stem);
         }
         app.spec = spec;
         let scaled = app.machine.instance_count() != count;

@@ -124,7 +124,8 @@ impl Supervisor {
             return;
         }
         info!(app = %spec.name, argv = ?spec.program.argv(&spec.args), "added");
-        let logs = AppLogs::for_spec(&spec, &self.home.logs_dir());
+        let stem = self.table.log_stem(id, &spec.name);
+        let logs = AppLogs::for_spec(&spec, &self.home.logs_dir(), &stem);
         self.logs.open(&logs);
         let id = self.table.insert_with_id(id, spec, logs);
         if let Some(app) = self.table.get_mut(id) {

@@ -277,7 +277,8 @@ impl Supervisor {
     pub fn adopt(&mut self, handover: Handover) {
         self.table.skip_ids_below(handover.next_id);
         for app in handover.apps {
-            let logs = AppLogs::for_spec(&app.spec, &self.home.logs_dir());
+            let stem = self.table.log_stem(app.id, &app.spec.name);
+            let logs = AppLogs::for_spec(&app.spec, &self.home.logs_dir(), &stem);
             let split = app.spec.logs.per_instance;
             let id = self.table.insert_with_id(app.id, app.spec, logs.clone());
             let several = !app.more.is_empty();

@@ -130,7 +130,8 @@ impl Supervisor {
                 continue;
             }
             let start = should_start(&saved);
-            let logs = AppLogs::for_spec(&saved.spec, &self.home.logs_dir());
+            let stem = self.table.log_stem(saved.id, &saved.spec.name);
+            let logs = AppLogs::for_spec(&saved.spec, &self.home.logs_dir(), &stem);
             self.logs.open(&logs);
             let id = self.table.insert_with_id(saved.id, saved.spec, logs);
             if let Some(app) = self.table.get_mut(id) {

@@ -277,6 +277,23 @@ impl Table {
         self.next_id
     }
 
+    /// The stem of app `id`'s default log files: its name made a file name
+    /// as PM2 makes it, with `-<id>` when an app of a lower id has the same
+    /// stem (`a b` and `a-b`), so two apps never share files and adding an
+    /// app never moves another's.
+    pub fn log_stem(&self, id: u32, name: &str) -> String {
+        let stem = sup_home::log_stem(name);
+        let taken = self
+            .apps
+            .values()
+            .any(|a| a.id < id && sup_home::log_stem(&a.spec.name) == stem);
+        if taken {
+            format!("{stem}-{id}")
+        } else {
+            stem
+        }
+    }
+
     /// Makes ids below `next` unavailable to new apps (they belonged to
     /// apps a previous daemon deleted).
     pub fn skip_ids_below(&mut self, next: u32) {
@@ -397,7 +414,7 @@ mod tests {
             name: name.into(),
             ..AppSpec::default()
         };
-        let logs = AppLogs::for_spec(&spec, std::path::Path::new("/tmp"));
+        let logs = AppLogs::for_spec(&spec, std::path::Path::new("/tmp"), name);
         (spec, logs)
     }
 
