@@ -209,3 +209,57 @@ fn wait_ready_waits_for_process_send_ready() {
     assert!(started.elapsed() >= Duration::from_millis(2500));
     assert_eq!(sup.app("r")["status"], "online");
 }
+
+#[test]
+fn update_hands_over_the_ipc_channels_and_a_late_listen_still_gets_its_socket() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let port = free_port();
+    std::fs::write(
+        sup.path("app.js"),
+        format!(
+            "process.on('disconnect', () => {{ console.error('channel closed'); process.exit(7); }});\n\
+             setInterval(() => process.send({{ ping: 1 }}), 50);\n\
+             setTimeout(() => require('http').createServer((q, s) => s.end('late ' + process.pid))\
+             .listen({port}), 1500);\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        sup.path("ecosystem.config.js"),
+        "module.exports = { apps: [{ name: 'ipc', script: 'app.js', exec_mode: 'cluster', instances: 2 }] };\n",
+    )
+    .unwrap();
+    sup.ok(&["start", "ecosystem.config.js"]);
+    let pids = |sup: &Sup| -> Vec<u64> {
+        let app = sup.app("ipc");
+        app["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["pid"].as_u64())
+            .collect()
+    };
+    sup.wait("both online", || all_online(&sup.app("ipc"), 2));
+    let before = pids(&sup);
+    let out = sup.ok(&["update"]);
+    assert!(out.contains("daemon updated"), "{out}");
+    // The app listens after the update: its preload asks the new daemon.
+    wait_for("it serves on the late port", DEADLINE, || {
+        get(port, "/", Duration::from_secs(2)).is_ok_and(|answer| {
+            answer
+                .split("late ")
+                .nth(1)
+                .and_then(|p| p.trim().parse().ok())
+                .is_some_and(|p: u64| before.contains(&p))
+        })
+    });
+    let app = sup.app("ipc");
+    assert_eq!(pids(&sup), before, "{app}");
+    assert_eq!(app["restarts"], 0, "{app}");
+    let err = std::fs::read_to_string(sup.home.join("logs/ipc-err.log")).unwrap_or_default();
+    assert!(!err.contains("channel closed"), "{err}");
+    sup.ok(&["kill"]);
+}

@@ -4,7 +4,7 @@
 use super::{Msg, Supervisor};
 use crate::ipc::{self, BindReply, Request};
 use crate::sockets::{self, Held};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use sup_proto::spec::{too_many_sockets, MAX_LISTEN};
@@ -50,33 +50,62 @@ impl Channel {
         Ok(Channel { ours, theirs, bind })
     }
 
-    /// Serves the channel of instance `pid_cell` (set once spawned) of
-    /// app `id`, through the supervisor's queue.
+    /// Serves the channel of instance `pid` (set once spawned) of app
+    /// `id`, through the supervisor's queue. Returns a copy of the daemon's
+    /// end, to hand to the next daemon at `sup update`.
     pub(super) fn serve(
         self,
         tx: tokio::sync::mpsc::UnboundedSender<Msg>,
         id: u32,
         pid: Arc<AtomicU32>,
-    ) {
-        let may_bind = self.bind;
-        ipc::serve(self.ours, move |request| match request {
-            Request::Ready => {
-                let pid = pid.load(Ordering::SeqCst);
-                let _ = tx.send(Msg::Ready { app: id, pid });
-                None
-            }
-            Request::Bind { .. } if !may_bind => None,
-            Request::Bind { addr, .. } => {
-                let (reply, answer) = oneshot::channel();
-                let _ = tx.send(Msg::Bind {
-                    app: id,
-                    addr,
-                    reply,
-                });
-                Some(answer)
-            }
-        });
+    ) -> Option<(OwnedFd, bool)> {
+        let kept = self.ours.as_fd().try_clone_to_owned().ok();
+        serve_stream(self.ours, self.bind, tx, id, pid);
+        kept.map(|fd| (fd, self.bind))
     }
+
+    /// Serves a channel handed over by the previous daemon (its end is
+    /// `fd`), as [`Channel::serve`] does.
+    pub(super) fn resume(
+        fd: OwnedFd,
+        bind: bool,
+        tx: tokio::sync::mpsc::UnboundedSender<Msg>,
+        id: u32,
+        pid: u32,
+    ) -> std::io::Result<(OwnedFd, bool)> {
+        let std = std::os::unix::net::UnixStream::from(fd);
+        std.set_nonblocking(true)?;
+        let stream = UnixStream::from_std(std)?;
+        let kept = stream.as_fd().try_clone_to_owned()?;
+        serve_stream(stream, bind, tx, id, Arc::new(AtomicU32::new(pid)));
+        Ok((kept, bind))
+    }
+}
+
+fn serve_stream(
+    ours: UnixStream,
+    may_bind: bool,
+    tx: tokio::sync::mpsc::UnboundedSender<Msg>,
+    id: u32,
+    pid: Arc<AtomicU32>,
+) {
+    ipc::serve(ours, move |request| match request {
+        Request::Ready => {
+            let pid = pid.load(Ordering::SeqCst);
+            let _ = tx.send(Msg::Ready { app: id, pid });
+            None
+        }
+        Request::Bind { .. } if !may_bind => None,
+        Request::Bind { addr, .. } => {
+            let (reply, answer) = oneshot::channel();
+            let _ = tx.send(Msg::Bind {
+                app: id,
+                addr,
+                reply,
+            });
+            Some(answer)
+        }
+    });
 }
 
 impl Supervisor {

@@ -3,6 +3,7 @@
 //! pipes (with any unfinished line), the held sockets and the daemon lock,
 //! as open fds and a file.
 
+use super::channel::Channel;
 use super::table::App;
 use super::table::{Instance, Role};
 use super::Supervisor;
@@ -94,6 +95,10 @@ struct HandedInstance {
     /// Per pipe, the line the app was in the middle of writing.
     partials: Vec<Option<Partial>>,
     ready: bool,
+    /// The daemon's end of its Node IPC channel, and whether it may ask
+    /// for binds (absent from 0.1.0's handovers: no channel then).
+    #[serde(default)]
+    channel: Option<(RawFd, bool)>,
 }
 
 /// Result of an update that did not happen: the reason for the client.
@@ -190,6 +195,9 @@ impl Supervisor {
         let Some(inst) = app.procs.get_mut(&pid) else {
             return;
         };
+        if let Some((fd, _)) = &inst.channel {
+            set_cloexec(fd.as_raw_fd(), true);
+        }
         let pipes: Vec<OwnedFd> = inst.pipes.drain(..).collect();
         let [out, err]: [OwnedFd; 2] = match pipes.try_into() {
             Ok(pair) => pair,
@@ -374,6 +382,14 @@ impl Supervisor {
         instance.started = since;
         instance.meter = CpuMeter::new(since);
         instance.pipes = pipes;
+        instance.channel = handed.channel.and_then(|(fd, bind)| {
+            set_cloexec(fd, true);
+            // SAFETY: the old daemon passed this fd open and owns it no more.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            Channel::resume(fd, bind, self.tx.clone(), id, handed.pid)
+                .map_err(|e| warn!("cannot serve a handed-over IPC channel: {e}"))
+                .ok()
+        });
         if let Some(entry) = self.table.get_mut(id) {
             entry.procs.insert(handed.pid, instance);
         }
@@ -401,6 +417,7 @@ fn hand_slot(
                 .map(|s| partials.remove(s).filter(|p| !p.is_empty()))
                 .collect(),
             ready: p.ready,
+            channel: i.channel.as_ref().map(|(fd, bind)| (fd.as_raw_fd(), *bind)),
         })
     });
     HandedSlot {
@@ -441,6 +458,7 @@ fn exec(binary: &str, path: &Path, handover: &Handover) -> std::io::Result<()> {
         for slot in std::iter::once(&app.first).chain(&app.more) {
             if let Some(inst) = &slot.instance {
                 fds.extend(&inst.pipes);
+                fds.extend(inst.channel.map(|(fd, _)| fd));
             }
         }
     }

@@ -56,9 +56,7 @@ impl Supervisor {
         let pid = spawned?;
         drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
-        if let Some(channel) = channel {
-            channel.serve(self.tx.clone(), id, pid_cell.clone());
-        }
+        let channel = channel.and_then(|c| c.serve(self.tx.clone(), id, pid_cell.clone()));
         let files = app.logs_of(slot);
         let split = app.spec.logs.per_instance;
         if split {
@@ -87,6 +85,7 @@ impl Supervisor {
                 let mut instance = Instance::new(pid, captures);
                 instance.notify = notify;
                 instance.pipes = pipes;
+                instance.channel = channel;
                 if let Some(app) = self.table.get_mut(id) {
                     app.procs.insert(pid, instance);
                 }

@@ -30,6 +30,9 @@ pub struct Instance {
     pub notify: Option<NotifySocket>,
     /// Copies of its stdout and stderr read ends, kept for `sup update`.
     pub pipes: Vec<OwnedFd>,
+    /// A copy of the daemon's end of its Node IPC channel, kept for `sup
+    /// update`, and whether it may ask for binds.
+    pub channel: Option<(OwnedFd, bool)>,
     /// Its start time after boot (clock ticks), read once at spawn: with
     /// the pid, it identifies the process in the state file.
     pub start_time: Option<u64>,
@@ -46,6 +49,7 @@ impl Instance {
             captures,
             notify: None,
             pipes: Vec::new(),
+            channel: None,
             start_time: crate::procstat::read_stat(pid).map(|s| s.start_time),
         }
     }
