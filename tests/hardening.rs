@@ -308,3 +308,38 @@ fn twenty_thousand_idle_connections_starve_neither_the_cli_nor_respawns() {
     drop(idle);
     sup.ok(&["kill"]);
 }
+
+#[test]
+fn running_out_of_fds_at_a_respawn_is_retried_not_errored() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 340");
+    sup.ok(&["start", &app, "--name", "fds", "--restart-delay", "100ms"]);
+    let pid = sup.wait_status("fds", "online")["pid"].as_u64().unwrap();
+    let daemon = fs::read_to_string(sup.home.join("daemon.lock"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let limit = |n: usize| {
+        let ok = std::process::Command::new("prlimit")
+            .args(["--pid", &daemon, &format!("--nofile={n}:")])
+            .status()
+            .expect("prlimit (util-linux)")
+            .success();
+        assert!(ok);
+    };
+    // No new fd for the daemon: every respawn fails with EMFILE (and no
+    // command can connect, so the log tells).
+    limit(3);
+    signal(pid as u32, libc::SIGKILL);
+    let log = sup.home.join("daemon.log");
+    sup.wait("respawns failed for want of fds", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        text.matches("Too many open files").count() >= 2
+    });
+    limit(1024);
+    sup.wait("back online once fds are free", || {
+        let app = sup.app("fds");
+        app["status"] == "online" && app["pid"].as_u64() != Some(pid)
+    });
+    sup.ok(&["kill"]);
+}

@@ -38,7 +38,12 @@ pub fn resolve(spec: &AppSpec) -> Result<Option<Creds>, String> {
     if let Some((_, found)) = cache.get(&key) {
         return found.clone().and_then(|creds| check_notify(spec, creds));
     }
-    let found = look_up(spec);
+    let found = match look_up(spec) {
+        Ok(found) => Ok(found),
+        Err(Lookup::Answer(no)) => Err(no),
+        // NSS could not answer (LDAP down): ask again next time.
+        Err(Lookup::Failed(why)) => return Err(why),
+    };
     cache.insert(key, (now, found.clone()));
     found.and_then(|creds| check_notify(spec, creds))
 }
@@ -65,13 +70,32 @@ fn check_notify(spec: &AppSpec, creds: Option<Creds>) -> Result<Option<Creds>, S
     }
 }
 
+/// Why a lookup gave no credentials.
+enum Lookup {
+    /// A definite answer (no such user, not root): kept a while.
+    Answer(String),
+    /// NSS failed to answer: not kept.
+    Failed(String),
+}
+
+impl From<String> for Lookup {
+    fn from(no: String) -> Lookup {
+        Lookup::Answer(no)
+    }
+}
+
+impl From<&str> for Lookup {
+    fn from(no: &str) -> Lookup {
+        Lookup::Answer(no.to_string())
+    }
+}
+
 /// The passwd and group lookups behind [`resolve`].
-fn look_up(spec: &AppSpec) -> Result<Option<Creds>, String> {
+fn look_up(spec: &AppSpec) -> Result<Option<Creds>, Lookup> {
     let user = match spec.user.as_deref() {
         Some(who) => find_user(who)?,
         None => User::from_uid(Uid::effective())
-            .ok()
-            .flatten()
+            .map_err(|e| Lookup::Failed(format!("cannot look up the daemon's own user: {e}")))?
             .ok_or("the daemon's own user has no passwd entry")?,
     };
     let gid = match spec.group.as_deref() {
@@ -87,11 +111,12 @@ fn look_up(spec: &AppSpec) -> Result<Option<Creds>, String> {
             spec.name,
             user.name,
             Uid::effective()
-        ));
+        )
+        .into());
     }
     let name = CString::new(user.name.as_str()).map_err(|_| "a NUL in the user name")?;
     let groups = getgrouplist(&name, gid)
-        .map_err(|e| format!("cannot list the groups of {}: {e}", user.name))?
+        .map_err(|e| Lookup::Failed(format!("cannot list the groups of {}: {e}", user.name)))?
         .into_iter()
         .map(Gid::as_raw)
         .collect();
@@ -111,27 +136,29 @@ pub fn log_owner(spec: &AppSpec) -> Option<(u32, u32)> {
 }
 
 /// A user by name, or by number when no user has that name.
-fn find_user(who: &str) -> Result<User, String> {
-    let by_name = User::from_name(who).ok().flatten();
-    let by_uid = || {
-        who.parse::<u32>()
-            .ok()
-            .and_then(|uid| User::from_uid(Uid::from_raw(uid)).ok().flatten())
+fn find_user(who: &str) -> Result<User, Lookup> {
+    let failed = |e| Lookup::Failed(format!("cannot look up user {who:?}: {e}"));
+    if let Some(user) = not_found_is_none(User::from_name(who)).map_err(failed)? {
+        return Ok(user);
+    }
+    let by_uid = match who.parse::<u32>() {
+        Ok(uid) => not_found_is_none(User::from_uid(Uid::from_raw(uid))).map_err(failed)?,
+        Err(_) => None,
     };
-    by_name
-        .or_else(by_uid)
-        .ok_or_else(|| format!("no user {who:?} on this system"))
+    by_uid.ok_or_else(|| Lookup::Answer(format!("no user {who:?} on this system")))
 }
 
 /// A group id by name or number.
-fn find_group(group: &str) -> Result<Gid, String> {
-    if let Some(g) = Group::from_name(group).ok().flatten() {
+fn find_group(group: &str) -> Result<Gid, Lookup> {
+    let found = not_found_is_none(Group::from_name(group))
+        .map_err(|e| Lookup::Failed(format!("cannot look up group {group:?}: {e}")))?;
+    if let Some(g) = found {
         return Ok(g.gid);
     }
     group
         .parse::<u32>()
         .map(Gid::from_raw)
-        .map_err(|_| format!("no group {group:?} on this system"))
+        .map_err(|_| Lookup::Answer(format!("no group {group:?} on this system")))
 }
 
 /// Who `spec` runs as ([`resolve`]), with `env` made to match.
@@ -155,6 +182,17 @@ fn add_env(env: &mut Vec<(String, String)>, creds: &Creds, spec: &AppSpec) {
             env.retain(|(k, _)| k != key);
             env.push((key.into(), value.clone()));
         }
+    }
+}
+
+/// getpwnam_r(3): some NSS modules say "not found" with ENOENT, ESRCH,
+/// EBADF or EPERM instead of a null result; only other errors are
+/// failures to answer.
+fn not_found_is_none<T>(found: nix::Result<Option<T>>) -> nix::Result<Option<T>> {
+    use nix::errno::Errno;
+    match found {
+        Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
+        other => other,
     }
 }
 

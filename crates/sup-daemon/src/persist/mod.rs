@@ -192,15 +192,23 @@ fn err_with_backup(err: &LoadError, backup: &Path) -> LoadError {
 /// directory, written (and fsynced, if `durable`), renamed over `path`.
 /// With `keep_backup`, the previous file becomes `<path>.bak` first (by
 /// link and rename, so there is never a moment without a file at `path`).
+/// A name part no other write (of this process or another) is using: two
+/// writes of the same file at once (two `sup save`s) each rename their own
+/// whole temp file, never the other's half-written one.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}.{n}", std::process::id())
+}
+
 /// On failure, no temp file is left behind.
 pub fn write_atomic(path: &Path, data: &[u8], durable: bool, keep_backup: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp.{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
+        unique()
     ));
-    let _ = fs::remove_file(&tmp);
     let result = write_through(&tmp, path, data, durable, keep_backup);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -227,9 +235,8 @@ fn write_through(
     }
     drop(file);
     if keep_backup && path.exists() {
-        let bak_tmp = dir.join(format!(".bak.tmp.{}", std::process::id()));
-        let _ = fs::remove_file(&bak_tmp);
-        fs::hard_link(path, &bak_tmp)?;
+        let bak_tmp = dir.join(format!(".bak.tmp.{}", unique()));
+        link_current(path, &bak_tmp)?;
         if let Err(e) = fs::rename(&bak_tmp, backup_of(path)) {
             let _ = fs::remove_file(&bak_tmp);
             return Err(e);
@@ -240,6 +247,21 @@ fn write_through(
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Hard-links the file now at `path` as `to`. A write of the same file
+/// at once can replace it between the lookup and the link, which then says
+/// ENOENT for a file that is still there: try again.
+fn link_current(path: &Path, to: &Path) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match fs::hard_link(path, to) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 10 && path.exists() => {
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
@@ -322,6 +344,31 @@ mod tests {
         );
         fs::write(backup_of(&path), b"junk").unwrap();
         assert!(matches!(read_dump(&path), Err(LoadError::Corrupt { .. })));
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn writes_of_one_file_at_once_each_rename_a_whole_file() {
+        let d = dir("race");
+        let path = d.join("dump.json");
+        let bodies: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 256 * 1024]).collect();
+        std::thread::scope(|scope| {
+            for body in &bodies {
+                let path = &path;
+                scope.spawn(move || {
+                    for _ in 0..5 {
+                        write_atomic(path, body, false, true).unwrap();
+                    }
+                });
+            }
+        });
+        let text = fs::read(&path).unwrap();
+        assert!(
+            bodies.contains(&text),
+            "a whole body, never a mix or a part"
+        );
+        let backup = fs::read(backup_of(&path)).unwrap();
+        assert!(bodies.contains(&backup));
         fs::remove_dir_all(d).unwrap();
     }
 

@@ -105,7 +105,7 @@ impl Supervisor {
     /// What an instance of app `id` gets besides its spec: the held sockets
     /// (bound again if they were closed) with `LISTEN_*`, and its own
     /// `NOTIFY_SOCKET` when it reports readiness by sd_notify.
-    fn prepare_instance(&mut self, id: u32, slot: usize) -> Result<Prepared, String> {
+    fn prepare_instance(&mut self, id: u32, slot: usize) -> Result<Prepared, SpawnError> {
         let home_dir = self.home.dir().to_path_buf();
         let seq = self.next_seq();
         let notify_path = self.home.notify_dir().join(format!("{id}-{seq}.sock"));
@@ -135,7 +135,8 @@ impl Supervisor {
         // The IPC channel, if any, comes after the held sockets.
         let channel = if bind || app.spec.health.readiness == Some(Probe::Message) {
             let fd = 3 + pass_fds.len();
-            Some(Channel::new(&mut env, fd, bind).map_err(|e| e.to_string())?)
+            // An io::Error keeps its kind: EMFILE heals, so the app is retried.
+            Some(Channel::new(&mut env, fd, bind)?)
         } else {
             None
         };
@@ -160,7 +161,7 @@ impl Supervisor {
                 let pid = cell.load(Ordering::SeqCst);
                 let _ = tx.send(Msg::Ready { app: id, pid });
             };
-            let socket = notify::listen(notify_path, on_ready).map_err(|e| e.to_string())?;
+            let socket = notify::listen(notify_path, on_ready)?;
             env.push(("NOTIFY_SOCKET".into(), socket.path().display().to_string()));
             Some(socket)
         } else {

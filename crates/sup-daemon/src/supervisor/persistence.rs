@@ -125,15 +125,23 @@ impl Supervisor {
         let mut done = Restored::default();
         for saved in apps {
             let name = saved.spec.name.clone();
-            if self.table.find_name(&name).is_some() {
+            // A name taken, or reserved by a start whose state file is
+            // being written.
+            if self.table.find_name(&name).is_some() || self.adding.contains_key(&name) {
                 done.skipped.push(name);
                 continue;
             }
             let start = should_start(&saved);
-            let stem = self.table.log_stem(saved.id, &saved.spec.name);
+            // Its id, unless a pending start holds it.
+            let wanted = if self.adding.values().any(|&id| id == saved.id) {
+                self.table.reserve_id()
+            } else {
+                saved.id
+            };
+            let stem = self.table.log_stem(wanted, &saved.spec.name);
             let logs = AppLogs::for_spec(&saved.spec, &self.home.logs_dir(), &stem);
             self.logs.open(&logs);
-            let id = self.table.insert_with_id(saved.id, saved.spec, logs);
+            let id = self.table.insert_with_id(wanted, saved.spec, logs);
             if let Some(app) = self.table.get_mut(id) {
                 app.machine.set_user_stopped(saved.stopped_by_user);
             }
