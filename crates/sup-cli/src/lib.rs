@@ -662,7 +662,9 @@ fn ask_update(home: &Home, binary: &str) -> Result<()> {
         let Some(mut client) = Client::connect(home)? else {
             bail!("the sup daemon is not running");
         };
-        match client.request(request) {
+        // Longer than the daemon takes (`UPDATE_DEADLINE`), so its answer is heard.
+        let deadline = sup_proto::UPDATE_DEADLINE;
+        match client.request_waiting(request, deadline) {
             Ok(Response::Error {
                 kind: ErrorKind::Busy,
                 ..

@@ -24,6 +24,7 @@ pub use kinds::{ErrorKind, EventKind, HealthStatus, TrackingMode};
 pub use message::{
     AppInfo, EventRecord, HealthInfo, InstanceInfo, InstanceLogs, LogInfo, Request,
     RequestEnvelope, Response, ResponseEnvelope, Scale, Severity, Status, Target, Tracking,
+    UPDATE_DEADLINE,
 };
 pub use name::{validate_name, NameError};
 pub use signal::{Signal, SignalError};

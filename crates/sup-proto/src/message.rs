@@ -5,6 +5,11 @@ use crate::spec::AppSpec;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Longest a daemon takes to answer [`Request::Update`]: the new binary's
+/// check, then the log writer's drain, with room to spare. A CLI waits
+/// longer than this.
+pub const UPDATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Which apps a command applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -135,7 +140,8 @@ pub enum Request {
     },
     /// Bring back the apps of the dump.
     Resurrect,
-    /// Replace the daemon with the binary at `binary`, keeping every app running.
+    /// Replace the daemon with the binary at `binary`, keeping every app
+    /// running. The daemon answers within [`UPDATE_DEADLINE`] (or execs).
     Update {
         /// Path of the new sup binary.
         binary: String,

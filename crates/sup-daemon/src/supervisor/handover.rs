@@ -6,7 +6,7 @@
 use super::channel::Channel;
 use super::table::App;
 use super::table::{Instance, Role};
-use super::Supervisor;
+use super::{Msg, Supervisor};
 use crate::lifecycle::Lifecycle;
 use crate::logs::{AppLogs, Logs, Partial, Partials};
 use crate::machine::{Adopted, AppMachine, Proc, Slot};
@@ -21,6 +21,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use sup_proto::{AppSpec, ErrorKind, EventRecord, Response, Status};
+use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 /// Version of the handover format. `sup update` refuses a binary that does
@@ -30,8 +31,10 @@ pub const HANDOVER_VERSION: u32 = 1;
 /// How long the new binary may take to say which handover format it reads.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long the log writer may take to write what was read before the exec.
-const WRITER_DRAIN: Duration = Duration::from_secs(10);
+/// How long the log writer may take to write what was read before the
+/// exec. The loop waits for it (the table must not change until the exec),
+/// so it is short: a writer stuck on a dead disk fails the update instead.
+const WRITER_DRAIN: Duration = Duration::from_secs(2);
 
 /// What one daemon hands the next.
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,26 +108,41 @@ struct HandedInstance {
 type Refusal = Response;
 
 impl Supervisor {
+    /// `sup update`: refused at once when the daemon is busy; else the new
+    /// binary is checked on a blocking thread, with a deadline (a binary
+    /// that hangs must not stall supervision), and the loop goes on until
+    /// [`Msg::UpdateChecked`] comes back.
+    pub(super) fn begin_update(&mut self, binary: String, reply: oneshot::Sender<Response>) {
+        if let Err(why) = self.check_quiet() {
+            let _ = reply.send(Response::error(ErrorKind::Busy, why));
+            return;
+        }
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let check = {
+                let binary = binary.clone();
+                tokio::task::spawn_blocking(move || check_binary(&binary))
+            };
+            let checked = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+                Ok(joined) => joined.unwrap_or_else(|e| Err(e.to_string())),
+                Err(_) => Err(format!(
+                    "{binary} did not answer `sup daemon --handover-version` within {} s",
+                    CHECK_TIMEOUT.as_secs()
+                )),
+            };
+            let _ = tx.send(Msg::UpdateChecked {
+                binary,
+                checked,
+                reply,
+            });
+        });
+    }
+
     /// Replaces this daemon with `binary`, keeping every app running. Only
     /// returns (with the error for the client) when that could not be done;
     /// then this daemon goes on as before.
     pub(super) async fn update(&mut self, binary: &str, lock_fd: RawFd) -> Refusal {
-        // On a blocking thread, with a deadline: a binary that hangs must
-        // not stall supervision.
-        let check = {
-            let binary = binary.to_string();
-            tokio::task::spawn_blocking(move || check_binary(&binary))
-        };
-        let checked = match tokio::time::timeout(CHECK_TIMEOUT, check).await {
-            Ok(joined) => joined.unwrap_or_else(|e| Err(e.to_string())),
-            Err(_) => Err(format!(
-                "{binary} did not answer `sup daemon --handover-version` within {} s",
-                CHECK_TIMEOUT.as_secs()
-            )),
-        };
-        if let Err(why) = checked {
-            return Response::error(ErrorKind::Update, why);
-        }
+        // Quiet when asked, but the check took a while.
         if let Err(why) = self.check_quiet() {
             return Response::error(ErrorKind::Busy, why);
         }

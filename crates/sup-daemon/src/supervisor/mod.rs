@@ -41,6 +41,15 @@ use tracing::info;
 pub enum Msg {
     /// A client request and where to send its answer.
     Request(Request, oneshot::Sender<Response>),
+    /// `sup update`: the new binary was checked, off the loop.
+    UpdateChecked {
+        /// The binary.
+        binary: String,
+        /// Whether it can take over, or why not.
+        checked: Result<(), String>,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Response>,
+    },
     /// `sup events --follow`: past events now, then new ones into `tx`.
     Follow {
         /// Whose events.
@@ -324,7 +333,7 @@ impl Supervisor {
         loop {
             tokio::select! {
                 Some(msg) = rx.recv() => match msg {
-                    Msg::Request(Request::Update { binary }, reply) => {
+                    Msg::UpdateChecked { binary, checked: Ok(()), reply } => {
                         let response = self.update(&binary, self.lock_fd).await;
                         let _ = reply.send(response);
                     }
@@ -364,7 +373,12 @@ impl Supervisor {
 
     fn on_msg(&mut self, msg: Msg) {
         match msg {
+            Msg::Request(Request::Update { binary }, reply) => self.begin_update(binary, reply),
             Msg::Request(request, reply) => self.on_request(request, reply),
+            Msg::UpdateChecked { checked, reply, .. } => {
+                let why = checked.err().unwrap_or_default();
+                let _ = reply.send(Response::error(sup_proto::ErrorKind::Update, why));
+            }
             Msg::Follow { target, tx, reply } => {
                 let response = self.follow(target, tx);
                 let _ = reply.send(response);
