@@ -209,3 +209,45 @@ fn a_new_subdirectory_is_watched() {
     fs::write(sup.path("src/b.js"), "x").unwrap();
     sup.wait("the watch goes on", || restarts(&sup, "w") == 4);
 }
+
+#[test]
+fn a_watched_file_saved_by_rename_is_watched_again() {
+    let sup = Sup::new();
+    fs::write(sup.path("config.json"), "{}").unwrap();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "w",
+        "--watch",
+        "config.json",
+        "--watch-delay",
+        "300ms",
+    ]);
+    sup.wait_status("w", "online");
+    // As editors save: a new file renamed over the old one, twice.
+    for n in 1..=2 {
+        fs::write(sup.path(".config.json.swp"), format!("{{\"n\":{n}}}")).unwrap();
+        fs::rename(sup.path(".config.json.swp"), sup.path("config.json")).unwrap();
+        sup.wait("a restart per save", || restarts(&sup, "w") == n);
+        past_the_delay();
+    }
+    assert_eq!(restarts(&sup, "w"), 2);
+}
+
+#[test]
+fn a_watched_directory_deleted_and_made_again_is_watched_again() {
+    let sup = Sup::new();
+    watching(&sup, &[]);
+    fs::remove_dir_all(sup.path("src")).unwrap();
+    sup.wait("the deletion restarts", || restarts(&sup, "w") == 1);
+    past_the_delay();
+    fs::create_dir(sup.path("src")).unwrap();
+    sup.wait("the new directory restarts", || restarts(&sup, "w") == 2);
+    past_the_delay();
+    fs::write(sup.path("src/a.js"), "x").unwrap();
+    sup.wait("a change inside the new directory restarts", || {
+        restarts(&sup, "w") == 3
+    });
+}

@@ -125,8 +125,18 @@ fn remove_stale(path: &Path) -> io::Result<()> {
             "a file that is not a socket is in the way",
         ));
     }
-    match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::from_raw_os_error(libc::EADDRINUSE)),
+    // Non-blocking: a live listener with a full backlog must not stall the
+    // event loop; EAGAIN says someone listens as surely as a connection.
+    let probe = socket::socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?;
+    match socket::connect(probe.as_raw_fd(), &UnixAddr::new(path)?) {
+        Ok(()) | Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINPROGRESS) => {
+            Err(io::Error::from_raw_os_error(libc::EADDRINUSE))
+        }
         Err(_) => std::fs::remove_file(path),
     }
 }

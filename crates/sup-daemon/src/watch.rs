@@ -114,8 +114,20 @@ pub fn async_inotify() -> std::io::Result<AsyncFd<Fd>> {
 /// The inotify instance and what each of its watches is.
 struct Tree {
     fd: AsyncFd<Fd>,
-    /// Watch -> (its directory or file, the root it is under).
-    dirs: HashMap<WatchDescriptor, (PathBuf, PathBuf)>,
+    /// Watch -> what it was made for (one inode can be both a root's
+    /// parent and a directory of another root: the kernel gives one watch).
+    dirs: HashMap<WatchDescriptor, Vec<Watched>>,
+}
+
+/// One watched directory (or file) and the root it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Watched {
+    dir: PathBuf,
+    root: PathBuf,
+    /// The root's parent, watched for the root's own name only: a file
+    /// saved by rename, or a root directory deleted and made again, is seen
+    /// and watched again.
+    anchor: bool,
 }
 
 fn mask() -> AddWatchFlags {
@@ -130,8 +142,8 @@ fn mask() -> AddWatchFlags {
 }
 
 impl Tree {
-    /// Watches `dir` and every directory under it that counts; returns
-    /// whether `dir` itself could be watched.
+    /// Watches `dir` and every directory under it that counts (a directory
+    /// created while watching: small, so scanned on the loop).
     fn add(
         &mut self,
         spec: &WatchSpec,
@@ -139,22 +151,78 @@ impl Tree {
         dir: &Path,
         ignore: &[glob::Pattern],
     ) -> nix::Result<()> {
-        let wd = self.fd.get_ref().0.add_watch(dir, mask())?;
-        self.dirs
-            .insert(wd, (dir.to_path_buf(), root.to_path_buf()));
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Ok(());
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-            if is_dir && spec.counts(root, &path, ignore) {
-                // A subdirectory that vanished meanwhile is no error.
-                let _ = self.add(spec, root, &path, ignore);
-            }
+        self.watch(root, dir)?;
+        for sub in subdirs(spec, root, dir, ignore) {
+            // A subdirectory that vanished meanwhile is no error.
+            let _ = self.watch(root, &sub);
         }
         Ok(())
     }
+
+    /// Watches `dir` (or a file) alone, for `root`.
+    fn watch(&mut self, root: &Path, dir: &Path) -> nix::Result<()> {
+        self.watch_as(root, dir, false)
+    }
+
+    fn watch_as(&mut self, root: &Path, dir: &Path, anchor: bool) -> nix::Result<()> {
+        let wd = self.fd.get_ref().0.add_watch(dir, mask())?;
+        let entry = Watched {
+            dir: dir.to_path_buf(),
+            root: root.to_path_buf(),
+            anchor,
+        };
+        let all = self.dirs.entry(wd).or_default();
+        if !all.contains(&entry) {
+            all.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Watches a root: the root at once, the tree under it as listed on a
+    /// blocking thread (a large tree must not stall the event loop).
+    async fn add_root(
+        &mut self,
+        spec: &WatchSpec,
+        root: &Path,
+        ignore: &[glob::Pattern],
+    ) -> nix::Result<()> {
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.watch_as(root, parent, true)?;
+        }
+        if !root.is_dir() {
+            // A file root: its parent's watch sees it change and be replaced.
+            return if root.exists() {
+                Ok(())
+            } else {
+                Err(nix::errno::Errno::ENOENT)
+            };
+        }
+        self.watch(root, root)?;
+        let listed = {
+            let (spec, root, ignore) = (spec.clone(), root.to_path_buf(), ignore.to_vec());
+            tokio::task::spawn_blocking(move || subdirs(&spec, &root, &root, &ignore))
+        };
+        for sub in listed.await.unwrap_or_default() {
+            let _ = self.watch(root, &sub);
+        }
+        Ok(())
+    }
+}
+
+/// Every directory under `dir` that counts, depth first.
+fn subdirs(spec: &WatchSpec, root: &Path, dir: &Path, ignore: &[glob::Pattern]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && spec.counts(root, &path, ignore) {
+            found.extend(subdirs(spec, root, &path, ignore));
+            found.push(path);
+        }
+    }
+    found
 }
 
 /// Watches `spec`'s roots and tells `report` what happens, until it
@@ -174,7 +242,7 @@ pub async fn run(spec: WatchSpec, mut report: impl FnMut(Report) -> bool) {
         dirs: HashMap::new(),
     };
     for root in &spec.roots {
-        if let Err(e) = tree.add(&spec, root, root, &ignore) {
+        if let Err(e) = tree.add_root(&spec, root, &ignore).await {
             report(Report::Failed(format!("{}: {}", root.display(), e.desc())));
         }
     }
@@ -210,8 +278,9 @@ pub async fn run(spec: WatchSpec, mut report: impl FnMut(Report) -> bool) {
 }
 
 impl Tree {
-    /// Follows created and deleted directories; returns the first change
-    /// that counts.
+    /// Follows created and deleted directories, and roots replaced; returns
+    /// the first change that counts. Lost events (the queue overflowed)
+    /// count as a change, and every root is watched again.
     fn take(
         &mut self,
         spec: &WatchSpec,
@@ -219,29 +288,52 @@ impl Tree {
         events: Vec<nix::sys::inotify::InotifyEvent>,
     ) -> Option<PathBuf> {
         let mut first = None;
+        let mut overflow = false;
         for ev in events {
-            let Some((dir, root)) = self.dirs.get(&ev.wd).cloned() else {
+            if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                overflow = true;
                 continue;
-            };
+            }
             if ev.mask.contains(AddWatchFlags::IN_IGNORED) {
                 self.dirs.remove(&ev.wd);
                 continue;
             }
-            let path = match &ev.name {
-                Some(name) => dir.join(name),
-                None => dir.clone(),
-            };
-            if !spec.counts(&root, &path, ignore) {
-                continue;
+            for w in self.dirs.get(&ev.wd).cloned().unwrap_or_default() {
+                let path = match &ev.name {
+                    Some(name) => w.dir.join(name),
+                    None => w.dir.clone(),
+                };
+                if w.anchor {
+                    if path != w.root {
+                        continue;
+                    }
+                    let made = ev
+                        .mask
+                        .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+                    if made && w.root.is_dir() {
+                        let _ = self.add(spec, &w.root, &w.root, ignore);
+                    }
+                    first.get_or_insert(path);
+                    continue;
+                }
+                if !spec.counts(&w.root, &path, ignore) {
+                    continue;
+                }
+                let new_dir = ev.mask.contains(AddWatchFlags::IN_ISDIR)
+                    && ev
+                        .mask
+                        .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
+                if new_dir {
+                    let _ = self.add(spec, &w.root, &path, ignore);
+                }
+                first.get_or_insert(path);
             }
-            let new_dir = ev.mask.contains(AddWatchFlags::IN_ISDIR)
-                && ev
-                    .mask
-                    .intersects(AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO);
-            if new_dir {
-                let _ = self.add(spec, &root, &path, ignore);
+        }
+        if overflow {
+            for root in spec.roots.iter().filter(|r| r.is_dir()) {
+                let _ = self.add(spec, root, root, ignore);
             }
-            first.get_or_insert(path);
+            first = first.or_else(|| spec.roots.first().cloned());
         }
         first
     }
