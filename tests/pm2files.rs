@@ -123,3 +123,44 @@ fn names_pm2_accepts_work_and_their_logs_never_collide() {
     assert_eq!(sup.app("NearBy Server")["status"], "online");
     sup.ok(&["kill"]);
 }
+
+#[test]
+fn log_date_format_writes_pm2s_tokens_without_a_warning() {
+    let sup = Sup::new();
+    let app = sup.script("say.sh", "echo dated; exec sleep 334");
+    fs::write(
+        sup.path("ecosystem.config.js"),
+        format!(
+            "module.exports = {{ apps: [{{ name: 'dated', script: '{app}', \
+             log_date_format: 'YYYY-MM-DD HH:mm Z' }}] }};\n"
+        ),
+    )
+    .unwrap();
+    let out = sup.run(&["start", "ecosystem.config.js"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("log_date_format"),
+        "{stderr}"
+    );
+    let log = sup.home.join("logs/dated-out.log");
+    let mut line = String::new();
+    sup.wait("the line is written", || {
+        line = fs::read_to_string(&log).unwrap_or_default();
+        line.contains("dated")
+    });
+    // `2026-12-04 19:05 +00:00 dated`
+    let (stamp, text) = line.trim_end().split_at(23);
+    assert_eq!(text, " dated", "{line}");
+    let b = stamp.as_bytes();
+    assert!(
+        b[4] == b'-'
+            && b[7] == b'-'
+            && b[10] == b' '
+            && b[13] == b':'
+            && b[16] == b' '
+            && (b[17] == b'+' || b[17] == b'-')
+            && b[20] == b':',
+        "{line}"
+    );
+    sup.ok(&["kill"]);
+}

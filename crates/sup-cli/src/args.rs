@@ -343,6 +343,9 @@ pub struct StartArgs {
     /// One file for both stdout and stderr.
     #[arg(long, short = 'l', visible_alias = "log-file", value_name = "FILE")]
     pub log: Option<String>,
+    /// Write each line's time in this format, PM2's tokens (`YYYY-MM-DD HH:mm:ss Z`) instead of ISO 8601.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_date_format: Option<String>,
     /// Prefix each log line with its arrival time (on by default; `--time false` turns it off).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value_t = DEFAULT_LOG_TIMESTAMPS, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub time: bool,

@@ -7,6 +7,7 @@
 //! each other. Types grow by adding fields with serde defaults, never by
 //! renaming them.
 
+pub mod datefmt;
 mod decode;
 mod frame;
 mod kinds;

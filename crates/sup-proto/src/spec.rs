@@ -175,6 +175,11 @@ pub struct LogSpec {
     pub combined_file: Option<String>,
     /// Prefix each line with its arrival time.
     pub timestamps: bool,
+    /// PM2's `log_date_format` (dayjs tokens, see
+    /// [`crate::datefmt::DateFormat`]): the prefix in that format instead
+    /// of ISO 8601. `sup logs` can then neither merge by time nor `--since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_format: Option<String>,
     /// Rotate a file once it passes this many bytes (0: never).
     pub max_size: u64,
     /// Rotated files kept per log (`<file>.1` is the newest).
@@ -193,6 +198,7 @@ impl Default for LogSpec {
             err_file: None,
             combined_file: None,
             timestamps: DEFAULT_LOG_TIMESTAMPS,
+            date_format: None,
             max_size: DEFAULT_LOG_MAX_SIZE,
             keep: DEFAULT_LOG_KEEP,
             per_instance: false,

@@ -115,16 +115,20 @@ fn logs() -> BoxedStrategy<LogSpec> {
         any::<bool>(),
         any::<u64>(),
         any::<u32>(),
+        option::of(text()),
     )
         .prop_map(
-            |(out_file, err_file, combined_file, timestamps, max_size, keep)| LogSpec {
-                out_file,
-                err_file,
-                combined_file,
-                timestamps,
-                max_size,
-                keep,
-                per_instance: keep % 2 == 0,
+            |(out_file, err_file, combined_file, timestamps, max_size, keep, date_format)| {
+                LogSpec {
+                    out_file,
+                    err_file,
+                    combined_file,
+                    timestamps,
+                    date_format,
+                    max_size,
+                    keep,
+                    per_instance: keep % 2 == 0,
+                }
             },
         )
         .boxed()

@@ -363,11 +363,9 @@ impl<'a> App<'a> {
         if self.flag("merge_logs")? == Some(false) {
             spec.logs.per_instance = true;
         }
-        if self.text("log_date_format")?.is_some() {
+        if let Some(format) = self.text("log_date_format")? {
             spec.logs.timestamps = true;
-            self.warn(
-                "log_date_format: lines get sup's own timestamp format (ISO 8601, local time)",
-            );
+            spec.logs.date_format = Some(format);
         }
         Ok(())
     }

@@ -126,12 +126,24 @@ fn app_object(
             warnings.push(format!("{name}: was {status} under PM2; sup starts it"));
         }
     }
-    let env = match entry.remove("env") {
+    let mut env = match entry.remove("env") {
         Some(Value::Object(env)) => env,
         _ => Map::new(),
     };
-    // The environment is flattened into the entry too: take it out.
-    entry.retain(|k, _| !env.contains_key(k) && !is_pm2s_variable(k));
+    // The environment is flattened into the entry too: take it out. A key
+    // in capitals is a variable, never one of PM2's options (all lower
+    // case), even when `env` lacks it.
+    let vars: Vec<String> = entry
+        .keys()
+        .filter(|k| env.contains_key(*k) || is_variable_name(k) || is_pm2s_variable(k))
+        .cloned()
+        .collect();
+    for key in vars {
+        if let Some(value) = entry.remove(&key) {
+            env.entry(key).or_insert(value);
+        }
+    }
+    let merged = entry.get("merge_logs") == Some(&Value::Bool(true));
     for key in BOOKKEEPING {
         entry.remove(key);
     }
@@ -156,7 +168,7 @@ fn app_object(
     {
         entry.remove("filter_env");
     }
-    log_paths(&mut entry, &mut app, &name, instances, pm2_home, warnings);
+    log_paths(&mut entry, &mut app, instances > 1 && !merged, pm2_home);
     let declared = declared_env(env, &name, options, warnings);
     app.insert("env".into(), Value::Object(declared));
     // Whatever is left is the app's own keys, as PM2 took them from
@@ -168,14 +180,15 @@ fn app_object(
 }
 
 /// PM2's log paths: its own defaults under `$PM2_HOME/logs` give way
-/// to sup's logs; paths the user chose are kept for a one-instance app.
+/// to sup's logs; paths the user chose are kept. With one file per
+/// instance (`per_instance`), PM2 named each `<file>-<pm_id>.<ext>`: the
+/// file asked for is that without the suffix, and sup keeps one per
+/// instance too.
 fn log_paths(
     entry: &mut Map<String, Value>,
     app: &mut Map<String, Value>,
-    name: &str,
-    instances: u32,
+    per_instance: bool,
     pm2_home: &Path,
-    warnings: &mut Vec<String>,
 ) {
     let pm2_logs = pm2_home.join("logs");
     for (from, to) in [
@@ -183,20 +196,44 @@ fn log_paths(
         ("pm_err_log_path", "error_file"),
         ("pm_log_path", "log_file"),
     ] {
-        let Some(Value::String(path)) = entry.remove(from) else {
+        let original = entry.remove(to);
+        let Some(Value::String(path)) = entry.remove(from).or(original) else {
             continue;
         };
         if Path::new(&path).starts_with(&pm2_logs) {
             continue;
         }
-        if instances > 1 {
-            warnings.push(format!(
-                "{name}: {to} {path:?} (one per instance under PM2) is not kept; sup keeps the log in SUP_HOME/logs"
-            ));
-            continue;
-        }
+        let path = if per_instance {
+            app.insert("merge_logs".into(), Value::Bool(false));
+            without_instance_suffix(&path)
+        } else {
+            path
+        };
         app.insert(to.into(), Value::String(path));
     }
+}
+
+/// `/x/app-out-3.log` -> `/x/app-out.log` (PM2's dump keeps no pm_id).
+fn without_instance_suffix(path: &str) -> String {
+    let p = Path::new(path);
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let base = stem.trim_end_matches(|c: char| c.is_ascii_digit());
+    let Some(base) = base.strip_suffix('-').filter(|_| base.len() < stem.len()) else {
+        return path.to_string();
+    };
+    let name = match p.extension().and_then(|e| e.to_str()) {
+        Some(ext) => format!("{base}.{ext}"),
+        None => base.to_string(),
+    };
+    p.with_file_name(name).display().to_string()
+}
+
+/// `NODE_ENV`, `DATABASE_URL`: a name in capitals, digits and `_`.
+fn is_variable_name(key: &str) -> bool {
+    key.bytes().any(|b| b.is_ascii_uppercase())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn move_key(from: &mut Map<String, Value>, key: &str, to: &mut Map<String, Value>, as_key: &str) {

@@ -4,6 +4,7 @@
 //! so a line written in pieces is still written whole, and lines of two
 //! sources sharing a file never interleave mid-line.
 
+use sup_proto::datefmt::DateFormat;
 use sup_proto::logfmt::{format_ts, MAX_LINE, SEP_CONTINUED, SEP_WHOLE};
 
 /// An unfinished line and the arrival time of its first byte.
@@ -24,25 +25,31 @@ impl Partial {
 /// share their arrival millisecond).
 #[derive(Debug, Default)]
 pub struct Stamper {
-    last: Option<(i64, i32, Vec<u8>)>,
+    /// The last prefix made: (time, offset, format, prefix).
+    last: Option<(i64, i32, Option<DateFormat>, Vec<u8>)>,
 }
 
 impl Stamper {
-    fn prefix(&mut self, at_ms: i64, offset_s: i32) -> &[u8] {
-        let stale = !matches!(&self.last, Some((ms, off, _)) if *ms == at_ms && *off == offset_s);
-        if stale {
-            self.last = Some((at_ms, offset_s, format_ts(at_ms, offset_s).into_bytes()));
+    fn prefix(&mut self, at_ms: i64, offset_s: i32, format: Option<&DateFormat>) -> &[u8] {
+        let fresh = matches!(&self.last, Some((ms, off, f, _))
+            if *ms == at_ms && *off == offset_s && f.as_ref() == format);
+        if !fresh {
+            let text = match format {
+                Some(f) => f.format(at_ms, offset_s),
+                None => format_ts(at_ms, offset_s),
+            };
+            self.last = Some((at_ms, offset_s, format.cloned(), text.into_bytes()));
         }
         self.last
             .as_ref()
-            .map(|(_, _, p)| p.as_slice())
+            .map(|(_, _, _, p)| p.as_slice())
             .unwrap_or_default()
     }
 }
 
 /// How to write lines: with a timestamp prefix or raw.
 #[derive(Debug, Clone, Copy)]
-pub struct Style {
+pub struct Style<'a> {
     /// Prefix each line with its arrival time.
     pub timestamps: bool,
     /// Offset of local time from UTC, seconds.
@@ -50,6 +57,9 @@ pub struct Style {
     /// The instance the source belongs to, written as `[N] ` at the start
     /// of each line, for apps of several instances.
     pub tag: Option<u16>,
+    /// PM2's `log_date_format`, when the app gives one: the prefix in its
+    /// tokens instead of ISO 8601.
+    pub format: Option<&'a DateFormat>,
 }
 
 /// Appends to `out` every whole line of `data` (completing `partial`), and
@@ -59,7 +69,7 @@ pub fn cut(
     partial: &mut Partial,
     data: &[u8],
     at_ms: i64,
-    style: Style,
+    style: Style<'_>,
     stamper: &mut Stamper,
     out: &mut Vec<u8>,
 ) {
@@ -92,14 +102,14 @@ pub fn cut(
 }
 
 /// Writes out an unfinished line as a whole one (its source has ended).
-pub fn finish(partial: &mut Partial, style: Style, stamper: &mut Stamper, out: &mut Vec<u8>) {
+pub fn finish(partial: &mut Partial, style: Style<'_>, stamper: &mut Stamper, out: &mut Vec<u8>) {
     if !partial.buf.is_empty() {
         let line = std::mem::take(&mut partial.buf);
         emit_long(&line, partial.at_ms, style, stamper, out);
     }
 }
 
-fn emit_long(line: &[u8], at_ms: i64, style: Style, stamper: &mut Stamper, out: &mut Vec<u8>) {
+fn emit_long(line: &[u8], at_ms: i64, style: Style<'_>, stamper: &mut Stamper, out: &mut Vec<u8>) {
     let mut pieces = line.chunks(MAX_LINE).peekable();
     if pieces.peek().is_none() {
         emit(line, at_ms, SEP_WHOLE, style, stamper, out);
@@ -114,9 +124,16 @@ fn emit_long(line: &[u8], at_ms: i64, style: Style, stamper: &mut Stamper, out: 
     }
 }
 
-fn emit(line: &[u8], at_ms: i64, sep: u8, style: Style, stamper: &mut Stamper, out: &mut Vec<u8>) {
+fn emit(
+    line: &[u8],
+    at_ms: i64,
+    sep: u8,
+    style: Style<'_>,
+    stamper: &mut Stamper,
+    out: &mut Vec<u8>,
+) {
     if style.timestamps {
-        out.extend_from_slice(stamper.prefix(at_ms, style.offset_s));
+        out.extend_from_slice(stamper.prefix(at_ms, style.offset_s, style.format));
         out.push(sep);
     }
     if let Some(tag) = style.tag {
@@ -132,15 +149,17 @@ mod tests {
     use super::*;
     use sup_proto::logfmt::split_line;
 
-    const RAW: Style = Style {
+    const RAW: Style<'static> = Style {
         timestamps: false,
         offset_s: 0,
         tag: None,
+        format: None,
     };
-    const TS: Style = Style {
+    const TS: Style<'static> = Style {
         timestamps: true,
         offset_s: 0,
         tag: None,
+        format: None,
     };
 
     #[test]
@@ -160,7 +179,7 @@ mod tests {
         assert_eq!(out, b"[0] x\n");
     }
 
-    fn run(chunks: &[&[u8]], style: Style) -> (Vec<u8>, Partial) {
+    fn run(chunks: &[&[u8]], style: Style<'_>) -> (Vec<u8>, Partial) {
         let (mut p, mut s, mut out) = (Partial::default(), Stamper::default(), Vec::new());
         for (i, c) in chunks.iter().enumerate() {
             cut(&mut p, c, i as i64 * 1000, style, &mut s, &mut out);

@@ -43,6 +43,10 @@ impl AppLogs {
                 keep: l.keep,
                 owner: crate::creds::log_owner(spec),
                 tee,
+                date_format: l
+                    .date_format
+                    .as_deref()
+                    .map(sup_proto::datefmt::DateFormat::parse),
             })
         };
         let separate = l.out_file.is_some() || l.err_file.is_some();
@@ -214,7 +218,8 @@ impl Logs {
             out: logs.out.path.display().to_string(),
             err: logs.err.path.display().to_string(),
             combined: logs.out.tee.as_ref().map(|t| t.path.display().to_string()),
-            timestamps: logs.out.timestamps,
+            // `sup logs` reads back only sup's own stamps.
+            timestamps: logs.out.timestamps && logs.out.date_format.is_none(),
             ..LogInfo::default()
         };
         for target in logs.targets() {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use sup_proto::datefmt::DateFormat;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 /// Largest output buffer kept between chunks (a long line may need more,
@@ -35,6 +36,8 @@ pub struct Target {
     /// A file that gets every line too: PM2's `log_file` beside its
     /// `out_file` and `error_file`.
     pub tee: Option<Arc<Target>>,
+    /// PM2's `log_date_format`: the timestamp in its tokens.
+    pub date_format: Option<DateFormat>,
 }
 
 /// A message for the writer.
@@ -215,7 +218,7 @@ impl Writer {
         }
     }
 
-    fn style(&mut self, target: &Target, at_ms: i64, source: u64) -> Style {
+    fn style<'t>(&mut self, target: &'t Target, at_ms: i64, source: u64) -> Style<'t> {
         // The local offset changes at most twice a year: look it up once a minute.
         if self.offset.0 != at_ms / 60_000 {
             self.offset = (at_ms / 60_000, local_offset(at_ms));
@@ -224,6 +227,7 @@ impl Writer {
             timestamps: target.timestamps,
             offset_s: self.offset.1,
             tag: self.tags.get(&source).copied(),
+            format: target.date_format.as_ref(),
         }
     }
 
