@@ -56,11 +56,13 @@ fn scale_grows_and_shrinks_leaving_the_others_alone() {
     let app = sup.script("app.sh", "exec sleep 1000");
     sup.ok(&["start", &app, "--name", "w", "-i", "2"]);
     let before = instance_pids(&sup, "w");
-    sup.ok(&["scale", "w", "+2"]);
+    let out = sup.ok(&["scale", "w", "+2"]);
+    assert!(out.contains("scaled w (id 0) to 4 instances"), "{out}");
     sup.wait("four online", || all_online(&sup.app("w"), 4));
     let grown = instance_pids(&sup, "w");
     assert_eq!(grown[..2], before[..], "the first two kept running");
-    sup.ok(&["scale", "w", "1"]);
+    let out = sup.ok(&["scale", "w", "1"]);
+    assert!(out.contains("scaled w (id 0) to 1 instance:"), "{out}");
     sup.wait("one left", || all_online(&sup.app("w"), 1));
     assert_eq!(instance_pids(&sup, "w"), before[..1]);
     for (_, pid) in &grown[1..] {
@@ -233,4 +235,29 @@ fn split_logs_give_each_instance_its_own_files() {
     assert!(fs::read_to_string(logs.join("w-out-1.log"))
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn logs_of_one_instance_show_that_instance_only() {
+    let sup = Sup::new();
+    let app = sup.script("say.sh", "echo \"I am $SUP_INSTANCE\"; exec sleep 1000");
+    sup.ok(&["start", &app, "--name", "w", "-i", "2"]);
+    sup.wait("both have spoken", || {
+        let out = sup.ok(&["logs", "w", "--nostream", "--raw"]);
+        out.contains("I am 0") && out.contains("I am 1")
+    });
+    let one = sup.ok(&["logs", "w:1", "--nostream", "--raw"]);
+    assert!(one.contains("I am 1") && !one.contains("I am 0"), "{one}");
+    // With one file per instance too.
+    sup.ok(&["start", &app, "--name", "s", "-i", "2", "--split-logs"]);
+    sup.wait("both have spoken", || {
+        let out = sup.ok(&["logs", "s", "--nostream", "--raw"]);
+        out.contains("I am 0") && out.contains("I am 1")
+    });
+    let zero = sup.ok(&["logs", "s:0", "--nostream", "--raw"]);
+    assert!(
+        zero.contains("I am 0") && !zero.contains("I am 1"),
+        "{zero}"
+    );
+    sup.ok(&["kill"]);
 }

@@ -136,7 +136,7 @@ fn execute(command: Command) -> Result<()> {
                 &home,
                 &[args.target],
                 |target| Request::Scale { target, scale },
-                |r, _| report(r, "scaled"),
+                |r, _| report_scaled(r),
             )
         }
         Command::Signal(args) => {
@@ -493,6 +493,33 @@ pub(crate) fn report(response: Response, verb: &str) -> Result<()> {
         if let Some(err) = &app.logs.error {
             eprintln!("[sup] {}: log: {err}", app.name);
         }
+    }
+    Ok(())
+}
+
+/// `sup scale`: each app's new count, and how many of them run.
+fn report_scaled(response: Response) -> Result<()> {
+    let Response::Apps(apps) = expect_ok(response)? else {
+        return Ok(());
+    };
+    for app in &apps {
+        let n = app.instances.len();
+        let online = app
+            .instances
+            .iter()
+            .filter(|i| i.status == sup_proto::Status::Online)
+            .count();
+        println!(
+            "[sup] scaled {} (id {}) to {}: {} ({online}/{n} online)",
+            app.name,
+            app.id,
+            if n == 1 {
+                "1 instance".to_string()
+            } else {
+                format!("{n} instances")
+            },
+            app.status.as_str()
+        );
     }
     Ok(())
 }

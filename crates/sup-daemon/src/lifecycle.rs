@@ -8,6 +8,9 @@ use std::fmt;
 use std::time::Duration;
 use sup_proto::{AppSpec, Status};
 
+/// The reason of a restart that `sup restart` asked for.
+const USER_RESTART: &str = "restarted by the user";
+
 /// First step of the exponential backoff between consecutive unstable restarts.
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
 
@@ -223,6 +226,14 @@ impl Lifecycle {
         matches!(self.status, Status::Stopped | Status::Errored)
     }
 
+    /// The restart under way was asked for by a trigger (`why`), not by
+    /// the user.
+    pub fn restarted_for(&mut self, why: &str) {
+        if self.restart_reason.as_deref() == Some(USER_RESTART) {
+            self.restart_reason = Some(why.to_string());
+        }
+    }
+
     /// Applies `event` and returns the actions it calls for.
     pub fn handle(&mut self, spec: &AppSpec, event: Event) -> Vec<Action> {
         use Status::*;
@@ -237,7 +248,7 @@ impl Lifecycle {
             (Launching | Online, Event::Start) => vec![],
             (Launching | Online, Event::Restart) => {
                 self.restarts += 1;
-                self.restart_reason = Some("restarted by the user".into());
+                self.restart_reason = Some(USER_RESTART.into());
                 self.after_stop = AfterStop::Start;
                 self.stop(spec)
             }

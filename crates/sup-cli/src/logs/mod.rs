@@ -25,6 +25,16 @@ struct Source {
     path: PathBuf,
     timestamps: bool,
     color: usize,
+    /// `sup logs app:N` on files the instances share: only lines tagged `[N] `.
+    instance: Option<u32>,
+}
+
+impl Source {
+    /// Whether `line` is one this source shows.
+    fn shows(&self, line: &Line) -> bool {
+        self.instance
+            .is_none_or(|i| line.text.starts_with(format!("[{i}] ").as_bytes()))
+    }
 }
 
 /// Runs `sup logs`.
@@ -85,14 +95,16 @@ fn sources(home: &Home, target: &Target, args: &LogsArgs) -> Result<Vec<Source>>
                 .with_context(|| format!("no logs for {target} (the daemon is not running)"))
         }
     };
+    let instance = target.split().1;
     let mut sources = Vec::new();
     for (color, app) in apps.iter().enumerate() {
-        sources.extend(app_sources(app, color, args));
+        sources.extend(app_sources(app, color, args, instance));
     }
     Ok(sources)
 }
 
-fn app_sources(app: &AppInfo, color: usize, args: &LogsArgs) -> Vec<Source> {
+/// The files of `app` (of its instance `instance` only, when given).
+fn app_sources(app: &AppInfo, color: usize, args: &LogsArgs, instance: Option<u32>) -> Vec<Source> {
     // With one file per instance (`--split-logs`), each instance's files,
     // labelled `app:N`.
     if !app.logs.instances.is_empty() {
@@ -100,6 +112,7 @@ fn app_sources(app: &AppInfo, color: usize, args: &LogsArgs) -> Vec<Source> {
             .logs
             .instances
             .iter()
+            .filter(|i| instance.is_none_or(|n| n == i.index))
             .flat_map(|i| {
                 let label = format!("{}:{}", app.name, i.index);
                 files_of(label, &i.out, &i.err, app.logs.timestamps, color, args)
@@ -107,7 +120,17 @@ fn app_sources(app: &AppInfo, color: usize, args: &LogsArgs) -> Vec<Source> {
             .collect();
     }
     let (out, err) = (&app.logs.out, &app.logs.err);
-    files_of(app.name.clone(), out, err, app.logs.timestamps, color, args)
+    let several = app.instances.len() > 1;
+    let label = match instance {
+        Some(i) => format!("{}:{i}", app.name),
+        None => app.name.clone(),
+    };
+    let mut sources = files_of(label, out, err, app.logs.timestamps, color, args);
+    // A lone instance's lines carry no tag.
+    for s in &mut sources {
+        s.instance = instance.filter(|_| several);
+    }
+    sources
 }
 
 /// The sources of one out/err pair (one, when they are the same file).
@@ -125,6 +148,7 @@ fn files_of(
         path: PathBuf::from(path),
         timestamps,
         color,
+        instance: None,
     };
     if out == err {
         return vec![source("log", out)];
@@ -167,6 +191,8 @@ fn default_sources(home: &Home, target: &Target) -> Option<Vec<Source>> {
                     path,
                     timestamps,
                     color,
+                    // Without the daemon, how many instances ran is unknown.
+                    instance: None,
                 });
             }
         }
@@ -189,6 +215,8 @@ fn recent<'a>(
                 .with_context(|| format!("cannot read {}", path.display()))
         };
         let end = following.and_then(|f| f.start_of(&source.path));
+        // Only some lines count: read whole files, then keep the last n.
+        let n = n.filter(|_| source.instance.is_none());
         let mut lines = read(&source.path, end)?;
         if n.is_some_and(|n| lines.len() < n) || cutoff.is_some() {
             // Just rotated? The rest is in <file>.1.
@@ -196,7 +224,12 @@ fn recent<'a>(
             older.append(&mut lines);
             lines = older;
         }
-        merged.extend(lines.into_iter().map(|line| (*source, line)));
+        merged.extend(
+            lines
+                .into_iter()
+                .filter(|line| source.shows(line))
+                .map(|line| (*source, line)),
+        );
     }
     if let Some(cutoff) = cutoff {
         merged.retain(|(_, line)| line.ts.is_some_and(|ts| ts >= cutoff));
@@ -248,7 +281,9 @@ impl Following {
             for (source, f) in sources.iter().zip(self.files.iter_mut()) {
                 for stored in f.poll() {
                     for line in tail::logical(vec![stored]) {
-                        style.print(&mut out, source, &line)?;
+                        if source.shows(&line) {
+                            style.print(&mut out, source, &line)?;
+                        }
                     }
                 }
             }

@@ -722,6 +722,9 @@ fn a_trigger_restarts_an_app_without_sockets() {
     let (_, pids) = h.exit(pid, ExitKind::Signal(15), false);
     assert_eq!(pids.len(), 1, "restarted once");
     assert_eq!(h.m.status(), Status::Online);
+    // Its reason is the trigger's, never "restarted by the user".
+    let slot = h.m.slots().iter().next().unwrap().1;
+    assert_eq!(slot.lc().restart_reason(), Some("max memory"));
 }
 
 #[test]

@@ -52,5 +52,15 @@ impl AppMachine {
             Some(i) => self.one_slot(spec, i, Input::Restart, now),
             None => self.each_slot(spec, Event::Restart, now),
         }
+        // The trigger's reason, not "restarted by the user".
+        let renewed: Vec<usize> = match slot {
+            Some(i) => vec![i],
+            None => self.slots.iter().map(|(i, _)| i).collect(),
+        };
+        for i in renewed {
+            if self.slots.has(i) {
+                self.slots[i].lc.restarted_for(&why);
+            }
+        }
     }
 }
