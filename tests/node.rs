@@ -5,6 +5,17 @@ use crate::support::*;
 use std::collections::HashSet;
 use std::time::Duration;
 
+/// The preload told the daemon `what` of `name`'s listen(): `describe`
+/// shows it, and the app's own logs never do.
+fn told(sup: &Sup, name: &str, what: &str) {
+    wait_for(&format!("describe {name} says {what:?}"), DEADLINE, || {
+        sup.ok(&["describe", name]).contains(what)
+    });
+    let err =
+        std::fs::read_to_string(sup.home.join(format!("logs/{name}-err.log"))).unwrap_or_default();
+    assert!(!err.contains("[sup]"), "{err}");
+}
+
 /// Whether `node` runs here (it must in CI).
 fn have_node() -> bool {
     let ok = std::process::Command::new("node")
@@ -47,8 +58,7 @@ fn an_unmodified_node_app_serves_the_held_socket_from_every_instance() {
     let port = start_on_held_port(&sup, &repo_file("examples/unmodified.js"), "u", "2");
     // One accept queue: the kernel hands connections to both, in no set order.
     both_instances_answer(&sup, "u", port);
-    let log = std::fs::read_to_string(sup.home.join("logs/u-err.log")).unwrap();
-    assert!(log.contains("adopts the held socket"), "{log}");
+    told(&sup, "u", "adopts the held socket");
     kill_one_instance_under_a_client_loop(&sup, "u", port);
     // It has no SIGTERM handler: the preload drains it, so a rolling reload
     // cuts no request the old instances had accepted.
@@ -65,11 +75,7 @@ fn a_port_alone_is_held_on_every_address_and_adopted_by_listen_port() {
     wait_for("it serves on IPv4", DEADLINE, || {
         get(port, "/", Duration::from_secs(5)).is_ok()
     });
-    let log = std::fs::read_to_string(sup.home.join("logs/w-err.log")).unwrap();
-    assert!(
-        log.contains(&format!("adopts the held socket :{port}")),
-        "{log}"
-    );
+    told(&sup, "w", &format!("adopts the held socket :{port}"));
     if std::net::TcpListener::bind("[::1]:0").is_ok() {
         let mut s = std::net::TcpStream::connect(("::1", port)).expect("IPv6 too");
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -116,19 +122,16 @@ fn a_pm2_cluster_app_without_listen_shares_one_socket_the_daemon_binds() {
         get(port, "/", Duration::from_secs(5)).is_ok()
     });
     both_instances_answer(&sup, "c", port);
-    let log = std::fs::read_to_string(sup.home.join("logs/c-err.log")).unwrap();
-    assert!(
-        log.contains(&format!("adopts the socket sup holds at :{port}")),
-        "{log}"
+    told(
+        &sup,
+        "c",
+        &format!("adopts the socket sup holds at :{port}"),
     );
     // Held from now on: in the spec, and a new instance gets it at spawn.
     let export = sup.ok(&["export"]);
     assert!(export.contains(&format!("\":{port}\"")), "{export}");
     kill_one_instance_under_a_client_loop(&sup, "c", port);
-    let adopted = format!("adopts the held socket :{port} (fd 3)");
-    wait_for("the new instance took it at spawn", DEADLINE, || {
-        std::fs::read_to_string(sup.home.join("logs/c-err.log")).is_ok_and(|l| l.contains(&adopted))
-    });
+    told(&sup, "c", &format!("adopts the held socket :{port} (fd 3)"));
     both_instances_answer(&sup, "c", port);
     // The file, which names no address, applies again without losing it.
     let out = sup.ok(&["reload", "ecosystem.config.js"]);
@@ -262,4 +265,73 @@ fn update_hands_over_the_ipc_channels_and_a_late_listen_still_gets_its_socket() 
     let err = std::fs::read_to_string(sup.home.join("logs/ipc-err.log")).unwrap_or_default();
     assert!(!err.contains("channel closed"), "{err}");
     sup.ok(&["kill"]);
+}
+
+#[test]
+fn a_listen_on_another_port_than_the_held_one_is_shown_and_never_bound() {
+    if !have_node() {
+        return;
+    }
+    let sup = Sup::new();
+    let (held, own) = (free_port(), free_port());
+    std::fs::write(
+        sup.path("app.js"),
+        format!("require('http').createServer((q, s) => s.end('hi')).listen({own});\n"),
+    )
+    .unwrap();
+    sup.ok(&[
+        "start",
+        "app.js",
+        "--name",
+        "m",
+        "-i",
+        "2",
+        "--listen",
+        &format!("127.0.0.1:{held}"),
+    ]);
+    told_mismatch(&sup, held);
+    // The daemon bound nothing the user did not ask for: only the held port.
+    let daemon = std::fs::read_to_string(sup.home.join("daemon.lock")).unwrap();
+    let ports = listening_ports_of(daemon.trim());
+    assert!(ports.contains(&held) && !ports.contains(&own), "{ports:?}");
+    sup.ok(&["kill"]);
+}
+
+fn told_mismatch(sup: &Sup, held: u16) {
+    wait_for("list shows the mismatch", DEADLINE, || {
+        sup.ok(&["list"]).contains("listen mismatch")
+    });
+    let page = sup.ok(&["describe", "m"]);
+    assert!(
+        page.contains("is not an address sup holds") && page.contains(&format!(":{held}")),
+        "{page}"
+    );
+}
+
+/// TCP ports a process listens on: its socket inodes, found in /proc/net.
+fn listening_ports_of(pid: &str) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            l.to_str()?
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')
+                .map(str::to_string)
+        })
+        .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // State 0A is LISTEN; field 9 is the inode.
+            if f.len() > 9 && f[3] == "0A" && inodes.iter().any(|i| i == f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports
 }

@@ -188,6 +188,16 @@ fn state_fields(page: &mut Page, app: &AppInfo) {
         page.field("state warning", warning);
     }
     page.some("sockets", app.socket_warning.as_ref());
+    for i in &app.instances {
+        if let Some(listen) = &i.listen {
+            let label = if app.instances.len() > 1 {
+                format!("listen ({}:{})", app.name, i.index)
+            } else {
+                "listen".to_string()
+            };
+            page.field(&label, &listen.note);
+        }
+    }
 }
 
 fn log_fields(page: &mut Page, app: &AppInfo) {
@@ -286,6 +296,14 @@ fn tracking(t: &sup_proto::Tracking) -> String {
 
 /// `starting`, `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.
 fn health(app: &AppInfo) -> String {
+    // Clients of the held socket wait for ever: say so where it shows.
+    if app
+        .instances
+        .iter()
+        .any(|i| i.listen.as_ref().is_some_and(|l| l.mismatch))
+    {
+        return "listen mismatch".into();
+    }
     match app.health.status {
         HealthStatus::Unknown => "-".into(),
         HealthStatus::Unhealthy => format!("unhealthy ({})", app.health.failures),

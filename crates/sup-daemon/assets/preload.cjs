@@ -35,17 +35,31 @@
   const net = require("net");
   const listen = net.Server.prototype.listen;
 
+  // What the app's listen() did goes to the daemon (`sup describe` shows
+  // it), never into the app's own logs; without a channel, to stderr.
+  function tell(note, mismatch) {
+    if (typeof process.send === "function" && process.connected) {
+      process.send({ sup: "listen", note, mismatch });
+    } else {
+      process.stderr.write(`[sup] ${note}\n`);
+    }
+  }
+
   net.Server.prototype.listen = function supListen(...args) {
     const wanted = requested(args);
     const i = wanted ? addrs.findIndex((a, i) => !adopted.has(i) && matches(a, wanted)) : -1;
     if (i < 0) {
       if (bindable && wanted && wanted.port) return viaDaemon(this, wanted, args);
+      if (wanted && addrs.length > adopted.size) {
+        const free = held.slice(0, count).filter((_, j) => !adopted.has(j)).join(", ");
+        tell(`listen(${describe(wanted)}) is not an address sup holds (${free}): the app listens there itself, and clients of ${free} are not served`, true);
+      }
       return listen.apply(this, args);
     }
     adopted.add(i);
     drainOnStop(this);
     const fd = 3 + i;
-    process.stderr.write(`[sup] listen(${describe(wanted)}) adopts the held socket ${held[i]} (fd ${fd})\n`);
+    tell(`listen(${describe(wanted)}) adopts the held socket ${held[i]} (fd ${fd})`, false);
     const options = { fd };
     if (wanted.backlog !== undefined) options.backlog = wanted.backlog;
     const rest = wanted.callback ? [wanted.callback] : [];
@@ -62,12 +76,12 @@
       if (!msg || msg.sup !== "bound" || msg.id !== id) return;
       process.removeListener("message", onMessage);
       if (!handle) {
-        process.stderr.write(`[sup] sup cannot hold listen(${describe(wanted)}): ${msg.error}\n`);
+        tell(`sup cannot hold listen(${describe(wanted)}): ${msg.error}`, false);
         listen.apply(server, args);
         return;
       }
       drainOnStop(server);
-      process.stderr.write(`[sup] listen(${describe(wanted)}) adopts the socket sup holds at ${msg.address}\n`);
+      tell(`listen(${describe(wanted)}) adopts the socket sup holds at ${msg.address}`, false);
       const options = { handle };
       if (wanted.backlog !== undefined) options.backlog = wanted.backlog;
       listen.call(server, options, ...(wanted.callback ? [wanted.callback] : []));

@@ -36,6 +36,8 @@ pub enum Request {
     },
     /// `process.send('ready')`: PM2's `wait_ready`.
     Ready,
+    /// The preload tells what the app's `listen()` did.
+    Listened(sup_proto::ListenNote),
 }
 
 /// The supervisor's answer to a [`Request::Bind`]: the listening socket (a
@@ -73,7 +75,7 @@ where
                 };
                 let id = match &request {
                     Request::Bind { id, .. } => Some(*id),
-                    Request::Ready => None,
+                    Request::Ready | Request::Listened(_) => None,
                 };
                 let Some(reply) = on_request(request) else {
                     continue;
@@ -144,6 +146,12 @@ fn parse(line: &[u8]) -> Option<Request> {
             port: u16,
             host: Option<String>,
         },
+        Listened {
+            sup: String,
+            note: String,
+            #[serde(default)]
+            mismatch: bool,
+        },
     }
     match serde_json::from_slice(line).ok()? {
         Wire::Text(text) => (text == "ready").then_some(Request::Ready),
@@ -157,6 +165,15 @@ fn parse(line: &[u8]) -> Option<Request> {
             addr: bind_addr(port, host.as_deref())?,
         }),
         Wire::Bind { .. } => None,
+        Wire::Listened {
+            sup,
+            note,
+            mismatch,
+        } if sup == "listen" => Some(Request::Listened(sup_proto::ListenNote {
+            note: note.chars().take(1024).collect(),
+            mismatch,
+        })),
+        Wire::Listened { .. } => None,
     }
 }
 

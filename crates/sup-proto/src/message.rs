@@ -336,6 +336,21 @@ pub struct InstanceInfo {
     /// Pid of its last main process, running or not (null before the first).
     #[serde(default)]
     pub last_pid: Option<u32>,
+    /// What its Node preload did with the app's `listen()` (held sockets
+    /// only): which socket it adopted, or that it listens elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<ListenNote>,
+}
+
+/// What a Node instance's `listen()` did with the sockets sup holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenNote {
+    /// For a human: `listen(3000) adopts the held socket :3000 (fd 3)`.
+    pub note: String,
+    /// The app listens on an address sup does not hold: clients of the
+    /// held one wait and are never served.
+    #[serde(default)]
+    pub mismatch: bool,
 }
 
 /// Something that happened to an app.

@@ -377,6 +377,10 @@ fn app_info() -> BoxedStrategy<AppInfo> {
             cpu,
             memory,
             last_pid: pid,
+            listen: pid.map(|p| sup_proto::ListenNote {
+                note: format!("listen({p})"),
+                mismatch: p % 2 == 0,
+            }),
         });
     let health = prop::sample::select(vec![
         HealthStatus::Starting,

@@ -95,6 +95,11 @@ fn serve_stream(
             let _ = tx.send(Msg::Ready { app: id, pid });
             None
         }
+        Request::Listened(note) => {
+            let pid = pid.load(Ordering::SeqCst);
+            let _ = tx.send(Msg::Listened { app: id, pid, note });
+            None
+        }
         Request::Bind { .. } if !may_bind => None,
         Request::Bind { addr, .. } => {
             let (reply, answer) = oneshot::channel();
@@ -129,6 +134,7 @@ impl Supervisor {
         let reply = copy(&held)?;
         info!(app = %app.spec.name, %addr, fd = held.fd.as_raw_fd(), "holding the address an instance listens on");
         app.sockets.push(held);
+        app.bound_here.push(addr.clone());
         if !app.spec.listen.contains(&addr) {
             app.spec.listen.push(addr.clone());
         }

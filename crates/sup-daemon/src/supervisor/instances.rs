@@ -131,9 +131,14 @@ impl Supervisor {
         // The preload lives in the private SUP_HOME, where another user
         // cannot read it: such an app binds what it listens on itself.
         let preload = creds.is_none() && preload::is_node(&app.spec.program);
-        let bind = preload && preload::binds_on_listen(&app.spec);
-        // The IPC channel, if any, comes after the held sockets.
-        let channel = if bind || app.spec.health.readiness == Some(Probe::Message) {
+        // Never bind an address the user did not ask for: with `--listen`
+        // given, a listen elsewhere is a mismatch to show, not to serve.
+        let user_gave = app.spec.listen.iter().any(|a| !app.bound_here.contains(a));
+        let bind = preload && preload::binds_on_listen(&app.spec) && !user_gave;
+        // The IPC channel, if any, comes after the held sockets. The
+        // preload tells through it what the app's listen() did.
+        let tells = preload && !pass_fds.is_empty();
+        let channel = if bind || tells || app.spec.health.readiness == Some(Probe::Message) {
             let fd = 3 + pass_fds.len();
             // An io::Error keeps its kind: EMFILE heals, so the app is retried.
             Some(Channel::new(&mut env, fd, bind)?)

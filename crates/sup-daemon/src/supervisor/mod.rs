@@ -86,6 +86,15 @@ pub enum Msg {
         /// What it found.
         outcome: Outcome,
     },
+    /// Instance `pid` of `app` told what its `listen()` did.
+    Listened {
+        /// App id.
+        app: u32,
+        /// The instance.
+        pid: u32,
+        /// What it did.
+        note: sup_proto::ListenNote,
+    },
     /// Instance `pid` of `app` said READY=1.
     Ready {
         /// App id.
@@ -397,6 +406,14 @@ impl Supervisor {
                 self.apply(app, Input::Probed { pid, kind, outcome })
             }
             Msg::Ready { app, pid } => self.apply(app, Input::Ready { pid }),
+            Msg::Listened { app, pid, note } => {
+                if note.mismatch {
+                    tracing::info!(app, pid, "{}", note.note);
+                }
+                if let Some(inst) = self.table.get_mut(app).and_then(|a| a.procs.get_mut(&pid)) {
+                    inst.listen = Some(note);
+                }
+            }
             Msg::Bind { app, addr, reply } => {
                 let _ = reply.send(self.bind_for(app, addr));
             }

@@ -33,6 +33,8 @@ pub struct Instance {
     /// A copy of the daemon's end of its Node IPC channel, kept for `sup
     /// update`, and whether it may ask for binds.
     pub channel: Option<(OwnedFd, bool)>,
+    /// What its Node preload said of the app's `listen()`.
+    pub listen: Option<sup_proto::ListenNote>,
     /// Its start time after boot (clock ticks), read once at spawn: with
     /// the pid, it identifies the process in the state file.
     pub start_time: Option<u64>,
@@ -50,6 +52,7 @@ impl Instance {
             notify: None,
             pipes: Vec::new(),
             channel: None,
+            listen: None,
             start_time: crate::procstat::read_stat(pid).map(|s| s.start_time),
         }
     }
@@ -83,6 +86,7 @@ impl Instance {
             uptime_ms: Some(now.duration_since(self.started).as_millis() as u64),
             cpu: self.meter.percent(u.cpu_usec, now),
             memory: u.rss_bytes,
+            listen: self.listen.clone(),
             ..base
         }
     }
@@ -104,6 +108,9 @@ pub struct App {
     pub procs: HashMap<u32, Instance>,
     /// Listening sockets held for the app while it may run.
     pub sockets: Vec<Held>,
+    /// The addresses among them that the daemon bound when an instance
+    /// listened (cluster mode without `--listen`), not ones the user gave.
+    pub bound_here: Vec<String>,
     /// Events waiting for the app's `on_event` hook, oldest first.
     pub hook_queue: VecDeque<EventRecord>,
     /// Pid of the hook running now.
@@ -171,6 +178,7 @@ impl App {
                 cpu: 0.0,
                 memory: 0,
                 last_pid: slot.last_pid(),
+                listen: None,
             };
             instances.push(match running.and_then(|p| self.procs.get_mut(&p.pid)) {
                 Some(inst) => inst.info(base, now, owner),
@@ -195,6 +203,7 @@ impl App {
                 cpu: 0.0,
                 memory: 0,
                 last_pid: Some(inst.pid),
+                listen: None,
             };
             instances.push(inst.info(base, now, owner));
         }
@@ -268,6 +277,7 @@ impl Table {
             logs,
             procs: HashMap::new(),
             sockets: Vec::new(),
+            bound_here: Vec::new(),
             hook_queue: VecDeque::new(),
             hook_pid: None,
             gates: HashMap::new(),
