@@ -18,6 +18,7 @@ mod persistence;
 mod pm2;
 mod pm2files;
 mod processes;
+mod readme;
 mod realworld;
 mod restarts;
 mod triggers;
