@@ -164,3 +164,28 @@ fn log_date_format_writes_pm2s_tokens_without_a_warning() {
     );
     sup.ok(&["kill"]);
 }
+
+#[test]
+fn increment_var_gives_each_instance_its_own_value() {
+    let sup = Sup::new();
+    let app = sup.script("port.sh", "echo \"port $PORT\"; exec sleep 335");
+    fs::write(
+        sup.path("ecosystem.config.js"),
+        format!(
+            "module.exports = {{ apps: [{{ name: 'inc', script: '{app}', instances: 2, \
+             increment_var: 'PORT', env: {{ PORT: 4100 }} }}] }};\n"
+        ),
+    )
+    .unwrap();
+    let out = sup.run(&["start", "ecosystem.config.js"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("increment_var"),
+        "{stderr}"
+    );
+    sup.wait("both instances said their port", || {
+        let log = fs::read_to_string(sup.home.join("logs/inc-out.log")).unwrap_or_default();
+        log.contains("[0] port 4100") && log.contains("[1] port 4101")
+    });
+    sup.ok(&["kill"]);
+}

@@ -325,6 +325,10 @@ pub struct AppSpec {
     /// Also give each instance its index in this variable (PM2's
     /// `instance_var`; `NODE_APP_INSTANCE` when unset).
     pub instance_var: Option<String>,
+    /// PM2's `increment_var`: this variable (`PORT`) is its declared value
+    /// plus the instance's index in each instance (0 when not declared).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub increment_var: Option<String>,
     /// The variables inherited from the shell that started the app, under
     /// `env`; `sup restart --update-env` replaces them, `sup export` leaves
     /// them out.
@@ -437,6 +441,7 @@ impl Default for AppSpec {
             on_event: None,
             instances: 1,
             instance_var: None,
+            increment_var: None,
             inherited_env: BTreeMap::new(),
             namespace: None,
             source: None,

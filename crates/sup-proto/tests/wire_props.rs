@@ -212,6 +212,7 @@ fn spec() -> BoxedStrategy<AppSpec> {
                     stop_signal: stop,
                     instances: restart_delay_ms as u32 % 1024 + 1,
                     instance_var: None,
+                    increment_var: user.clone(),
                     kill_timeout_ms: kill,
                     logs,
                     listen,

@@ -437,6 +437,7 @@ impl<'a> App<'a> {
             }
         }
         spec.instance_var = self.text("instance_var")?;
+        spec.increment_var = self.text("increment_var")?;
         spec.namespace = self.text("namespace")?;
         self.user(spec)?;
         self.fields

@@ -127,6 +127,15 @@ impl Supervisor {
             env.retain(|(k, _)| k != var);
             env.push((var.into(), slot.to_string()));
         }
+        if let Some(var) = &app.spec.increment_var {
+            let base = env
+                .iter()
+                .find(|(k, _)| k == var)
+                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            env.retain(|(k, _)| k != var);
+            env.push((var.clone(), (base + slot as u64).to_string()));
+        }
         let mut pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
         // The preload lives in the private SUP_HOME, where another user
         // cannot read it: such an app binds what it listens on itself.
