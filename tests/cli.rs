@@ -21,6 +21,7 @@ mod processes;
 mod readme;
 mod realworld;
 mod restarts;
+mod run;
 mod triggers;
 mod usability;
 mod users;

@@ -64,6 +64,29 @@ pub enum TopCommand {
     Cli(Command),
     /// Run the daemon in the foreground (for systemd and containers).
     Daemon(DaemonArgs),
+    /// Run apps in the foreground, as a container's entrypoint (PID 1): those of a file, or one app with `start`'s flags. Their logs go to stdout and stderr; `sup list` and the other commands work from a second shell.
+    Run(Box<RunArgs>),
+}
+
+/// `sup run`: `start`'s flags, and how the run behaves. Each has a `SUP_*`
+/// variable too, for container images.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// What to run, as for `sup start`.
+    #[command(flatten)]
+    pub start: StartArgs,
+    /// Write each log line as one JSON object.
+    #[arg(long, env = "SUP_JSON")]
+    pub json: bool,
+    /// Also keep the usual log files under SUP_HOME (off: a container's disk does not fill).
+    #[arg(long, env = "SUP_LOG_FILES")]
+    pub log_files: bool,
+    /// End as soon as an app turns errored, with its exit code, so that the orchestrator restarts the container.
+    #[arg(long, env = "SUP_EXIT_ON_ERROR")]
+    pub exit_on_error: bool,
+    /// Serve /livez and /readyz here (`:9000` is every address), for Kubernetes' probes.
+    #[arg(long, env = "SUP_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<String>,
 }
 
 /// Every `sup` command the CLI runs itself.

@@ -10,10 +10,12 @@ mod files;
 mod logs;
 mod render;
 mod resolve;
+mod run;
 mod startup;
 mod targets;
 
-pub use args::DaemonArgs;
+pub use args::{DaemonArgs, RunArgs};
+pub use run::{plan as plan_run, Reload, RunPlan};
 
 use anyhow::{bail, Context, Result};
 use args::{AppsArgs, Cli, Command, EnvArg, ImportFrom, StartArgs, TopCommand};
@@ -37,6 +39,8 @@ const KILL_WAIT: Duration = Duration::from_secs(30);
 pub enum Invocation {
     /// `sup daemon ...`: the caller runs the daemon.
     Daemon(DaemonArgs),
+    /// `sup run ...`: the caller runs the daemon with [`RunPlan`]'s apps.
+    Run(Box<RunArgs>),
     /// Any other command: for [`run`].
     Command(CommandLine),
 }
@@ -54,6 +58,7 @@ pub fn parse() -> Invocation {
     let cli = Cli::parse_noting_flags();
     match cli.command {
         TopCommand::Daemon(args) => Invocation::Daemon(args),
+        TopCommand::Run(args) => Invocation::Run(args),
         TopCommand::Cli(command) => Invocation::Command(CommandLine {
             command,
             timeout: cli.timeout,
@@ -280,6 +285,22 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
     if !args.only.is_empty() {
         bail!("--only selects apps of a config file: `sup start ecosystem.config.js --only api`");
     }
+    let spec = match flags_spec(&args, &script)? {
+        Ok(spec) => spec,
+        Err(what) => return start_known(home, &what, &args.given),
+    };
+    let mut client = Client::connect_or_spawn(home)?;
+    let time = targets::apps_time([&spec]);
+    let request = Request::Add {
+        spec: Box::new(spec),
+        wait: args.wait,
+    };
+    report(client.request_waiting(request, time)?, "started")
+}
+
+/// The spec `sup start SCRIPT FLAGS` (or `sup run`) asks for; `Err(what)`
+/// when `script` is no file or command (a known app's name, for `start`).
+pub(crate) fn flags_spec(args: &StartArgs, script: &str) -> Result<Result<AppSpec, String>> {
     if args.listen.len() > sup_proto::spec::MAX_LISTEN {
         bail!(sup_proto::spec::too_many_sockets(args.listen.len()));
     }
@@ -288,15 +309,15 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
         None => std::env::current_dir().context("cannot read the current directory")?,
     };
     let path_var = std::env::var("PATH").unwrap_or_default();
-    let resolved = match resolve::resolve(&script, args.interpreter.as_deref(), &cwd, &path_var) {
+    let resolved = match resolve::resolve(script, args.interpreter.as_deref(), &cwd, &path_var) {
         Ok(resolved) => resolved,
         Err(ResolveError::Invalid(msg)) => bail!(msg),
-        Err(ResolveError::NotFound(what)) => return start_known(home, &what, &args.given),
+        Err(ResolveError::NotFound(what)) => return Ok(Err(what)),
     };
     let name = args
         .name
         .clone()
-        .unwrap_or_else(|| resolve::default_name(&script));
+        .unwrap_or_else(|| resolve::default_name(script));
     validate_name(&name).map_err(|e| UsageError(format!("invalid --name {name:?}: {e}")))?;
     let mut env = match &args.env_file {
         Some(file) => config::read_env_file(&cwd.join(file))?,
@@ -308,11 +329,11 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
     }));
     // `PORT=1 cmd`: the line's assignments win, as in a shell.
     env.extend(resolved.env);
-    let health = health_spec(&args);
+    let health = health_spec(args);
     let spec = AppSpec {
         name,
         program: resolved.program,
-        args: [resolved.args, args.args].concat(),
+        args: [resolved.args, args.args.clone()].concat(),
         cwd: cwd.display().to_string(),
         env,
         restart: args.restart,
@@ -355,13 +376,7 @@ fn start(home: &Home, mut args: StartArgs) -> Result<()> {
         ..AppSpec::default()
     };
     spec.check().map_err(UsageError)?;
-    let mut client = Client::connect_or_spawn(home)?;
-    let time = targets::apps_time([&spec]);
-    let request = Request::Add {
-        spec: Box::new(spec),
-        wait: args.wait,
-    };
-    report(client.request_waiting(request, time)?, "started")
+    Ok(Ok(spec))
 }
 
 /// CPUs this process may run on (`-i max`).

@@ -7,6 +7,7 @@ mod groupwatch;
 mod health;
 mod ipc;
 mod lifecycle;
+mod liveness;
 mod logs;
 mod machine;
 mod notify;
@@ -26,7 +27,7 @@ mod spawn;
 mod supervisor;
 mod watch;
 
-pub use supervisor::HANDOVER_VERSION;
+pub use supervisor::{Reloader, HANDOVER_VERSION};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use std::time::Duration;
@@ -64,21 +65,44 @@ pub enum DaemonError {
 }
 
 /// How to start the daemon.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct Options {
     /// Bring back the saved apps (`sup daemon --resurrect`, the systemd unit).
     pub resurrect: bool,
     /// Take over from the daemon `sup update` replaced (its handover file).
     pub handover: Option<std::path::PathBuf>,
+    /// `sup run`: the daemon as a container's entrypoint.
+    pub run: Option<RunMode>,
+}
+
+/// `sup run`: what to run and how (see `docs/containers.md`).
+pub struct RunMode {
+    /// The apps, from the file or the flags; never from a state file or dump.
+    pub apps: Vec<sup_proto::AppSpec>,
+    /// One JSON object per log line (`--json`).
+    pub json: bool,
+    /// Also write the log files under `SUP_HOME` (`--log-files`).
+    pub log_files: bool,
+    /// End as soon as an app turns errored (`--exit-on-error`).
+    pub exit_on_error: bool,
+    /// Serve `/livez` and `/readyz` here (`--health-listen`).
+    pub health_listen: Option<String>,
+    /// Reads the file again (SIGHUP); none for apps from flags.
+    pub reload: Option<Reloader>,
 }
 
 /// Runs the daemon in the foreground until SIGTERM, SIGINT or `sup kill`,
-/// logging to stderr. Returns once every app has stopped.
-pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
+/// logging to stderr. Returns once every app has stopped, with the exit
+/// code (`sup run`'s worst app exit, else 0).
+pub fn run(home: Home, options: Options) -> Result<i32, DaemonError> {
     // Whatever fds the daemon's parent leaked to it must not reach apps.
     spawn::close_on_exec_from(3);
     home.prepare()?;
-    init_tracing();
+    // `sup run` shares stderr with the apps: only its warnings, by default.
+    init_tracing(match options.run {
+        Some(_) => tracing::Level::WARN,
+        None => tracing::Level::INFO,
+    });
     // After `sup update` the lock is already ours: its fd came with the exec.
     let handover = options
         .handover
@@ -103,9 +127,10 @@ pub fn run(home: Home, options: Options) -> Result<(), DaemonError> {
         .enable_all()
         .build()?;
     let lock_fd = std::os::fd::AsRawFd::as_raw_fd(&lock);
+    let running = options.run.is_some();
     let result = runtime.block_on(serve(home.clone(), options, handover, lock_fd));
     drop(runtime);
-    if result.is_ok() {
+    if result.is_ok() && !running {
         // A clean exit: no unit will start this daemon again on its own.
         let _ = home.forget_unit();
     }
@@ -132,7 +157,7 @@ async fn serve(
     options: Options,
     handover: Option<supervisor::Handover>,
     lock_fd: std::os::fd::RawFd,
-) -> Result<(), DaemonError> {
+) -> Result<i32, DaemonError> {
     let socket = home.socket();
     let listener = server::bind(&socket).map_err(|source| DaemonError::Bind {
         path: socket.display().to_string(),
@@ -150,22 +175,47 @@ async fn serve(
     let subtree = handover.as_ref().and_then(supervisor::Handover::subtree);
     let owner = ownership::Ownership::setup(home.dir(), subtree).map_err(DaemonError::Ownership)?;
     let logs = logs::Logs::start()?;
-    let mut supervisor = Supervisor::new(home.clone(), tx, logs, lock_fd, warnings, owner)?;
-    match handover {
-        Some(handover) => supervisor.adopt(handover),
-        None => {
+    let mut supervisor = Supervisor::new(home.clone(), tx.clone(), logs, lock_fd, warnings, owner)?;
+    let health = match (handover, options.run) {
+        (Some(handover), _) => {
+            supervisor.adopt(handover);
+            None
+        }
+        (None, Some(run)) => {
+            let health = run
+                .health_listen
+                .as_deref()
+                .map(|addr| liveness::start(addr, tx.clone()))
+                .transpose()?;
+            supervisor.forget_state();
+            let console = logs::ConsoleMode {
+                json: run.json,
+                files: run.log_files,
+            };
+            supervisor.set_run(
+                supervisor::RunState::new(run.exit_on_error, run.reload),
+                console,
+            );
+            supervisor.run_apps(run.apps);
+            health
+        }
+        (None, None) => {
             supervisor.recover();
             if options.resurrect {
                 supervisor.resurrect_at_boot();
             }
+            None
         }
-    }
+    };
     info!(pid = std::process::id(), version = sup_proto::SUP_VERSION, home = %home.dir().display(), "daemon ready");
     notify::notify_systemd("READY=1");
     let result = supervisor.run(rx).await;
     notify::notify_systemd("STOPPING=1");
     // Stop taking requests, then let the ones in flight write their answers.
     server.abort();
+    if let Some(health) = health {
+        health.abort();
+    }
     let _ = std::fs::remove_file(&socket);
     drop(inflight);
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, flushed.recv()).await;
@@ -182,12 +232,14 @@ fn raise_fd_limit() {
     }
 }
 
-fn init_tracing() {
+/// The daemon's own log, at `SUP_LOG`'s level, else `default`.
+fn init_tracing(default: tracing::Level) {
     let level = match std::env::var("SUP_LOG").as_deref() {
         Ok("debug") => tracing::Level::DEBUG,
         Ok("trace") => tracing::Level::TRACE,
         Ok("warn") => tracing::Level::WARN,
-        _ => tracing::Level::INFO,
+        Ok("info") => tracing::Level::INFO,
+        _ => default,
     };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)

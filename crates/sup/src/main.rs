@@ -1,18 +1,48 @@
 //! `sup`: one binary for the CLI and the daemon. `sup daemon` runs the
-//! daemon library in the foreground; every other command goes to the CLI
+//! daemon library in the foreground; `sup run` too, with the apps the CLI
+//! library read from a file or flags; every other command goes to the CLI
 //! library, which reaches the daemon only through its socket.
 
 use std::io::Write;
 use std::process::ExitCode;
-use sup_cli::{DaemonArgs, Invocation};
-use sup_daemon::{DaemonError, Options};
+use sup_cli::{DaemonArgs, Invocation, RunArgs};
+use sup_daemon::{DaemonError, Options, RunMode};
 use sup_home::{Home, EXIT_ALREADY_RUNNING};
 
 fn main() -> ExitCode {
     match sup_cli::parse() {
         Invocation::Daemon(args) => daemon(args),
+        Invocation::Run(args) => run(*args),
         Invocation::Command(line) => sup_cli::run(line),
     }
+}
+
+/// `sup run`: the CLI reads the apps, the daemon runs them in the
+/// foreground; exits with the daemon's code (the worst app exit).
+fn run(args: RunArgs) -> ExitCode {
+    let plan = match sup_cli::plan_run(args) {
+        Ok(plan) => plan,
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "sup: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = Options {
+        run: Some(RunMode {
+            apps: plan.apps,
+            json: plan.json,
+            log_files: plan.log_files,
+            exit_on_error: plan.exit_on_error,
+            health_listen: plan.health_listen,
+            reload: plan.reload,
+        }),
+        ..Options::default()
+    };
+    finish(
+        Home::from_env()
+            .map_err(DaemonError::from)
+            .and_then(|home| sup_daemon::run(home, options)),
+    )
 }
 
 /// `sup daemon`; a busy lock exits with [`EXIT_ALREADY_RUNNING`], which the
@@ -26,12 +56,20 @@ fn daemon(args: DaemonArgs) -> ExitCode {
     let options = Options {
         resurrect: args.resurrect,
         handover: args.handover.map(Into::into),
+        run: None,
     };
-    let result = Home::from_env()
-        .map_err(DaemonError::from)
-        .and_then(|home| sup_daemon::run(home, options));
+    finish(
+        Home::from_env()
+            .map_err(DaemonError::from)
+            .and_then(|home| sup_daemon::run(home, options)),
+    )
+}
+
+/// The daemon's result as an exit code; a busy lock is
+/// [`EXIT_ALREADY_RUNNING`].
+fn finish(result: Result<i32, DaemonError>) -> ExitCode {
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) => {
             let code = match err {
                 DaemonError::Lock(_) => EXIT_ALREADY_RUNNING as u8,

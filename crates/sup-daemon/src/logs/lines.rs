@@ -60,6 +60,19 @@ pub struct Style<'a> {
     /// PM2's `log_date_format`, when the app gives one: the prefix in its
     /// tokens instead of ISO 8601.
     pub format: Option<&'a DateFormat>,
+    /// `sup run`'s console: lines labelled with their app, or as JSON.
+    pub console: Option<&'a Console>,
+}
+
+/// How `sup run` writes an app's lines to its own stdout or stderr.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Console {
+    /// The app's name.
+    pub app: String,
+    /// `out` or `err`.
+    pub stream: &'static str,
+    /// One JSON object per line instead of `app | text`.
+    pub json: bool,
 }
 
 /// Appends to `out` every whole line of `data` (completing `partial`), and
@@ -132,6 +145,9 @@ fn emit(
     stamper: &mut Stamper,
     out: &mut Vec<u8>,
 ) {
+    if let Some(console) = style.console {
+        return console_line(console, line, at_ms, style.tag, out);
+    }
     if style.timestamps {
         out.extend_from_slice(stamper.prefix(at_ms, style.offset_s, style.format));
         out.push(sep);
@@ -140,6 +156,30 @@ fn emit(
         use std::io::Write;
         let _ = write!(out, "[{tag}] ");
     }
+    out.extend_from_slice(line);
+    out.push(b'\n');
+}
+
+/// One line for `sup run`'s console: `api | text`, `api:1 | text`, or
+/// `{"app":"api","instance":1,"stream":"out","time":"…","message":"text"}`.
+fn console_line(c: &Console, line: &[u8], at_ms: i64, tag: Option<u16>, out: &mut Vec<u8>) {
+    use std::io::Write;
+    if c.json {
+        let json = serde_json::json!({
+            "app": c.app,
+            "instance": tag,
+            "stream": c.stream,
+            "time": format_ts(at_ms, 0),
+            "message": String::from_utf8_lossy(line),
+        });
+        let _ = writeln!(out, "{json}");
+        return;
+    }
+    out.extend_from_slice(c.app.as_bytes());
+    if let Some(tag) = tag {
+        let _ = write!(out, ":{tag}");
+    }
+    out.extend_from_slice(b" | ");
     out.extend_from_slice(line);
     out.push(b'\n');
 }
@@ -154,12 +194,14 @@ mod tests {
         offset_s: 0,
         tag: None,
         format: None,
+        console: None,
     };
     const TS: Style<'static> = Style {
         timestamps: true,
         offset_s: 0,
         tag: None,
         format: None,
+        console: None,
     };
 
     #[test]

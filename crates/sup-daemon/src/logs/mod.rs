@@ -18,6 +18,16 @@ use tokio::sync::oneshot;
 use writer::{HealthMap, Writer, WriterMsg};
 
 pub use capture::{pipe, Capture, Stop};
+pub use lines::Console;
+
+/// `sup run`'s logging: to the console, as JSON or not, and to the files too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsoleMode {
+    /// One JSON object per line (`--json`).
+    pub json: bool,
+    /// Also the usual files under `SUP_HOME` (`--log-files`).
+    pub files: bool,
+}
 pub use lines::Partial;
 pub use writer::Target;
 
@@ -32,8 +42,49 @@ pub struct AppLogs {
 
 impl AppLogs {
     /// The targets `spec` asks for; default files live in `logs_dir`,
-    /// named `<stem>-out.log` and `<stem>-err.log`.
-    pub fn for_spec(spec: &AppSpec, logs_dir: &Path, stem: &str) -> AppLogs {
+    /// named `<stem>-out.log` and `<stem>-err.log`. Under `sup run`
+    /// (`console`), lines go to the daemon's stdout and stderr, and to the
+    /// files only with `--log-files`.
+    pub fn for_spec(
+        spec: &AppSpec,
+        logs_dir: &Path,
+        stem: &str,
+        console: Option<ConsoleMode>,
+    ) -> AppLogs {
+        let files = AppLogs::files_for(spec, logs_dir, stem);
+        let Some(mode) = console else {
+            return files;
+        };
+        let on = |target: &Arc<Target>, stream: &'static str| {
+            let console = Target {
+                console: Some(Console {
+                    app: spec.name.clone(),
+                    stream,
+                    json: mode.json,
+                }),
+                tee: None,
+                twin: None,
+                path: PathBuf::from(format!(
+                    "<{}>",
+                    if stream == "out" { "stdout" } else { "stderr" }
+                )),
+                ..(**target).clone()
+            };
+            Arc::new(match mode.files {
+                true => Target {
+                    twin: Some(Arc::new(console)),
+                    ..(**target).clone()
+                },
+                false => console,
+            })
+        };
+        AppLogs {
+            out: on(&files.out, "out"),
+            err: on(&files.err, "err"),
+        }
+    }
+
+    fn files_for(spec: &AppSpec, logs_dir: &Path, stem: &str) -> AppLogs {
         let l = &spec.logs;
         let target = |path: PathBuf, tee: Option<Arc<Target>>| {
             Arc::new(Target {
@@ -47,6 +98,8 @@ impl AppLogs {
                     .date_format
                     .as_deref()
                     .map(sup_proto::datefmt::DateFormat::parse),
+                console: None,
+                twin: None,
             })
         };
         let separate = l.out_file.is_some() || l.err_file.is_some();
@@ -95,12 +148,14 @@ impl AppLogs {
         AppLogs { out, err }
     }
 
+    /// The files (not the console) of the app.
     fn targets(&self) -> Vec<Arc<Target>> {
         let mut all = vec![self.out.clone()];
         if self.err.path != self.out.path {
             all.push(self.err.clone());
         }
         all.extend(self.out.tee.clone());
+        all.retain(|t| t.console.is_none());
         all
     }
 }

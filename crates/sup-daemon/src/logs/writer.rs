@@ -3,7 +3,7 @@
 //! appends them, so a slow disk never stalls supervision.
 
 use super::file::{Health, LogFile};
-use super::lines::{cut, finish, Partial, Stamper, Style};
+use super::lines::{cut, finish, Console, Partial, Stamper, Style};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -38,6 +38,11 @@ pub struct Target {
     pub tee: Option<Arc<Target>>,
     /// PM2's `log_date_format`: the timestamp in its tokens.
     pub date_format: Option<DateFormat>,
+    /// `sup run`: lines go to the daemon's own stdout or stderr, not to a
+    /// file (`path` is then only a name).
+    pub console: Option<Console>,
+    /// `sup run --log-files`: the console gets every line besides the file.
+    pub twin: Option<Arc<Target>>,
 }
 
 /// A message for the writer.
@@ -157,21 +162,11 @@ impl Writer {
                 data,
                 permit,
             } => {
-                let style = self.style(&target, at_ms, source);
-                let partial = self.partials.entry(source).or_default();
-                // One output buffer, reused: no fresh pages for every chunk.
-                let mut out = std::mem::take(&mut self.out);
-                out.clear();
-                cut(partial, &data, at_ms, style, &mut self.stamper, &mut out);
-                drop(data);
-                self.append(&target, &out);
-                if let Some(tee) = &target.tee {
-                    self.append(tee, &out);
+                self.chunk(&target, source, at_ms, &data);
+                if let Some(twin) = &target.twin {
+                    self.chunk(twin, source | TWIN, at_ms, &data);
                 }
-                drop(permit);
-                if out.capacity() <= MAX_KEPT_BUFFER {
-                    self.out = out;
-                }
+                drop((data, permit));
             }
             WriterMsg::Tag { source, tag } => match tag {
                 Some(tag) => {
@@ -185,16 +180,11 @@ impl Writer {
                 self.partials.insert(source, partial);
             }
             WriterMsg::End { target, source } => {
-                let style = self.style(&target, now_ms(), source);
-                self.tags.remove(&source);
-                if let Some(mut partial) = self.partials.remove(&source) {
-                    let mut out = Vec::new();
-                    finish(&mut partial, style, &mut self.stamper, &mut out);
-                    self.append(&target, &out);
-                    if let Some(tee) = &target.tee {
-                        self.append(tee, &out);
-                    }
+                self.end(&target, source);
+                if let Some(twin) = &target.twin {
+                    self.end(twin, source | TWIN);
                 }
+                self.tags.remove(&source);
             }
             WriterMsg::Open { targets } => {
                 for target in targets {
@@ -218,6 +208,36 @@ impl Writer {
         }
     }
 
+    /// Cuts `data` of `source` into lines for `target` and appends them.
+    fn chunk(&mut self, target: &Target, source: u64, at_ms: i64, data: &[u8]) {
+        let style = self.style(target, at_ms, source);
+        let partial = self.partials.entry(source).or_default();
+        // One output buffer, reused: no fresh pages for every chunk.
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        cut(partial, data, at_ms, style, &mut self.stamper, &mut out);
+        self.append(target, &out);
+        if let Some(tee) = &target.tee {
+            self.append(tee, &out);
+        }
+        if out.capacity() <= MAX_KEPT_BUFFER {
+            self.out = out;
+        }
+    }
+
+    /// `source` ended: its unfinished line is written out.
+    fn end(&mut self, target: &Target, source: u64) {
+        let style = self.style(target, now_ms(), source);
+        if let Some(mut partial) = self.partials.remove(&source) {
+            let mut out = Vec::new();
+            finish(&mut partial, style, &mut self.stamper, &mut out);
+            self.append(target, &out);
+            if let Some(tee) = &target.tee {
+                self.append(tee, &out);
+            }
+        }
+    }
+
     fn style<'t>(&mut self, target: &'t Target, at_ms: i64, source: u64) -> Style<'t> {
         // The local offset changes at most twice a year: look it up once a minute.
         if self.offset.0 != at_ms / 60_000 {
@@ -226,8 +246,9 @@ impl Writer {
         Style {
             timestamps: target.timestamps,
             offset_s: self.offset.1,
-            tag: self.tags.get(&source).copied(),
+            tag: self.tags.get(&(source & !TWIN)).copied(),
             format: target.date_format.as_ref(),
+            console: target.console.as_ref(),
         }
     }
 
@@ -245,6 +266,9 @@ impl Writer {
     fn append(&mut self, target: &Target, out: &[u8]) {
         if out.is_empty() {
             return;
+        }
+        if let Some(console) = &target.console {
+            return write_console(console, out);
         }
         let file = self.file(target);
         let before = file.health().clone();
@@ -285,6 +309,21 @@ impl Writer {
             .expect("health lock")
             .insert(path.to_path_buf(), health);
     }
+}
+
+/// The bit that tells a source's console twin from the source itself (ids
+/// count up from 1 and never reach it).
+const TWIN: u64 = 1 << 63;
+
+/// Writes lines to the daemon's own stdout or stderr (`sup run`): what the
+/// container runtime collects. A failure loses those lines only.
+fn write_console(console: &Console, out: &[u8]) {
+    use std::io::Write;
+    let _ = if console.stream == "err" {
+        std::io::stderr().lock().write_all(out)
+    } else {
+        std::io::stdout().lock().write_all(out)
+    };
 }
 
 /// Milliseconds since the epoch, now.

@@ -208,6 +208,17 @@ pub fn recover(home: &Home, boot: &str) -> Recovered {
     out
 }
 
+/// `sup run`: live state found at start is another run's (a volume kept
+/// it; its boot id may even be this host's): removed unread, so nothing of
+/// it is restored or stopped.
+pub fn forget(home: &Home) {
+    remove_if_there(&home.state());
+    for (_, path) in live_files(home) {
+        remove_if_there(&path);
+        remove_if_there(&backup_of(&path));
+    }
+}
+
 /// The ids of the live state files in the state directory, with the path
 /// of each app's file (which may be missing when only its `.bak` is left).
 fn live_files(home: &Home) -> BTreeMap<u32, PathBuf> {

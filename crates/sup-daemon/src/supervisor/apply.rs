@@ -199,13 +199,14 @@ impl Supervisor {
     fn swap_spec(&mut self, id: u32, spec: AppSpec) -> bool {
         let logs_dir = self.home.logs_dir();
         let stem = self.table.log_stem(id, &spec.name);
+        let console = self.console;
         let Some(app) = self.table.get_mut(id) else {
             return false;
         };
         let count = spec.instances as usize;
         let logs_moved = app.spec.logs != spec.logs;
         if logs_moved {
-            app.logs = AppLogs::for_spec(&spec, &logs_dir, &stem);
+            app.logs = AppLogs::for_spec(&spec, &logs_dir, &stem, console);
         }
         app.spec = spec;
         let scaled = app.machine.instance_count() != count;

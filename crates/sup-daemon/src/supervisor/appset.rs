@@ -125,7 +125,7 @@ impl Supervisor {
         }
         info!(app = %spec.name, argv = ?spec.program.argv(&spec.args), "added");
         let stem = self.table.log_stem(id, &spec.name);
-        let logs = AppLogs::for_spec(&spec, &self.home.logs_dir(), &stem);
+        let logs = AppLogs::for_spec(&spec, &self.home.logs_dir(), &stem, self.console);
         self.logs.open(&logs);
         let id = self.table.insert_with_id(id, spec, logs);
         if let Some(app) = self.table.get_mut(id) {

@@ -155,6 +155,10 @@ impl Supervisor {
             return;
         };
         info!(app = %app.spec.name, pid, "exited: {exit}");
+        self.run_exited(id, exit);
+        let Some(app) = self.table.get(id) else {
+            return;
+        };
         let check = app
             .machine
             .wants_escape_check(&app.spec, pid, exit, Instant::now());

@@ -304,7 +304,7 @@ impl Supervisor {
         self.table.skip_ids_below(handover.next_id);
         for app in handover.apps {
             let stem = self.table.log_stem(app.id, &app.spec.name);
-            let logs = AppLogs::for_spec(&app.spec, &self.home.logs_dir(), &stem);
+            let logs = AppLogs::for_spec(&app.spec, &self.home.logs_dir(), &stem, self.console);
             let split = app.spec.logs.per_instance;
             let id = self.table.insert_with_id(app.id, app.spec, logs.clone());
             let several = !app.more.is_empty();

@@ -13,6 +13,7 @@ mod leftovers;
 mod persistence;
 mod probes;
 mod reload;
+mod run;
 mod sockcheck;
 mod table;
 mod triggers;
@@ -26,6 +27,7 @@ use crate::probe::Outcome;
 pub use handover::{read_handover, Handover, HANDOVER_VERSION};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+pub use run::{Reloader, RunState};
 use std::collections::{HashMap, HashSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
@@ -86,6 +88,15 @@ pub enum Msg {
         /// What it found.
         outcome: Outcome,
     },
+    /// `sup run`: one of its apps was started (or could not be: `why`).
+    RunAdded {
+        /// The app.
+        name: String,
+        /// Why it could not be started.
+        why: Option<String>,
+    },
+    /// `sup run`: its file, read again on SIGHUP.
+    RunReloaded(Result<Vec<AppSpec>, String>),
     /// Instance `pid` of `app` told what its `listen()` did.
     Listened {
         /// App id.
@@ -281,6 +292,10 @@ pub struct Supervisor {
     )>,
     /// Memory check, cron timers, file watchers.
     triggers: triggers::Triggers,
+    /// `sup run`: its settings and what it has seen.
+    run: Option<RunState>,
+    /// `sup run`: apps' lines go to the daemon's stdout and stderr.
+    console: Option<crate::logs::ConsoleMode>,
 }
 
 impl Supervisor {
@@ -326,12 +341,29 @@ impl Supervisor {
             seq: 0,
             owner,
             triggers: triggers::Triggers::default(),
+            run: None,
+            console: None,
         })
     }
 
+    /// Makes this the daemon of `sup run`, logging to the console.
+    pub fn set_run(&mut self, run: RunState, console: crate::logs::ConsoleMode) {
+        self.run = Some(run);
+        self.console = Some(console);
+    }
+
     /// Runs until a shutdown (SIGTERM, SIGINT or `kill`) has stopped every app.
-    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) -> std::io::Result<()> {
+    /// Returns the exit code (`sup run`'s; 0 for the daemon).
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) -> std::io::Result<i32> {
         let (mut sigchld, mut sigterm, mut sigint) = self.signals.take().expect("run once");
+        // `sup run` also stops on SIGQUIT and reloads its file on SIGHUP.
+        let (mut sigquit, mut sighup) = match self.run {
+            Some(_) => (
+                Some(signal(SignalKind::quit())?),
+                Some(signal(SignalKind::hangup())?),
+            ),
+            None => (None, None),
+        };
         // Children that exited before the loop started.
         self.reap();
         self.settle();
@@ -350,10 +382,13 @@ impl Supervisor {
                 },
                 _ = sigchld.recv() => self.reap(),
                 _ = self.owner.changed() => self.cgroups_told(),
-                _ = sigterm.recv() => self.begin_shutdown(None, "SIGTERM"),
-                _ = sigint.recv() => self.begin_shutdown(None, "SIGINT"),
+                _ = sigterm.recv() => self.stop_signal("SIGTERM"),
+                _ = sigint.recv() => self.stop_signal("SIGINT"),
+                Some(_) = recv_opt(sigquit.as_mut()) => self.stop_signal("SIGQUIT"),
+                Some(_) = recv_opt(sighup.as_mut()) => self.run_reload(),
             }
             self.settle();
+            self.run_check();
             if self.table.take_changed() {
                 self.sync_triggers();
             }
@@ -377,7 +412,7 @@ impl Supervisor {
             let _ = reply.send(Response::Ok);
         }
         info!("all apps stopped; daemon exits");
-        Ok(())
+        Ok(self.run.map_or(0, |r| r.code))
     }
 
     fn on_msg(&mut self, msg: Msg) {
@@ -406,6 +441,8 @@ impl Supervisor {
                 self.apply(app, Input::Probed { pid, kind, outcome })
             }
             Msg::Ready { app, pid } => self.apply(app, Input::Ready { pid }),
+            Msg::RunAdded { name, why } => self.run_added(&name, why),
+            Msg::RunReloaded(apps) => self.run_reloaded(apps),
             Msg::Listened { app, pid, note } => {
                 if note.mismatch {
                     tracing::info!(app, pid, "{}", note.note);
@@ -691,4 +728,12 @@ fn epoch_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// The next delivery of `signal`, or never when there is none.
+async fn recv_opt(signal: Option<&mut tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
 }

@@ -139,7 +139,7 @@ impl Supervisor {
                 saved.id
             };
             let stem = self.table.log_stem(wanted, &saved.spec.name);
-            let logs = AppLogs::for_spec(&saved.spec, &self.home.logs_dir(), &stem);
+            let logs = AppLogs::for_spec(&saved.spec, &self.home.logs_dir(), &stem, self.console);
             self.logs.open(&logs);
             let id = self.table.insert_with_id(wanted, saved.spec, logs);
             if let Some(app) = self.table.get_mut(id) {
@@ -189,6 +189,11 @@ impl Supervisor {
                 Err(e) => warn!("cannot serialize the state of app {id}: {e}"),
             }
         }
+    }
+
+    /// `sup run`: the state another run left is forgotten, never restored.
+    pub fn forget_state(&mut self) {
+        persist::state::forget(&self.home);
     }
 
     /// At startup: if the previous daemon of this boot died without a clean

@@ -428,7 +428,7 @@ mod tests {
             name: name.into(),
             ..AppSpec::default()
         };
-        let logs = AppLogs::for_spec(&spec, std::path::Path::new("/tmp"), name);
+        let logs = AppLogs::for_spec(&spec, std::path::Path::new("/tmp"), name, None);
         (spec, logs)
     }
 
