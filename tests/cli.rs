@@ -8,6 +8,7 @@ mod commands;
 mod configs;
 mod daemon;
 mod durability;
+mod examples;
 mod hardening;
 mod health;
 mod instances;

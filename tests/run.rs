@@ -232,3 +232,40 @@ fn a_second_sigterm_during_the_stop_kills_at_once_and_the_health_endpoint_answer
     );
     assert_eq!(code, Some(0));
 }
+
+#[test]
+fn as_a_plain_process_sighup_reads_the_file_again() {
+    let sup = Sup::new();
+    let app = |name: &str, word: &str| {
+        format!("[[app]]\nname = \"{name}\"\nscript = \"/bin/sh\"\nargs = [\"-c\", \"echo {word}; exec sleep 300\"]\n\n")
+    };
+    std::fs::write(sup.path("sup.toml"), app("a", "v1")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sup"))
+        .args(["run", "sup.toml"])
+        .env("SUP_HOME", &sup.home)
+        .current_dir(&sup.dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    sup.wait("a online", || sup.list().len() == 1);
+    std::fs::write(sup.path("sup.toml"), app("a", "v2") + &app("b", "b-here")).unwrap();
+    signal(child.id(), libc::SIGHUP);
+    sup.wait("b added and a reloaded", || {
+        let apps = sup.list();
+        apps.len() == 2 && apps.iter().all(|a| a["status"] == "online") && apps[0]["restarts"] == 1
+    });
+    signal(child.id(), libc::SIGTERM);
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    for line in ["a | v1", "a | v2", "b | b-here"] {
+        assert!(out.contains(line), "{out}");
+    }
+}
