@@ -240,7 +240,7 @@ fn as_a_plain_process_sighup_reads_the_file_again() {
         format!("[[app]]\nname = \"{name}\"\nscript = \"/bin/sh\"\nargs = [\"-c\", \"echo {word}; exec sleep 300\"]\n\n")
     };
     std::fs::write(sup.path("sup.toml"), app("a", "v1")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sup"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sup"))
         .args(["run", "sup.toml"])
         .env("SUP_HOME", &sup.home)
         .current_dir(&sup.dir)
@@ -256,15 +256,9 @@ fn as_a_plain_process_sighup_reads_the_file_again() {
         apps.len() == 2 && apps.iter().all(|a| a["status"] == "online") && apps[0]["restarts"] == 1
     });
     signal(child.id(), libc::SIGTERM);
-    let status = child.wait().unwrap();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    let done = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&done.stdout);
+    assert_eq!(done.status.code(), Some(0));
     for line in ["a | v1", "a | v2", "b | b-here"] {
         assert!(out.contains(line), "{out}");
     }
