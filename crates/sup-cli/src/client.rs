@@ -2,7 +2,6 @@
 //! a daemon on demand when none answers.
 
 use anyhow::{anyhow, bail, Context, Result};
-use serde_json::Value;
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -199,18 +198,29 @@ fn timed_out(e: &anyhow::Error) -> bool {
         .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(is_timeout))
 }
 
+/// What an answer says of itself, read before the answer: a skim that
+/// allocates nothing for the answer's body.
+#[derive(serde::Deserialize)]
+struct Head {
+    proto: Option<u64>,
+    daemon: Option<String>,
+    response: Option<Kind>,
+}
+
+#[derive(serde::Deserialize)]
+struct Kind {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
 /// Decodes an answer, checking the daemon speaks our protocol version.
 fn decode_response(body: &[u8]) -> Result<Response> {
-    let value: Value = serde_json::from_slice(body).context("the daemon's answer is not JSON")?;
-    let proto = value.get("proto").and_then(Value::as_u64);
-    let daemon = value
-        .get("daemon")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown")
-        .to_string();
+    let head: Head = serde_json::from_slice(body).context("the daemon's answer is not JSON")?;
+    let proto = head.proto;
+    let daemon = head.daemon.unwrap_or_else(|| "unknown".into());
     // Answers to `ping` and `update` keep their shape across versions.
     let stable = matches!(
-        value.pointer("/response/type").and_then(Value::as_str),
+        head.response.and_then(|r| r.kind).as_deref(),
         Some("pong" | "ok" | "error")
     );
     if proto != Some(u64::from(PROTOCOL_VERSION)) && !stable {
@@ -225,7 +235,9 @@ fn decode_response(body: &[u8]) -> Result<Response> {
              run `sup update` to replace the daemon"
         );
     }
-    let envelope: ResponseEnvelope = serde_json::from_value(value).map_err(|e| {
+    // From the bytes, where `type` comes before `data`: read in one pass
+    // (from a `Value`, whose keys are sorted, serde would buffer the body).
+    let envelope: ResponseEnvelope = serde_json::from_slice(body).map_err(|e| {
         anyhow!("cannot understand the answer of daemon sup {daemon} (this CLI is sup {SUP_VERSION}): {e}")
     })?;
     if !envelope.warnings.is_empty()

@@ -707,10 +707,12 @@ impl Supervisor {
     /// `Apps` with the apps' current state and usage (and specs if `with_spec`).
     fn infos(&mut self, ids: &[u32], with_spec: bool) -> Response {
         let mut infos = Vec::with_capacity(ids.len());
+        // The same for every app: made once.
+        let tracking = self.owner.tracking();
         for &id in ids {
             if let Some(app) = self.table.get_mut(id) {
                 let logs = self.logs.info_of(&app.logs, &app.instance_logs());
-                let mut info = app.info(logs, with_spec, &self.owner);
+                let mut info = app.info(logs, with_spec, &self.owner, &tracking);
                 if with_spec {
                     info.dump_warning = self.dump_warning.clone();
                     info.state_warnings = self.warnings.borrow().clone();

@@ -14,6 +14,10 @@ use sup_proto::{
 };
 use tokio::sync::oneshot;
 
+/// How long an instance's CPU and memory figures are shown before they are
+/// read again: as often as PM2 refreshes its own, and no timer runs.
+pub const FIGURES_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The resources of a running process of an app (an instance, a reload's
 /// new one, or a retired one): what the pure machine does not hold.
 #[derive(Debug)]
@@ -35,6 +39,8 @@ pub struct Instance {
     pub channel: Option<(OwnedFd, bool)>,
     /// What its Node preload said of the app's `listen()`.
     pub listen: Option<sup_proto::ListenNote>,
+    /// Its last figures: when read, CPU percent, memory bytes.
+    figures: Option<(Instant, f64, u64)>,
     /// Its start time after boot (clock ticks), read once at spawn: with
     /// the pid, it identifies the process in the state file.
     pub start_time: Option<u64>,
@@ -53,6 +59,7 @@ impl Instance {
             pipes: Vec::new(),
             channel: None,
             listen: None,
+            figures: None,
             start_time: crate::procstat::read_stat(pid).map(|s| s.start_time),
         }
     }
@@ -79,13 +86,25 @@ impl Instance {
     }
 
     /// What `list` shows of it: its usage, on top of what its slot says.
+    /// The figures are read at most once per [`FIGURES_FOR`]: a `list`
+    /// right after another (a watch loop, a dashboard) reads no file.
     fn info(&mut self, base: InstanceInfo, now: Instant, owner: &Ownership) -> InstanceInfo {
-        let u = owner.usage(self.pid);
+        let (cpu, memory) = match self.figures {
+            Some((at, cpu, memory)) if now.saturating_duration_since(at) < FIGURES_FOR => {
+                (cpu, memory)
+            }
+            _ => {
+                let u = owner.usage(self.pid);
+                let figures = (self.meter.percent(u.cpu_usec, now), u.rss_bytes);
+                self.figures = Some((now, figures.0, figures.1));
+                figures
+            }
+        };
         InstanceInfo {
             pid: Some(self.pid),
             uptime_ms: Some(now.duration_since(self.started).as_millis() as u64),
-            cpu: self.meter.percent(u.cpu_usec, now),
-            memory: u.rss_bytes,
+            cpu,
+            memory,
             listen: self.listen.clone(),
             ..base
         }
@@ -162,7 +181,13 @@ impl App {
     }
 
     /// A snapshot for clients, with usage from `owner`; `with_spec` adds the spec.
-    pub fn info(&mut self, logs: LogInfo, with_spec: bool, owner: &Ownership) -> AppInfo {
+    pub fn info(
+        &mut self,
+        logs: LogInfo,
+        with_spec: bool,
+        owner: &Ownership,
+        tracking: &sup_proto::Tracking,
+    ) -> AppInfo {
         let listen = self.sockets.iter().map(|h| h.addr.clone()).collect();
         let now = Instant::now();
         let mut instances = Vec::new();
@@ -234,7 +259,7 @@ impl App {
             logs,
             health: self.machine.health(&self.spec),
             listen,
-            tracking: Some(owner.tracking()),
+            tracking: Some(tracking.clone()),
             spec: with_spec.then(|| self.spec.clone()),
         }
     }
