@@ -35,21 +35,25 @@ impl Pid1 {
             skip("unshare (util-linux) is not installed");
             return None;
         };
+        let mut unshare = unshare;
         let mut found = None;
+        // A short run may be over before it is seen.
         wait_for("sup run started", DEADLINE, || {
             found = children_of(unshare.id()).first().copied();
-            found.is_some()
+            found.is_some() || unshare.try_wait().unwrap().is_some()
         });
-        let sup_pid = found.unwrap();
         let ns = |pid: u32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
-        assert_ne!(ns(sup_pid), ns(std::process::id()), "a new PID namespace");
+        if let Some(pid) = found {
+            assert_ne!(ns(pid), ns(std::process::id()), "a new PID namespace");
+        }
         Some(Pid1 {
             unshare,
-            sup: sup_pid,
+            sup: found.unwrap_or(0),
         })
     }
 
     fn signal(&self, sig: i32) {
+        assert_ne!(self.sup, 0, "sup run ended before it was seen");
         signal(self.sup, sig);
     }
 
@@ -78,7 +82,9 @@ impl Pid1 {
 
 impl Drop for Pid1 {
     fn drop(&mut self) {
-        signal(self.sup, libc::SIGKILL);
+        if self.sup != 0 {
+            signal(self.sup, libc::SIGKILL);
+        }
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
     }
@@ -241,7 +247,7 @@ fn as_a_plain_process_sighup_reads_the_file_again() {
     };
     std::fs::write(sup.path("sup.toml"), app("a", "v1")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_sup"))
-        .args(["run", "sup.toml"])
+        .args(["run", "sup.toml", "--log-files"])
         .env("SUP_HOME", &sup.home)
         .current_dir(&sup.dir)
         .stdout(Stdio::piped())
@@ -254,6 +260,13 @@ fn as_a_plain_process_sighup_reads_the_file_again() {
     sup.wait("b added and a reloaded", || {
         let apps = sup.list();
         apps.len() == 2 && apps.iter().all(|a| a["status"] == "online") && apps[0]["restarts"] == 1
+    });
+    // An update in place would lose what makes it `sup run`.
+    let err = sup.fails(&["update"], 1);
+    assert!(err.contains("sup run cannot update in place"), "{err}");
+    // The new instance has written its line (--log-files keeps a copy).
+    sup.wait("a's new line", || {
+        std::fs::read_to_string(sup.home.join("logs/a-out.log")).is_ok_and(|l| l.contains("v2"))
     });
     signal(child.id(), libc::SIGTERM);
     let done = child.wait_with_output().unwrap();

@@ -56,12 +56,12 @@ pub fn pair() -> io::Result<(UnixStream, OwnedFd)> {
 /// closes it: each request goes to `on_request`; a bind is answered with
 /// what its receiver yields. Anything else, or anything malformed, is
 /// ignored: an app's own messages must never hurt the daemon.
-pub fn serve<F>(stream: UnixStream, mut on_request: F)
+pub fn serve<F>(stream: UnixStream, mut on_request: F) -> tokio::task::AbortHandle
 where
     F: FnMut(Request) -> Option<oneshot::Receiver<BindReply>> + Send + 'static,
 {
     let mut stream = stream;
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut lines = Lines::default();
         let mut buf = vec![0u8; 4096];
         loop {
@@ -90,6 +90,7 @@ where
             }
         }
     });
+    task.abort_handle()
 }
 
 /// Sends the answer to bind request `id`: the socket in a `NODE_HANDLE`

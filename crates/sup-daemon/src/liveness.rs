@@ -14,6 +14,9 @@ use tokio::task::JoinHandle;
 /// Longest request header read.
 const MAX_HEADER: usize = 8 * 1024;
 
+/// Most probe connections served at once.
+const MAX_OPEN: usize = 64;
+
 /// How long a client may take to send its request.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -24,10 +27,24 @@ pub fn start(addr: &str, tx: mpsc::UnboundedSender<Msg>) -> std::io::Result<Join
     let std = std::net::TcpListener::from(fd);
     std.set_nonblocking(true)?;
     let listener = TcpListener::from_std(std)?;
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_OPEN));
     Ok(tokio::spawn(async move {
         loop {
-            if let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, tx.clone()));
+            match listener.accept().await {
+                // Past the cap a newcomer is closed at once: probes retry,
+                // and a flood can't take the fds that respawns need.
+                Ok((stream, _)) => match open.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            answer(stream, tx).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => drop(stream),
+                },
+                // EMFILE and friends: don't spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
     }))

@@ -187,7 +187,19 @@ struct Connections {
 struct ConnectionsInner {
     open: usize,
     next: u64,
-    idle: std::collections::BTreeMap<u64, oneshot::Sender<()>>,
+    /// Idle connections by when they went idle (a sequence number), each
+    /// with its id and the means to close it.
+    idle: std::collections::BTreeMap<u64, (u64, oneshot::Sender<()>)>,
+    /// Connection id -> its key in `idle`.
+    idle_since: std::collections::HashMap<u64, u64>,
+}
+
+impl ConnectionsInner {
+    fn not_idle(&mut self, id: u64) {
+        if let Some(since) = self.idle_since.remove(&id) {
+            self.idle.remove(&since);
+        }
+    }
 }
 
 /// Counts a connection out when it ends, however it ends.
@@ -197,7 +209,7 @@ impl Drop for Closed<'_> {
     fn drop(&mut self) {
         let mut inner = self.0.lock();
         inner.open -= 1;
-        inner.idle.remove(&self.1);
+        inner.not_idle(self.1);
     }
 }
 
@@ -219,7 +231,8 @@ impl Connections {
     fn make_room(&self) {
         let mut inner = self.lock();
         if inner.open >= MAX_CONNECTIONS {
-            if let Some((_, evict)) = inner.idle.pop_first() {
+            if let Some((_, (id, evict))) = inner.idle.pop_first() {
+                inner.idle_since.remove(&id);
                 let _ = evict.send(());
             }
         }
@@ -228,13 +241,17 @@ impl Connections {
     /// Connection `id` waits for a request; resolves if it is evicted.
     fn idle(&self, id: u64) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.lock().idle.insert(id, tx);
+        let mut inner = self.lock();
+        inner.next += 1;
+        let since = inner.next;
+        inner.idle.insert(since, (id, tx));
+        inner.idle_since.insert(id, since);
         rx
     }
 
     /// Connection `id` has a request (or is ending).
     fn busy(&self, id: u64) {
-        self.lock().idle.remove(&id);
+        self.lock().not_idle(id);
     }
 }
 

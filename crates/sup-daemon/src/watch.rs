@@ -187,7 +187,9 @@ impl Tree {
         ignore: &[glob::Pattern],
     ) -> nix::Result<()> {
         if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
-            self.watch_as(root, parent, true)?;
+            // Best effort: a parent the daemon can't read still leaves the
+            // root itself watched (only a replaced root goes unseen).
+            let _ = self.watch_as(root, parent, true);
         }
         if !root.is_dir() {
             // A file root: its parent's watch sees it change and be replaced.

@@ -6,8 +6,10 @@
 //! The path is walked one component at a time from a directory fd, each
 //! step with `O_NOFOLLOW`. A symbolic link on the way is followed only when
 //! root or the caller's own user owns it (`/var/run -> /run`, a deploy's
-//! `current -> releases/42`); any other is refused with `ELOOP`. The walk
-//! never resolves a name twice, so nothing can be swapped in between.
+//! `current -> releases/42`); any other is refused with `ELOOP`. A link's
+//! owner and target are read from the one fd it was opened as, and a name
+//! found to be no link is then opened with `O_NOFOLLOW`, so a link swapped
+//! in meanwhile is refused, never followed.
 
 use std::collections::VecDeque;
 use std::ffi::{CString, OsStr, OsString};
@@ -129,22 +131,27 @@ fn follow(at: OwnedFd, target: &Path, queue: &mut VecDeque<OsString>) -> io::Res
 }
 
 /// `name` in `at`: `None` when it is no link (or missing); its target when
-/// it is a trusted link; `ELOOP` when it is an untrusted one.
+/// it is a trusted link; `ELOOP` when it is an untrusted one. The link is
+/// opened once (`O_PATH|O_NOFOLLOW`), and its owner and target are read
+/// from that fd, so no other link can be swapped in between.
 fn link_target(at: &OwnedFd, name: &CString) -> io::Result<Option<std::path::PathBuf>> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: a directory fd we own, a NUL-terminated name, room for a stat.
-    let rc = unsafe {
-        libc::fstatat(
+    // SAFETY: a directory fd we own and a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
             at.as_raw_fd(),
             name.as_ptr(),
-            st.as_mut_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         )
     };
-    if rc != 0 {
+    let Ok(link) = owned(fd) else {
+        return Ok(None);
+    };
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: an fd we own, room for a stat.
+    if unsafe { libc::fstat(link.as_raw_fd(), st.as_mut_ptr()) } != 0 {
         return Ok(None);
     }
-    // SAFETY: fstatat filled it.
+    // SAFETY: fstat filled it.
     let st = unsafe { st.assume_init() };
     if st.st_mode & libc::S_IFMT != libc::S_IFLNK {
         return Ok(None);
@@ -153,11 +160,13 @@ fn link_target(at: &OwnedFd, name: &CString) -> io::Result<Option<std::path::Pat
         return Err(io::Error::from_raw_os_error(libc::ELOOP));
     }
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: a directory fd we own, a NUL-terminated name, a buffer of its length.
+    let empty = cstring(OsStr::new(""))?;
+    // SAFETY: the link's own fd, an empty name (the link itself), a buffer
+    // of the length passed.
     let n = unsafe {
         libc::readlinkat(
-            at.as_raw_fd(),
-            name.as_ptr(),
+            link.as_raw_fd(),
+            empty.as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
         )

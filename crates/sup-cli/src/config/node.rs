@@ -111,15 +111,21 @@ pub fn evaluate(
             ));
         }
     }
-    let status = child.wait().map_err(cannot)?;
+    // Under `sup run` (a SIGHUP reload) the daemon's reaper may collect
+    // node first: then its status is unknown, and the config decides.
+    let status = match child.wait() {
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => None,
+        other => Some(other.map_err(cannot)?),
+    };
     let (config, config_full) = config.join().expect("reader");
     let (stderr, _) = errors.join().expect("reader");
     let stderr = String::from_utf8_lossy(&stderr);
-    if !status.success() {
+    if status.is_some_and(|s| !s.success()) {
         return Err(thrown(file, &absolute, &stderr));
     }
-    // What the file printed to stderr while loading, passed on.
-    eprint!("{stderr}");
+    // What the file printed to stderr while loading, passed on (not
+    // eprint!: it panics when stderr is gone).
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), stderr.as_bytes());
     if config_full {
         return Err(error(
             file,

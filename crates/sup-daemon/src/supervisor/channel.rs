@@ -58,10 +58,14 @@ impl Channel {
         tx: tokio::sync::mpsc::UnboundedSender<Msg>,
         id: u32,
         pid: Arc<AtomicU32>,
-    ) -> Option<(OwnedFd, bool)> {
+    ) -> Option<Kept> {
         let kept = self.ours.as_fd().try_clone_to_owned().ok();
-        serve_stream(self.ours, self.bind, tx, id, pid);
-        kept.map(|fd| (fd, self.bind))
+        let task = serve_stream(self.ours, self.bind, tx, id, pid);
+        kept.map(|fd| Kept {
+            fd,
+            bind: self.bind,
+            task,
+        })
     }
 
     /// Serves a channel handed over by the previous daemon (its end is
@@ -72,14 +76,32 @@ impl Channel {
         tx: tokio::sync::mpsc::UnboundedSender<Msg>,
         id: u32,
         pid: u32,
-    ) -> std::io::Result<(OwnedFd, bool)> {
+    ) -> std::io::Result<Kept> {
         let std = std::os::unix::net::UnixStream::from(fd);
         std.set_nonblocking(true)?;
         let stream = UnixStream::from_std(std)?;
         let kept = stream.as_fd().try_clone_to_owned()?;
-        serve_stream(stream, bind, tx, id, Arc::new(AtomicU32::new(pid)));
-        Ok((kept, bind))
+        let task = serve_stream(stream, bind, tx, id, Arc::new(AtomicU32::new(pid)));
+        Ok(Kept {
+            fd: kept,
+            bind,
+            task,
+        })
     }
+}
+
+/// An instance's channel as the supervisor keeps it: a copy of the
+/// daemon's end (for `sup update`), whether it may ask for binds, and the
+/// task serving it (stopped before a handover, so that nothing it reads
+/// is lost in the exec).
+#[derive(Debug)]
+pub struct Kept {
+    /// The copy of the daemon's end.
+    pub fd: OwnedFd,
+    /// It may ask the daemon to bind.
+    pub bind: bool,
+    /// The task reading it.
+    pub task: tokio::task::AbortHandle,
 }
 
 fn serve_stream(
@@ -88,7 +110,7 @@ fn serve_stream(
     tx: tokio::sync::mpsc::UnboundedSender<Msg>,
     id: u32,
     pid: Arc<AtomicU32>,
-) {
+) -> tokio::task::AbortHandle {
     ipc::serve(ours, move |request| match request {
         Request::Ready => {
             let pid = pid.load(Ordering::SeqCst);
@@ -110,7 +132,7 @@ fn serve_stream(
             });
             Some(answer)
         }
-    });
+    })
 }
 
 impl Supervisor {

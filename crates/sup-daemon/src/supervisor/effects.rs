@@ -137,6 +137,7 @@ impl Supervisor {
     pub(super) fn reap(&mut self) {
         for (pid, exit) in reaper::reap_all() {
             let Some((id, role)) = self.table.unindex_pid(pid) else {
+                reaper::unclaimed(pid, exit);
                 continue;
             };
             match role {
@@ -155,7 +156,7 @@ impl Supervisor {
             return;
         };
         info!(app = %app.spec.name, pid, "exited: {exit}");
-        self.run_exited(id, exit);
+        self.run_exited(id, pid, exit);
         let Some(app) = self.table.get(id) else {
             return;
         };

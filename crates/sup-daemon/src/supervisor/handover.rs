@@ -113,6 +113,13 @@ impl Supervisor {
     /// that hangs must not stall supervision), and the loop goes on until
     /// [`Msg::UpdateChecked`] comes back.
     pub(super) fn begin_update(&mut self, binary: String, reply: oneshot::Sender<Response>) {
+        if self.run.is_some() {
+            // The next daemon would not be `sup run`: its console, health
+            // listener and exit code would be lost. A new image is the way.
+            let why = "sup run cannot update in place: replace the container (or restart `sup run`) with the new sup";
+            let _ = reply.send(Response::error(ErrorKind::Update, why));
+            return;
+        }
         if let Err(why) = self.check_quiet() {
             let _ = reply.send(Response::error(ErrorKind::Busy, why));
             return;
@@ -154,6 +161,11 @@ impl Supervisor {
         for app in self.table.iter_mut() {
             for inst in app.procs.values_mut() {
                 sources.insert(inst.pid, inst.detach_captures());
+                // What an app sends from now on waits in its channel for
+                // the next daemon.
+                if let Some(kept) = &inst.channel {
+                    kept.task.abort();
+                }
             }
         }
         let fresh = match Logs::start() {
@@ -202,6 +214,7 @@ impl Supervisor {
     }
 
     fn resume_captures(&mut self, id: u32, pid: u32, seeds: Vec<Option<Partial>>) {
+        let tx = self.tx.clone();
         let Some(app) = self.table.get_mut(id) else {
             return;
         };
@@ -213,8 +226,15 @@ impl Supervisor {
         let Some(inst) = app.procs.get_mut(&pid) else {
             return;
         };
-        if let Some((fd, _)) = &inst.channel {
-            set_cloexec(fd.as_raw_fd(), true);
+        if let Some(kept) = inst.channel.take() {
+            set_cloexec(kept.fd.as_raw_fd(), true);
+            // Its serving task was stopped for the handover: a new one.
+            inst.channel = kept
+                .fd
+                .try_clone()
+                .and_then(|fd| Channel::resume(fd, kept.bind, tx, id, pid))
+                .map_err(|e| warn!("cannot serve an IPC channel again: {e}"))
+                .ok();
         }
         let pipes: Vec<OwnedFd> = inst.pipes.drain(..).collect();
         let [out, err]: [OwnedFd; 2] = match pipes.try_into() {
@@ -435,7 +455,7 @@ fn hand_slot(
                 .map(|s| partials.remove(s).filter(|p| !p.is_empty()))
                 .collect(),
             ready: p.ready,
-            channel: i.channel.as_ref().map(|(fd, bind)| (fd.as_raw_fd(), *bind)),
+            channel: i.channel.as_ref().map(|k| (k.fd.as_raw_fd(), k.bind)),
         })
     });
     HandedSlot {
@@ -450,13 +470,22 @@ fn hand_slot(
 
 /// Asks `binary` which handover format it reads; it must be ours.
 fn check_binary(binary: &str) -> Result<(), String> {
-    let out = std::process::Command::new(binary)
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot run {binary}: {e}");
+    let mut child = std::process::Command::new(binary)
         .args(["daemon", "--handover-version"])
-        .output()
-        .map_err(|e| format!("cannot run {binary}: {e}"))?;
-    let text = String::from_utf8_lossy(&out.stdout);
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(cannot)?;
+    let mut text = String::new();
+    let read = child.stdout.take().map(|mut o| o.read_to_string(&mut text));
+    // The loop goes on meanwhile, and its reaper takes every child.
+    let exit = crate::reaper::wait_foreign(&mut child).map_err(cannot)?;
+    read.transpose().map_err(cannot)?;
     match text.trim().parse::<u32>() {
-        Ok(HANDOVER_VERSION) if out.status.success() => Ok(()),
+        Ok(HANDOVER_VERSION) if exit.success() => Ok(()),
         Ok(other) => Err(format!(
             "{binary} reads handover format {other}, this daemon writes {HANDOVER_VERSION}; \
              stop the apps (`sup save && sup kill`), then `sup resurrect` with the new binary"

@@ -6,7 +6,7 @@
 
 use super::{Msg, Supervisor};
 use std::collections::HashMap;
-use sup_proto::{AppSpec, Request, Response, Status};
+use sup_proto::{AppSpec, ErrorKind, Request, Response, Status};
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
@@ -18,10 +18,14 @@ pub struct RunState {
     /// End as soon as an app turns `errored` (`--exit-on-error`).
     exit_on_error: bool,
     reload: Option<std::sync::Arc<Reloader>>,
-    /// Each app's last exit code (a signal counts as 128 + its number).
-    last_exit: HashMap<u32, i32>,
+    /// Each instance's last exit code, by (app, index) (a signal counts as
+    /// 128 + its number).
+    last_exit: HashMap<(u32, usize), i32>,
     /// Apps whose start was asked and not yet answered.
     adding: usize,
+    /// The first apps have all been started: a later one that fails (from
+    /// a SIGHUP) is logged, and the run goes on.
+    started: bool,
     /// The code `sup run` exits with.
     pub code: i32,
 }
@@ -34,6 +38,7 @@ impl RunState {
             reload: reload.map(std::sync::Arc::new),
             last_exit: HashMap::new(),
             adding: 0,
+            started: false,
             code: 0,
         }
     }
@@ -53,6 +58,11 @@ impl Supervisor {
             let tx = self.tx.clone();
             tokio::spawn(async move {
                 let why = match answer.await {
+                    // A stop came first: that is no failure of the app's.
+                    Ok(Response::Error {
+                        kind: ErrorKind::ShuttingDown,
+                        ..
+                    }) => None,
                     Ok(Response::Error { message, .. }) => Some(message),
                     Err(_) => Some("no answer".to_string()),
                     Ok(_) => None,
@@ -66,21 +76,30 @@ impl Supervisor {
     pub(super) fn run_added(&mut self, name: &str, why: Option<String>) {
         let Some(run) = &mut self.run else { return };
         run.adding = run.adding.saturating_sub(1);
+        let at_start = !run.started;
+        run.started |= run.adding == 0;
         if let Some(why) = why {
             error!("{name}: {why}");
-            run.code = run.code.max(1);
-            self.begin_shutdown(None, "an app could not be started");
+            if at_start {
+                run.code = run.code.max(1);
+                self.begin_shutdown(None, "an app could not be started");
+            }
         }
     }
 
-    /// Notes an exit of app `id` for `sup run`'s exit code.
-    pub(super) fn run_exited(&mut self, id: u32, exit: crate::lifecycle::ExitKind) {
+    /// Notes an exit of instance `pid` of app `id` for `sup run`'s exit code.
+    pub(super) fn run_exited(&mut self, id: u32, pid: u32, exit: crate::lifecycle::ExitKind) {
+        let slot = self
+            .table
+            .get(id)
+            .and_then(|a| a.machine.slot_of_pid(pid))
+            .unwrap_or(0);
         if let Some(run) = &mut self.run {
             let code = match exit {
                 crate::lifecycle::ExitKind::Code(c) => c,
                 crate::lifecycle::ExitKind::Signal(s) => 128 + s,
             };
-            run.last_exit.insert(id, code);
+            run.last_exit.insert((id, slot), code);
         }
     }
 
@@ -99,8 +118,10 @@ impl Supervisor {
         if let (true, Some(id)) = (run.exit_on_error, errored) {
             let code = run
                 .last_exit
-                .get(&id)
-                .copied()
+                .iter()
+                .filter(|((app, _), _)| *app == id)
+                .map(|(_, code)| *code)
+                .max()
                 .filter(|c| *c != 0)
                 .unwrap_or(1);
             self.end_run(code, "an app is errored (--exit-on-error)");
@@ -167,16 +188,22 @@ impl Supervisor {
                 .table
                 .find_name(&spec.name)
                 .and_then(|id| self.table.get(id));
-            let (reply, _) = oneshot::channel();
+            // Addresses bound at an instance's ask stay held.
+            if let Some(app) = known.filter(|_| spec.listen.is_empty()) {
+                spec.listen = app.spec.listen.clone();
+            }
             match known {
                 None => self.run_apps(vec![spec]),
                 Some(app) if app.spec == spec => {}
-                Some(app) => {
-                    // Addresses bound at an instance's ask stay held.
-                    if spec.listen.is_empty() {
-                        spec.listen = app.spec.listen.clone();
-                    }
+                Some(_) => {
                     info!(app = %spec.name, "SIGHUP: reloading its new spec");
+                    let (reply, answer) = oneshot::channel();
+                    let name = spec.name.clone();
+                    tokio::spawn(async move {
+                        if let Ok(Response::Error { message, .. }) = answer.await {
+                            error!("SIGHUP: {name}: {message}");
+                        }
+                    });
                     self.on_request(
                         Request::Apply {
                             spec: Box::new(spec),

@@ -34,9 +34,8 @@ pub struct Instance {
     pub notify: Option<NotifySocket>,
     /// Copies of its stdout and stderr read ends, kept for `sup update`.
     pub pipes: Vec<OwnedFd>,
-    /// A copy of the daemon's end of its Node IPC channel, kept for `sup
-    /// update`, and whether it may ask for binds.
-    pub channel: Option<(OwnedFd, bool)>,
+    /// Its Node IPC channel, as kept for `sup update`.
+    pub channel: Option<super::channel::Kept>,
     /// What its Node preload said of the app's `listen()`.
     pub listen: Option<sup_proto::ListenNote>,
     /// Its last figures: when read, CPU percent, memory bytes.
