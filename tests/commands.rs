@@ -240,3 +240,57 @@ fn unwritable_home_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("SUP_HOME") && err.contains("a-file"), "{err}");
 }
+
+#[test]
+fn reset_env_and_completions() {
+    let sup = Sup::new();
+    let app = sup.script("app.sh", "exec sleep 1000");
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "r",
+        "-i",
+        "2",
+        "--env",
+        "MODE=test",
+    ]);
+    sup.wait("both online", || all_online(&sup.app("r"), 2));
+    sup.ok(&["restart", "r"]);
+    sup.wait("restarted", || sup.app("r")["restarts"].as_u64() >= Some(2));
+    let out = sup.ok(&["reset", "r"]);
+    assert!(out.contains("reset r"), "{out}");
+    let app_json = sup.app("r");
+    assert_eq!(app_json["restarts"], 0, "{app_json}");
+    assert!(app_json["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["restarts"] == 0));
+    // The environment of instance 1: declared, inherited, and sup's own.
+    let env = sup.ok(&["env", "r:1"]);
+    let declared = env.split("# inherited").next().unwrap();
+    assert!(declared.contains("MODE=test"), "{env}");
+    assert!(
+        env.contains("\nSUP_INSTANCE=1\n") && env.contains("\nNODE_APP_INSTANCE=1\n"),
+        "{env}"
+    );
+    assert!(env.contains("\nPATH="), "inherited from the shell: {env}");
+    let err = sup.fails(&["env", "r:5"], 1);
+    assert!(err.contains("no instance 5"), "{err}");
+    // Completion scripts for each shell; bash's parses.
+    for shell in ["bash", "zsh", "fish"] {
+        let script = sup.ok(&["completions", shell]);
+        assert!(
+            script.contains("sup") && script.contains("reset"),
+            "{shell}"
+        );
+    }
+    let bash = sup.ok(&["completions", "bash"]);
+    let check = std::process::Command::new("bash")
+        .args(["-n", "-c", &bash])
+        .status()
+        .unwrap();
+    assert!(check.success());
+    sup.ok(&["kill"]);
+}

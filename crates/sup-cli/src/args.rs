@@ -127,6 +127,12 @@ pub enum Command {
     Logs(LogsArgs),
     /// Empty the log files of one app, or of all.
     Flush(FlushArgs),
+    /// Restart counters back to 0, for apps or `all` (PM2's reset).
+    Reset(TargetsArg),
+    /// Print the environment an app (or `app:N`) runs with: declared values, inherited names, what sup adds.
+    Env(EnvArgs),
+    /// Print a shell's completion script: `sup completions bash > /etc/bash_completion.d/sup`.
+    Completions(CompletionsArgs),
     /// Zero-downtime restart: start a new instance on the held sockets, stop the old one once the new is ready. With a config file: start new apps, reload changed ones, leave the rest.
     Reload(ReloadArgs),
     /// Print the running apps as a sup.toml (declared env only): `sup export > sup.toml`.
@@ -631,6 +637,20 @@ pub struct LogsArgs {
     /// Only lines newer than this (e.g. 10m, 2h).
     #[arg(long, value_parser = parse_duration, allow_hyphen_values = true)]
     pub since: Option<Duration>,
+}
+
+/// `sup env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The app, or one instance (`api:1`).
+    pub target: String,
+}
+
+/// `sup completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh or fish.
+    pub shell: clap_complete::Shell,
 }
 
 /// `sup flush`.

@@ -158,6 +158,14 @@ fn execute(command: Command) -> Result<()> {
             )
         }
         Command::Flush(args) => flush(&home, &args.targets),
+        Command::Reset(t) => act(&home, &t.targets, Request::Reset, |r, _| report(r, "reset")),
+        Command::Env(args) => env_of(&home, &args.target),
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            let mut stdout = std::io::stdout();
+            clap_complete::generate(args.shell, &mut Cli::command(), "sup", &mut stdout);
+            Ok(())
+        }
         Command::Kill => kill(&home),
         Command::Import(args) => match args.from {
             ImportFrom::Pm2 => files::import_pm2(&home, args.dry_run),
@@ -508,6 +516,55 @@ pub(crate) fn report(response: Response, verb: &str) -> Result<()> {
         if let Some(err) = &app.logs.error {
             eprintln!("[sup] {}: log: {err}", app.name);
         }
+    }
+    Ok(())
+}
+
+/// `sup env api[:N]`: the environment instance N (0 by default) runs
+/// with, as `KEY=VALUE` lines in three parts: what was declared, what was
+/// inherited from the shell that started it, and what sup adds.
+fn env_of(home: &Home, what: &str) -> Result<()> {
+    let target = Target::parse(what);
+    let (app_target, index) = target.split();
+    let mut client = existing(home)?;
+    let apps = apps(client.request(Request::Describe(app_target.clone()))?)?;
+    let [app] = apps.as_slice() else {
+        bail!("{what}: name one app (or one instance, `api:1`)");
+    };
+    let spec = app.spec.as_ref().context("the daemon sent no spec")?;
+    let index = index.unwrap_or(0);
+    if index as usize >= app.instances.len().max(1) {
+        bail!("{} has no instance {index}", app.name);
+    }
+    let line = |k: &str, v: &str| println!("{k}={v}");
+    println!("# {}: declared (--env, env, env_file, a profile)", app.name);
+    spec.env.iter().for_each(|(k, v)| line(k, v));
+    println!(
+        "# inherited from the shell that started it (`sup restart {} --update-env` renews them)",
+        app.name
+    );
+    spec.inherited_env
+        .iter()
+        .filter(|(k, _)| !spec.env.contains_key(*k))
+        .for_each(|(k, v)| line(k, v));
+    println!("# set by sup for instance {index}");
+    let index_text = index.to_string();
+    let instance_var = spec.instance_var.as_deref().unwrap_or("NODE_APP_INSTANCE");
+    for (k, v) in [
+        ("SUP_APP_NAME", app.name.as_str()),
+        ("SUP_APP_ID", &app.id.to_string()),
+        ("SUP_INSTANCE", &index_text),
+        (instance_var, &index_text),
+    ] {
+        line(k, v);
+    }
+    if let Some(var) = &spec.increment_var {
+        let base: u64 = spec
+            .full_env()
+            .get(var)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        line(var, &(base + u64::from(index)).to_string());
     }
     Ok(())
 }

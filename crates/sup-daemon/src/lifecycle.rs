@@ -166,6 +166,13 @@ impl Lifecycle {
         self.status
     }
 
+    /// `sup reset`: the restart counters start again from 0 (the backoff
+    /// too).
+    pub fn reset_counters(&mut self) {
+        self.restarts = 0;
+        self.unstable = 0;
+    }
+
     /// Restarts so far (crashes and user restarts).
     pub fn restarts(&self) -> u32 {
         self.restarts

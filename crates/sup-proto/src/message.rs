@@ -131,6 +131,8 @@ pub enum Request {
     Kill,
     /// Empty the log files of apps.
     Flush(Target),
+    /// Restart counters back to 0 (PM2's `pm2 reset`).
+    Reset(Target),
     /// Zero-downtime restart: a new instance first, the old one stopped once it is ready.
     Reload(Target),
     /// Write the dump of every app (`force`: even an empty list).

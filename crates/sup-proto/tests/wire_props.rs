@@ -249,6 +249,7 @@ fn request() -> BoxedStrategy<Request> {
         target().prop_map(Request::Describe),
         Just(Request::Kill),
         target().prop_map(Request::Flush),
+        target().prop_map(Request::Reset),
         target().prop_map(Request::Reload),
         any::<bool>().prop_map(|force| Request::Save { force }),
         Just(Request::Resurrect),

@@ -638,6 +638,13 @@ impl AppMachine {
         self.first().health.info(spec.health.liveness.is_some())
     }
 
+    /// `sup reset`: every slot's restart counters back to 0.
+    pub fn reset_counters(&mut self) {
+        for slot in self.slots.all_mut() {
+            slot.lc.reset_counters();
+        }
+    }
+
     /// Restarts so far, over every slot.
     pub fn restarts(&self) -> u32 {
         self.slots.all().map(|s| s.lc.restarts()).sum()

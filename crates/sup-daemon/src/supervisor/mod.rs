@@ -514,6 +514,7 @@ impl Supervisor {
             Request::Restart(target) => self.each(&target, Input::Restart, Until::Settled),
             Request::Delete(target) => return self.delete(&target, reply),
             Request::Flush(target) => return self.flush(&target, reply),
+            Request::Reset(target) => self.reset(&target),
             Request::Reload(target) => return self.reload(&target, reply),
             Request::Save { force } => return self.save(force, reply),
             Request::Update { .. } => Err(Response::error(
@@ -626,6 +627,17 @@ impl Supervisor {
             self.apply(id, Input::Signal { slot, signal });
         }
         Ok(Answer::Now(Response::Ok))
+    }
+
+    /// `sup reset`: the restart counters of the apps `target` names back to 0.
+    fn reset(&mut self, target: &Target) -> Result<Answer, Response> {
+        let ids = self.table.resolve(target)?;
+        for &id in &ids {
+            if let Some(app) = self.table.get_mut(id) {
+                app.machine.reset_counters();
+            }
+        }
+        Ok(Answer::Now(self.infos(&ids, false)))
     }
 
     /// Empties the logs of the apps `target` names; answers once done.
