@@ -43,6 +43,8 @@ pub struct LogFile {
     /// Bytes dropped since the last successful write (reported in the file).
     dropped_unreported: u64,
     health: Health,
+    /// When a line last came.
+    last_used: Instant,
 }
 
 impl LogFile {
@@ -60,7 +62,21 @@ impl LogFile {
             pending: Vec::new(),
             dropped_unreported: 0,
             health: Health::default(),
+            last_used: Instant::now(),
         }
+    }
+
+    /// Closes the file when nothing came for `idle` and nothing waits to
+    /// be written; the next line opens it again. Returns whether it stays
+    /// open.
+    pub fn close_if_idle(&mut self, now: Instant, idle: std::time::Duration) -> bool {
+        if self.file.is_some()
+            && !self.has_pending()
+            && now.saturating_duration_since(self.last_used) >= idle
+        {
+            self.file = None;
+        }
+        self.file.is_some()
     }
 
     /// Changes the rotation limits.
@@ -90,6 +106,7 @@ impl LogFile {
     /// can be written; later lines are kept whole while the failure buffer
     /// has room, then dropped whole and counted.
     pub fn append(&mut self, data: &[u8]) {
+        self.last_used = Instant::now();
         if self.has_pending() && self.flush_pending().is_err() {
             self.keep(data, 0);
             return;
@@ -574,6 +591,23 @@ mod tests {
         }
         assert_eq!(notes, 1);
         assert_eq!(expected, total + 1);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn an_idle_file_is_closed_and_the_next_line_opens_it_again() {
+        let d = dir("idle");
+        let path = d.join("a.log");
+        let mut log = LogFile::new(path.clone(), 0, 0);
+        log.append(b"one\n");
+        let later = Instant::now() + Duration::from_secs(11);
+        assert!(
+            log.close_if_idle(Instant::now(), Duration::from_secs(10)),
+            "not idle yet"
+        );
+        assert!(!log.close_if_idle(later, Duration::from_secs(10)), "closed");
+        log.append(b"two\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one\ntwo\n");
         fs::remove_dir_all(d).unwrap();
     }
 

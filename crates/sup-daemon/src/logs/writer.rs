@@ -19,6 +19,11 @@ const MAX_KEPT_BUFFER: usize = 1024 * 1024;
 /// How often failed writes are retried while nothing else arrives.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 
+/// A log file nobody wrote to for this long is closed, and opened again at
+/// its next line: a thousand quiet apps hold no log fds, and every spawn's
+/// exec (which closes each fd the daemon holds) has fewer to close.
+const CLOSE_IDLE_AFTER: Duration = Duration::from_secs(10);
+
 /// Where one stream's lines go, and how they look.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
@@ -113,6 +118,10 @@ pub struct Writer {
     health: HealthMap,
     offset: (i64, i32),
     out: Vec<u8>,
+    /// A file may be open (none is once a sweep found them all closed).
+    any_open: bool,
+    /// When idle files were last closed.
+    swept: std::time::Instant,
 }
 
 impl Writer {
@@ -126,27 +135,54 @@ impl Writer {
             health,
             offset: (i64::MIN, 0),
             out: Vec::new(),
+            any_open: false,
+            swept: std::time::Instant::now(),
         }
+    }
+
+    /// Closes the files idle for [`CLOSE_IDLE_AFTER`], at most that often.
+    fn close_idle(&mut self) {
+        let now = std::time::Instant::now();
+        if now.saturating_duration_since(self.swept) < CLOSE_IDLE_AFTER {
+            return;
+        }
+        self.swept = now;
+        let mut open = false;
+        for file in self.files.values_mut() {
+            open |= file.close_if_idle(now, CLOSE_IDLE_AFTER);
+        }
+        self.any_open = open;
     }
 
     /// Handles messages until every sender is gone; returns the unfinished
     /// lines of sources that never ended (detached for `sup update`).
     pub fn run(mut self, rx: Receiver<WriterMsg>) -> HashMap<u64, Partial> {
         loop {
-            let msg = if self.files.values().any(LogFile::has_pending) {
-                match rx.recv_timeout(RETRY_EVERY) {
+            // A timer only while a write failed or a file is open.
+            let wait = if self.files.values().any(LogFile::has_pending) {
+                Some(RETRY_EVERY)
+            } else if self.any_open {
+                Some(CLOSE_IDLE_AFTER)
+            } else {
+                None
+            };
+            let msg = match wait {
+                Some(wait) => match rx.recv_timeout(wait) {
                     Ok(msg) => Some(msg),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return self.partials,
-                }
-            } else {
-                match rx.recv() {
+                },
+                None => match rx.recv() {
                     Ok(msg) => Some(msg),
                     Err(_) => return self.partials,
-                }
+                },
             };
+            self.close_idle();
             match msg {
-                Some(msg) => self.handle(msg),
+                Some(msg) => {
+                    self.any_open = true;
+                    self.handle(msg)
+                }
                 None => self.retry_all(),
             }
         }
