@@ -26,3 +26,4 @@ mod run;
 mod triggers;
 mod usability;
 mod users;
+mod web;

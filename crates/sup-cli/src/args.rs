@@ -133,6 +133,8 @@ pub enum Command {
     Env(EnvArgs),
     /// Print a shell's completion script: `sup completions bash > /etc/bash_completion.d/sup`.
     Completions(CompletionsArgs),
+    /// Serve /livez, /readyz and Prometheus' /metrics: `sup web --listen 127.0.0.1:9615` (beyond loopback /metrics needs a token, shown once).
+    Web(WebArgs),
     /// Zero-downtime restart: start a new instance on the held sockets, stop the old one once the new is ready. With a config file: start new apps, reload changed ones, leave the rest.
     Reload(ReloadArgs),
     /// Print the running apps as a sup.toml (declared env only): `sup export > sup.toml`.
@@ -644,6 +646,17 @@ pub struct LogsArgs {
 pub struct EnvArgs {
     /// The app, or one instance (`api:1`).
     pub target: String,
+}
+
+/// `sup web`.
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// Where to listen: `127.0.0.1:9615`, or `:9615` for every address.
+    #[arg(long, value_name = "ADDR", required_unless_present = "off")]
+    pub listen: Option<String>,
+    /// Stop listening.
+    #[arg(long, conflicts_with = "listen")]
+    pub off: bool,
 }
 
 /// `sup completions`.

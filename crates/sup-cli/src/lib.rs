@@ -160,6 +160,16 @@ fn execute(command: Command) -> Result<()> {
         Command::Flush(args) => flush(&home, &args.targets),
         Command::Reset(t) => act(&home, &t.targets, Request::Reset, |r, _| report(r, "reset")),
         Command::Env(args) => env_of(&home, &args.target),
+        Command::Web(args) => {
+            let mut client = Client::connect_or_spawn(&home)?;
+            match expect_ok(client.request(Request::Web {
+                listen: args.listen,
+            })?)? {
+                Response::Note(note) => println!("[sup] {note}"),
+                other => bail!("unexpected answer from the daemon: {other:?}"),
+            }
+            Ok(())
+        }
         Command::Completions(args) => {
             use clap::CommandFactory;
             let mut stdout = std::io::stdout();

@@ -7,9 +7,9 @@ mod groupwatch;
 mod health;
 mod ipc;
 mod lifecycle;
-mod liveness;
 mod logs;
 mod machine;
+mod metrics;
 mod notify;
 mod ownership;
 mod persist;
@@ -26,6 +26,7 @@ mod sockets;
 mod spawn;
 mod supervisor;
 mod watch;
+mod web;
 
 pub use supervisor::{Reloader, HANDOVER_VERSION};
 
@@ -176,17 +177,12 @@ async fn serve(
     let owner = ownership::Ownership::setup(home.dir(), subtree).map_err(DaemonError::Ownership)?;
     let logs = logs::Logs::start()?;
     let mut supervisor = Supervisor::new(home.clone(), tx.clone(), logs, lock_fd, warnings, owner)?;
-    let health = match (handover, options.run) {
+    let web = match (handover, options.run) {
         (Some(handover), _) => {
             supervisor.adopt(handover);
-            None
+            std::env::var("SUP_WEB_LISTEN").ok()
         }
         (None, Some(run)) => {
-            let health = run
-                .health_listen
-                .as_deref()
-                .map(|addr| liveness::start(addr, tx.clone()))
-                .transpose()?;
             supervisor.forget_state();
             let console = logs::ConsoleMode {
                 json: run.json,
@@ -197,25 +193,29 @@ async fn serve(
                 console,
             );
             supervisor.run_apps(run.apps);
-            health
+            run.health_listen
         }
         (None, None) => {
             supervisor.recover();
             if options.resurrect {
                 supervisor.resurrect_at_boot();
             }
-            None
+            std::env::var("SUP_WEB_LISTEN").ok()
         }
     };
+    if let Some(addr) = web.filter(|a| !a.is_empty()) {
+        let note = supervisor
+            .web(Some(&addr))
+            .map_err(|why| DaemonError::Io(std::io::Error::other(why)))?;
+        // Where the user sees it: the daemon log, or `sup run`'s stderr.
+        tracing::warn!("{note}");
+    }
     info!(pid = std::process::id(), version = sup_proto::SUP_VERSION, home = %home.dir().display(), "daemon ready");
     notify::notify_systemd("READY=1");
     let result = supervisor.run(rx).await;
     notify::notify_systemd("STOPPING=1");
     // Stop taking requests, then let the ones in flight write their answers.
     server.abort();
-    if let Some(health) = health {
-        health.abort();
-    }
     let _ = std::fs::remove_file(&socket);
     drop(inflight);
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, flushed.recv()).await;

@@ -82,6 +82,11 @@ impl Home {
         self.dir.join("spawn.lock")
     }
 
+    /// The token the web listener asks for beyond loopback (0600).
+    pub fn web_token(&self) -> PathBuf {
+        self.dir.join("web.token")
+    }
+
     /// The daemon's own log.
     pub fn daemon_log(&self) -> PathBuf {
         self.dir.join("daemon.log")

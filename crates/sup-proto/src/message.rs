@@ -133,6 +133,11 @@ pub enum Request {
     Flush(Target),
     /// Restart counters back to 0 (PM2's `pm2 reset`).
     Reset(Target),
+    /// Serve `/livez`, `/readyz` and `/metrics` on this address (None: stop).
+    Web {
+        /// `127.0.0.1:9615`, `:9615`, ...
+        listen: Option<String>,
+    },
     /// Zero-downtime restart: a new instance first, the old one stopped once it is ready.
     Reload(Target),
     /// Write the dump of every app (`force`: even an empty list).

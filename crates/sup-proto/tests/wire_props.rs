@@ -250,6 +250,7 @@ fn request() -> BoxedStrategy<Request> {
         Just(Request::Kill),
         target().prop_map(Request::Flush),
         target().prop_map(Request::Reset),
+        option::of(text()).prop_map(|listen| Request::Web { listen }),
         target().prop_map(Request::Reload),
         any::<bool>().prop_map(|force| Request::Save { force }),
         Just(Request::Resurrect),

@@ -296,6 +296,8 @@ pub struct Supervisor {
     run: Option<RunState>,
     /// `sup run`: apps' lines go to the daemon's stdout and stderr.
     console: Option<crate::logs::ConsoleMode>,
+    /// The HTTP listener (`sup web`), while one serves.
+    web: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Supervisor {
@@ -343,7 +345,40 @@ impl Supervisor {
             triggers: triggers::Triggers::default(),
             run: None,
             console: None,
+            web: None,
         })
+    }
+
+    /// `sup web --listen ADDR` (or `SUP_WEB_LISTEN`, or `--off`): starts,
+    /// moves or stops the HTTP listener. Beyond loopback `/metrics` asks
+    /// for a token, made at first need and told once.
+    pub fn web(&mut self, listen: Option<&str>) -> Result<String, String> {
+        if let Some(old) = self.web.take() {
+            old.abort();
+        }
+        let Some(addr) = listen else {
+            return Ok("the web listener is off".into());
+        };
+        let (token, told) = match crate::web::is_loopback(addr) {
+            true => (None, String::new()),
+            false => {
+                let (token, made) = crate::web::token(&self.home).map_err(|e| e.to_string())?;
+                let path = self.home.web_token();
+                let told = match made {
+                    true => format!(
+                        "; /metrics needs the token {token} (kept in {}; shown once)",
+                        path.display()
+                    ),
+                    false => format!("; /metrics needs the token in {}", path.display()),
+                };
+                (Some(token), told)
+            }
+        };
+        let server = crate::web::start(addr, self.tx.clone(), token).map_err(|e| e.to_string())?;
+        self.web = Some(server);
+        Ok(format!(
+            "serving /livez, /readyz and /metrics on {addr}{told}"
+        ))
     }
 
     /// Makes this the daemon of `sup run`, logging to the console.
@@ -515,6 +550,10 @@ impl Supervisor {
             Request::Delete(target) => return self.delete(&target, reply),
             Request::Flush(target) => return self.flush(&target, reply),
             Request::Reset(target) => self.reset(&target),
+            Request::Web { listen } => match self.web(listen.as_deref()) {
+                Ok(note) => Ok(Answer::Now(Response::Note(note))),
+                Err(why) => Err(Response::error(ErrorKind::BadRequest, why)),
+            },
             Request::Reload(target) => return self.reload(&target, reply),
             Request::Save { force } => return self.save(force, reply),
             Request::Update { .. } => Err(Response::error(
