@@ -9,16 +9,6 @@ use sup_proto::{AppInfo, HealthStatus, Status};
 /// A series: its name, type, help, and its value for one app or instance.
 type Series<T, V = f64> = (&'static str, &'static str, &'static str, fn(&T) -> V);
 
-/// Every status an app can have, for the `sup_app_status` state set.
-const STATUSES: [Status; 6] = [
-    Status::Launching,
-    Status::Online,
-    Status::Stopping,
-    Status::Stopped,
-    Status::WaitingRestart,
-    Status::Errored,
-];
-
 /// The exposition of `apps`, for a daemon up `uptime_s` seconds.
 pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
     let mut out = String::with_capacity(256 + apps.len() * 1024);
@@ -99,7 +89,7 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
         "The app's status: 1 for the one it has.",
     );
     for app in apps {
-        for status in STATUSES {
+        for status in Status::ALL {
             let on = u8::from(app.status == status);
             let _ = writeln!(
                 out,

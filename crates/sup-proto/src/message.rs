@@ -304,6 +304,16 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order of a lifecycle.
+    pub const ALL: [Status; 6] = [
+        Status::Launching,
+        Status::Online,
+        Status::Stopping,
+        Status::Stopped,
+        Status::WaitingRestart,
+        Status::Errored,
+    ];
+
     /// The name shown by `list` and used in JSON.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -354,14 +354,7 @@ fn mutate(mut bytes: Vec<u8>, edits: &[Mutation]) -> Vec<u8> {
 }
 
 fn app_info() -> BoxedStrategy<AppInfo> {
-    let status = prop::sample::select(vec![
-        Status::Launching,
-        Status::Online,
-        Status::Stopping,
-        Status::Stopped,
-        Status::WaitingRestart,
-        Status::Errored,
-    ]);
+    let status = prop::sample::select(Status::ALL.to_vec());
     // Binary fractions: their JSON text reads back to the same f64.
     let cpu = (0u32..1_000_000).prop_map(|n| f64::from(n) / 8.0);
     let instance = (
