@@ -278,6 +278,15 @@ fn reset_env_and_completions() {
     assert!(env.contains("\nPATH="), "inherited from the shell: {env}");
     let err = sup.fails(&["env", "r:5"], 1);
     assert!(err.contains("no instance 5"), "{err}");
+    // describe as rich as PM2's: each instance, the interpreter, env names.
+    let page = sup.ok(&["describe", "r"]);
+    for wanted in ["r:0", "r:1", "interpreter", "MODE", "instances"] {
+        assert!(page.contains(wanted), "{wanted}: {page}");
+    }
+    assert!(
+        !page.contains("MODE=test") && !page.contains("test\n"),
+        "names, not values: {page}"
+    );
     // Completion scripts for each shell; bash's parses.
     for shell in ["bash", "zsh", "fish"] {
         let script = sup.ok(&["completions", shell]);
@@ -292,5 +301,23 @@ fn reset_env_and_completions() {
         .status()
         .unwrap();
     assert!(check.success());
+    sup.ok(&["kill"]);
+}
+
+#[test]
+fn init_writes_a_file_that_starts_and_never_overwrites() {
+    let sup = Sup::new();
+    std::fs::write(sup.path("app.js"), "setInterval(() => {}, 1000);\n").unwrap();
+    let out = sup.ok(&["init"]);
+    assert!(out.contains("wrote sup.toml"), "{out}");
+    let err = sup.fails(&["init"], 1);
+    assert!(err.contains("exists already"), "{err}");
+    sup.ok(&["init", "--pm2"]);
+    // Both load: the sup.toml's api starts; the PM2 file's parses.
+    sup.ok(&["start", "sup.toml"]);
+    sup.wait_status("api", "online");
+    sup.ok(&["delete", "api"]);
+    sup.ok(&["start", "ecosystem.config.js"]);
+    sup.wait_status("api", "online");
     sup.ok(&["kill"]);
 }

@@ -133,6 +133,8 @@ pub enum Command {
     Env(EnvArgs),
     /// Print a shell's completion script: `sup completions bash > /etc/bash_completion.d/sup`.
     Completions(CompletionsArgs),
+    /// Write a commented sup.toml here to start from (`--pm2`: an ecosystem.config.js).
+    Init(InitArgs),
     /// Serve /livez, /readyz and Prometheus' /metrics: `sup web --listen 127.0.0.1:9615` (beyond loopback /metrics needs a token, shown once).
     Web(WebArgs),
     /// Zero-downtime restart: start a new instance on the held sockets, stop the old one once the new is ready. With a config file: start new apps, reload changed ones, leave the rest.
@@ -646,6 +648,14 @@ pub struct LogsArgs {
 pub struct EnvArgs {
     /// The app, or one instance (`api:1`).
     pub target: String,
+}
+
+/// `sup init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Write PM2's ecosystem.config.js instead.
+    #[arg(long)]
+    pub pm2: bool,
 }
 
 /// `sup web`.

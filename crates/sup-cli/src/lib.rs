@@ -160,6 +160,7 @@ fn execute(command: Command) -> Result<()> {
         Command::Flush(args) => flush(&home, &args.targets),
         Command::Reset(t) => act(&home, &t.targets, Request::Reset, |r, _| report(r, "reset")),
         Command::Env(args) => env_of(&home, &args.target),
+        Command::Init(args) => init(args.pm2),
         Command::Web(args) => {
             let mut client = Client::connect_or_spawn(&home)?;
             match expect_ok(client.request(Request::Web {
@@ -579,6 +580,72 @@ fn env_of(home: &Home, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// `sup init`: a file to start from, never over an existing one.
+fn init(pm2: bool) -> Result<()> {
+    let (name, text) = match pm2 {
+        true => ("ecosystem.config.js", INIT_PM2),
+        false => ("sup.toml", INIT_TOML),
+    };
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(name);
+    match file {
+        Ok(mut file) => {
+            std::io::Write::write_all(&mut file, text.as_bytes())
+                .with_context(|| format!("cannot write {name}"))?;
+            println!("[sup] wrote {name}: edit it, then `sup start {name}`");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{name} exists already: nothing written")
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot write {name}")),
+    }
+}
+
+/// What `sup init` writes.
+const INIT_TOML: &str = r#"# Apps for `sup start sup.toml` (or `sup run sup.toml` in a container).
+# One [[app]] table per app; relative paths are relative to this file.
+# Unknown keys are errors that name them; `sup export` writes this shape.
+
+[[app]]
+name = "api"
+script = "app.js"              # run with node (.py: python3, .sh: bash; or any executable)
+# args = ["--port", "3000"]
+instances = 1                  # several share a held socket
+# listen = [":3000"]           # sup holds the port: restarts refuse no connection
+restart = "always"             # always, on-failure, unless-stopped, no
+# max_memory = 314572800       # restart past 300 MiB
+# cron_restart = "0 3 * * *"
+
+[app.env]                      # declared variables, laid over the shell's
+NODE_ENV = "production"
+# PORT = "3000"
+
+# [app.health.liveness]        # restarted when it stops answering
+# kind = "http"
+# url = "http://127.0.0.1:3000/health"
+"#;
+
+/// What `sup init --pm2` writes.
+const INIT_PM2: &str = r#"// Apps for `sup start ecosystem.config.js` (PM2 reads it too, unchanged).
+module.exports = {
+  apps: [
+    {
+      name: 'api',
+      script: 'app.js',
+      instances: 1,            // or 'max': one per CPU
+      // exec_mode: 'cluster', // with instances > 1: one port for all
+      env: { NODE_ENV: 'development' },
+      env_production: { NODE_ENV: 'production' },   // --env production
+      // max_memory_restart: '300M',
+      // cron_restart: '0 3 * * *',
+    },
+  ],
+};
+"#;
+
 /// `sup scale`: each app's new count, and how many of them run.
 fn report_scaled(response: Response) -> Result<()> {
     let Response::Apps(apps) = expect_ok(response)? else {
@@ -615,7 +682,7 @@ fn list(home: &Home, args: &args::ListArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&apps)?);
     } else {
         let width = (!args.wide).then(render::output_width).flatten();
-        print!("{}", render::table(&apps, width));
+        print!("{}", render::table(&apps, width, render::use_color()));
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ fn terminal_columns(fd: &impl std::os::fd::AsRawFd) -> Option<usize> {
 }
 
 /// The `list` table, its names cut with an ellipsis to fit `width`.
-pub fn table(apps: &[AppInfo], width: Option<usize>) -> String {
+pub fn table(apps: &[AppInfo], width: Option<usize>, color: bool) -> String {
     let header = [
         "id", "name", "pid", "status", "health", "restarts", "uptime", "cpu", "memory",
     ];
@@ -70,19 +70,61 @@ pub fn table(apps: &[AppInfo], width: Option<usize>) -> String {
         widths = column_widths(&header, &rows);
     }
     let mut out = String::new();
-    let mut line = |cells: &[&str]| {
+    let mut line = |cells: &[&str], paint: bool| {
         let text: Vec<String> = cells
             .iter()
             .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            .enumerate()
+            .map(|(i, (c, w))| {
+                let padded = format!("{c:<w$}");
+                // The status column, coloured after padding so widths hold.
+                match status_color(c).filter(|_| paint && i == 3) {
+                    Some(code) => format!("{code}{padded}\x1b[0m"),
+                    None => padded,
+                }
+            })
             .collect();
         let _ = writeln!(out, "{}", text.join("  ").trim_end());
     };
-    line(&header);
+    line(&header, false);
     for row in &rows {
-        line(&row.each_ref().map(String::as_str));
+        line(&row.each_ref().map(String::as_str), color);
     }
     out
+}
+
+/// Whether to colour what goes to stdout: a terminal, and no `NO_COLOR`
+/// (no-color.org).
+pub fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The colour of a status: green online, red errored, yellow on the way.
+fn status_color(status: &str) -> Option<&'static str> {
+    match status {
+        "online" => Some("\x1b[32m"),
+        "errored" => Some("\x1b[31m"),
+        "launching" | "stopping" | "waiting-restart" => Some("\x1b[33m"),
+        "stopped" => Some("\x1b[2m"),
+        _ => None,
+    }
+}
+
+/// One instance in `describe`: its status and figures on one line.
+fn instance_line(i: &InstanceInfo) -> String {
+    let mut line = format!("{}, restarts {}", i.status.as_str(), i.restarts);
+    if let Some(pid) = i.pid {
+        line.push_str(&format!(
+            ", pid {pid}, up {}, cpu {:.1}%, memory {}",
+            i.uptime_ms.map_or("-".into(), duration),
+            i.cpu,
+            bytes(i.memory)
+        ));
+    } else if let Some(last) = i.last_pid {
+        line.push_str(&format!(", last pid {last}"));
+    }
+    line
 }
 
 /// An instance's line under its app's: `api:2` and its own figures.
@@ -188,6 +230,11 @@ fn state_fields(page: &mut Page, app: &AppInfo) {
         page.field("state warning", warning);
     }
     page.some("sockets", app.socket_warning.as_ref());
+    if app.instances.len() > 1 {
+        for i in &app.instances {
+            page.field(&format!("{}:{}", app.name, i.index), instance_line(i));
+        }
+    }
     for i in &app.instances {
         if let Some(listen) = &i.listen {
             let label = if app.instances.len() > 1 {
@@ -228,6 +275,15 @@ fn spec_fields(page: &mut Page, spec: &sup_proto::AppSpec) {
         Program::Shell { line } => format!("/bin/sh -c {line:?}"),
     };
     page.field("command", command);
+    if let Program::Script {
+        interpreter,
+        script,
+    } = &spec.program
+    {
+        page.field("interpreter", interpreter);
+        page.field("script", script);
+    }
+    page.field("instances", spec.instances);
     page.some(
         "args",
         (!spec.args.is_empty()).then(|| format!("{:?}", spec.args)),
@@ -244,7 +300,13 @@ fn spec_fields(page: &mut Page, spec: &sup_proto::AppSpec) {
     );
     page.field("stop signal", spec.stop_signal);
     page.field("kill timeout", duration(spec.kill_timeout_ms));
-    page.field("env vars", spec.env.len());
+    page.field(
+        "env",
+        match spec.env.len() {
+            0 => "none declared".to_string(),
+            _ => spec.env.keys().cloned().collect::<Vec<_>>().join(", "),
+        },
+    );
     triggers(page, spec);
 }
 
@@ -388,7 +450,11 @@ mod tests {
 
     #[test]
     fn table_aligns_columns() {
-        let out = table(&[app("api", Some(42)), app("worker-long-name", None)], None);
+        let out = table(
+            &[app("api", Some(42)), app("worker-long-name", None)],
+            None,
+            false,
+        );
         let lines: Vec<&str> = out.lines().collect();
         assert!(lines[0].starts_with("id  name"), "{out}");
         assert!(
@@ -403,17 +469,17 @@ mod tests {
     fn long_names_are_cut_to_fit_the_width() {
         let long = "a-very-long-application-name-of-40-chars";
         let apps = [app(long, Some(42)), app("api", None)];
-        let wide = table(&apps, None);
+        let wide = table(&apps, None, false);
         assert!(wide.contains(long), "{wide}");
-        let fitted = table(&apps, Some(80));
+        let fitted = table(&apps, Some(80), false);
         assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
         assert!(fitted.contains("a-very-long-applicat…"), "{fitted}");
         // Short names are never cut; a narrow width keeps some of each name.
         assert!(fitted.contains("api"), "{fitted}");
-        let narrow = table(&apps, Some(20));
+        let narrow = table(&apps, Some(20), false);
         assert!(narrow.contains("a-very-…"), "{narrow}");
         // A table that fits stays as it is.
-        assert_eq!(table(&apps, Some(500)), wide);
+        assert_eq!(table(&apps, Some(500), false), wide);
     }
 
     #[test]
@@ -439,5 +505,20 @@ mod tests {
         assert_eq!(duration(61_000), "1m");
         assert_eq!(bytes(100), "100 B");
         assert_eq!(bytes(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn statuses_are_coloured_without_moving_the_columns() {
+        let apps = [app("api", Some(42)), app("worker", None)];
+        let plain = table(&apps, None, false);
+        let painted = table(&apps, None, true);
+        assert!(!plain.contains('\x1b'));
+        assert!(painted.contains("\x1b[32m"), "{painted:?}");
+        let strip = |s: &str| {
+            s.replace("\x1b[32m", "")
+                .replace("\x1b[2m", "")
+                .replace("\x1b[0m", "")
+        };
+        assert_eq!(strip(&painted), plain);
     }
 }
