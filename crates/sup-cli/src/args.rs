@@ -376,6 +376,12 @@ pub struct StartArgs {
     /// One file for both stdout and stderr.
     #[arg(long, short = 'l', visible_alias = "log-file", value_name = "FILE")]
     pub log: Option<String>,
+    /// Gzip rotated log files (`<file>.1.gz`).
+    #[arg(long)]
+    pub log_compress: bool,
+    /// Delete rotated log files older than this many days.
+    #[arg(long, value_name = "DAYS")]
+    pub log_keep_days: Option<u32>,
     /// Write each line's time in this format, PM2's tokens (`YYYY-MM-DD HH:mm:ss Z`) instead of ISO 8601.
     #[arg(long, value_name = "FORMAT")]
     pub log_date_format: Option<String>,

@@ -370,6 +370,8 @@ pub(crate) fn flags_spec(args: &StartArgs, script: &str) -> Result<Result<AppSpe
             date_format: args.log_date_format.clone(),
             max_size: args.log_max_size.0,
             keep: args.log_keep,
+            compress: args.log_compress,
+            keep_days: args.log_keep_days,
             per_instance: args.split_logs,
         },
         health,

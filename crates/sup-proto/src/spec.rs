@@ -184,6 +184,12 @@ pub struct LogSpec {
     pub max_size: u64,
     /// Rotated files kept per log (`<file>.1` is the newest).
     pub keep: u32,
+    /// Rotated files are gzipped (`<file>.1.gz`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compress: bool,
+    /// Rotated files older than this many days are deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u32>,
     /// One file per instance, `<file>-<N>.log` (PM2's `merge_logs: false`);
     /// by default the instances share the app's files, each line tagged
     /// `[N]` with its instance.
@@ -201,6 +207,8 @@ impl Default for LogSpec {
             date_format: None,
             max_size: DEFAULT_LOG_MAX_SIZE,
             keep: DEFAULT_LOG_KEEP,
+            compress: false,
+            keep_days: None,
             per_instance: false,
         }
     }

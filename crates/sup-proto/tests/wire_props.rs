@@ -127,6 +127,8 @@ fn logs() -> BoxedStrategy<LogSpec> {
                     date_format,
                     max_size,
                     keep,
+                    compress: keep % 3 == 0,
+                    keep_days: Some(keep).filter(|k| k % 5 == 0),
                     per_instance: keep % 2 == 0,
                 }
             },

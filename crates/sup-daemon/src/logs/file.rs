@@ -24,6 +24,15 @@ pub struct Health {
     pub error: Option<String>,
 }
 
+/// What happens to rotated files besides the count kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Retention {
+    /// Gzip them (`<file>.1.gz`).
+    pub compress: bool,
+    /// Delete those older than this many days.
+    pub keep_days: Option<u32>,
+}
+
 /// An open log file.
 #[derive(Debug)]
 pub struct LogFile {
@@ -45,6 +54,7 @@ pub struct LogFile {
     health: Health,
     /// When a line last came.
     last_used: Instant,
+    retention: Retention,
 }
 
 impl LogFile {
@@ -63,7 +73,13 @@ impl LogFile {
             dropped_unreported: 0,
             health: Health::default(),
             last_used: Instant::now(),
+            retention: Retention::default(),
         }
+    }
+
+    /// Changes what happens to rotated files.
+    pub fn set_retention(&mut self, retention: Retention) {
+        self.retention = retention;
     }
 
     /// Closes the file when nothing came for `idle` and nothing waits to
@@ -157,6 +173,7 @@ impl LogFile {
         }
         for n in 1..=self.keep.max(1) {
             let _ = fs::remove_file(rotated(&self.path, n));
+            let _ = fs::remove_file(gzipped(&rotated(&self.path, n)));
         }
     }
 
@@ -300,7 +317,13 @@ impl LogFile {
         }
         for n in (1..self.keep).rev() {
             let _ = fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1));
+            let _ = fs::rename(
+                gzipped(&rotated(&self.path, n)),
+                gzipped(&rotated(&self.path, n + 1)),
+            );
         }
+        // Past the count: gone, compressed or not.
+        let _ = fs::remove_file(gzipped(&rotated(&self.path, self.keep + 1)));
         if let Err(e) = fs::rename(&self.path, rotated(&self.path, 1)) {
             // Keep writing past the limit rather than lose lines; try again later.
             self.rotation_paused_until = Some(Instant::now() + ROTATION_RETRY);
@@ -314,6 +337,71 @@ impl LogFile {
         // The next write opens a fresh file.
         self.file = None;
         self.size = 0;
+        if self.retention.compress {
+            compress(&rotated(&self.path, 1));
+        }
+        if let Some(days) = self.retention.keep_days {
+            self.expire(days);
+        }
+    }
+
+    /// Deletes the rotated files older than `days` (never the live one).
+    fn expire(&self, days: u32) {
+        let max_age = std::time::Duration::from_secs(u64::from(days) * 86_400);
+        for n in 1..=self.keep {
+            for path in [rotated(&self.path, n), gzipped(&rotated(&self.path, n))] {
+                let old = fs::symlink_metadata(&path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > max_age);
+                if old {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+    }
+}
+
+/// `<path>.gz`.
+fn gzipped(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".gz");
+    PathBuf::from(name)
+}
+
+/// Gzips `path` into `path.gz` (through a temporary name, so a reader
+/// never sees half a file) and removes `path`; on any failure `path` stays
+/// as it was. Fast compression: the writer thread waits for it.
+fn compress(path: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = {
+        let mut name = gzipped(path).into_os_string();
+        name.push(".tmp");
+        PathBuf::from(name)
+    };
+    let done = (|| -> io::Result<()> {
+        let mut from = fs::File::open(path)?;
+        let to = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut gz = flate2::write::GzEncoder::new(to, flate2::Compression::fast());
+        io::copy(&mut from, &mut gz)?;
+        gz.finish()?.flush()?;
+        // The rotated file's owner (the app's user) keeps it.
+        let meta = from.metadata()?;
+        let _ = std::os::unix::fs::chown(&tmp, Some(meta.uid()), Some(meta.gid()));
+        fs::rename(&tmp, gzipped(path))
+    })();
+    match done {
+        Ok(()) => {
+            let _ = fs::remove_file(path);
+        }
+        Err(_) => {
+            let _ = fs::remove_file(&tmp);
+        }
     }
 }
 
@@ -436,6 +524,62 @@ mod tests {
         assert!(!rotated(&path, 3).exists());
         log.append(b"x\n");
         assert_eq!(fs::read_to_string(&path).unwrap(), "x\n");
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    fn gunzip(path: &Path) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(fs::File::open(path).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+
+    #[test]
+    fn compressed_rotations_hold_every_line_and_old_ones_expire() {
+        let d = dir("gzip");
+        let path = d.join("a.log");
+        let mut log = LogFile::new(path.clone(), 100, 3);
+        log.set_retention(Retention {
+            compress: true,
+            keep_days: None,
+        });
+        let lines: Vec<String> = (0..40).map(|i| format!("line-{i:04}\n")).collect();
+        for line in &lines {
+            log.append(line.as_bytes());
+        }
+        assert!(!rotated(&path, 1).exists(), "only the .gz stays");
+        let mut kept = String::new();
+        for n in (1..=3).rev() {
+            kept.push_str(&gunzip(&gzipped(&rotated(&path, n))));
+        }
+        kept.push_str(&fs::read_to_string(&path).unwrap_or_default());
+        assert!(!gzipped(&rotated(&path, 4)).exists(), "three kept");
+        let all = lines.concat();
+        assert!(
+            all.ends_with(&kept) && kept.len() >= 300,
+            "the newest lines, none lost or cut"
+        );
+        // By age: a rotated file older than the limit goes at the next rotation.
+        let old = gzipped(&rotated(&path, 2));
+        let year_ago = std::time::SystemTime::now() - Duration::from_secs(365 * 86_400);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(year_ago)
+            .unwrap();
+        log.set_retention(Retention {
+            compress: true,
+            keep_days: Some(30),
+        });
+        for line in &lines[..12] {
+            log.append(line.as_bytes());
+        }
+        // The old .2.gz was shifted to .3.gz, then expired; the fresh ones stay.
+        assert!(!gzipped(&rotated(&path, 3)).exists());
+        assert!(gzipped(&rotated(&path, 1)).exists() && gzipped(&rotated(&path, 2)).exists());
         fs::remove_dir_all(d).unwrap();
     }
 

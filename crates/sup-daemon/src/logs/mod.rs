@@ -92,6 +92,10 @@ impl AppLogs {
                 timestamps: l.timestamps,
                 max_size: l.max_size,
                 keep: l.keep,
+                retention: file::Retention {
+                    compress: l.compress,
+                    keep_days: l.keep_days,
+                },
                 owner: crate::creds::log_owner(spec),
                 tee,
                 date_format: l

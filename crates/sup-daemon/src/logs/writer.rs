@@ -35,6 +35,8 @@ pub struct Target {
     pub max_size: u64,
     /// Rotated files kept.
     pub keep: u32,
+    /// Rotated files gzipped, and deleted past so many days.
+    pub retention: super::file::Retention,
     /// The uid and gid new files get: the app's user, when it runs as
     /// another (None: the daemon's).
     pub owner: Option<(u32, u32)>,
@@ -295,6 +297,7 @@ impl Writer {
             .or_insert_with(|| LogFile::new(target.path.clone(), target.max_size, target.keep));
         // An app re-added under the same name may rotate differently.
         file.set_limits(target.max_size, target.keep);
+        file.set_retention(target.retention);
         file.set_owner(target.owner);
         file
     }
