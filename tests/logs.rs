@@ -470,3 +470,50 @@ fn a_missing_log_directory_is_created_as_pm2_does() {
         .mode();
     assert_eq!(mode & 0o777, 0o700);
 }
+
+#[test]
+fn log_format_json_writes_one_object_per_line_for_shippers() {
+    let sup = Sup::new();
+    let app = sup.script(
+        "say.sh",
+        "echo \"to out $SUP_INSTANCE\"; echo 'to \"err\"' >&2; exec sleep 1000",
+    );
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "j",
+        "-i",
+        "2",
+        "--log-format",
+        "json",
+    ]);
+    let read = |f: &str| std::fs::read_to_string(sup.home.join("logs").join(f)).unwrap_or_default();
+    sup.wait("both instances wrote", || {
+        read("j-out.log").lines().count() >= 2 && read("j-err.log").lines().count() >= 2
+    });
+    let objects = |f: &str| -> Vec<serde_json::Value> {
+        read(f)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+            .collect()
+    };
+    let out = objects("j-out.log");
+    assert!(out
+        .iter()
+        .all(|o| o["app"] == "j" && o["stream"] == "out" && o["time"].is_string()));
+    let mut instances: Vec<i64> = out
+        .iter()
+        .map(|o| o["instance"].as_i64().unwrap())
+        .collect();
+    instances.sort();
+    assert_eq!(instances, [0, 1]);
+    assert!(out.iter().any(|o| o["message"] == "to out 1"), "{out:?}");
+    let err = objects("j-err.log");
+    assert!(
+        err.iter()
+            .all(|o| o["stream"] == "err" && o["message"] == "to \"err\""),
+        "{err:?}"
+    );
+    sup.ok(&["kill"]);
+}

@@ -376,6 +376,9 @@ pub struct StartArgs {
     /// One file for both stdout and stderr.
     #[arg(long, short = 'l', visible_alias = "log-file", value_name = "FILE")]
     pub log: Option<String>,
+    /// Log lines as written (`text`), or one JSON object each (`json`: app, instance, stream, time, message) for log shippers.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
     /// Gzip rotated log files (`<file>.1.gz`).
     #[arg(long)]
     pub log_compress: bool,
@@ -654,6 +657,15 @@ pub struct LogsArgs {
 pub struct EnvArgs {
     /// The app, or one instance (`api:1`).
     pub target: String,
+}
+
+/// How log files hold lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// As the app wrote them, after the timestamp.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `sup init`.

@@ -370,6 +370,7 @@ pub(crate) fn flags_spec(args: &StartArgs, script: &str) -> Result<Result<AppSpe
             date_format: args.log_date_format.clone(),
             max_size: args.log_max_size.0,
             keep: args.log_keep,
+            json: args.log_format == args::LogFormat::Json,
             compress: args.log_compress,
             keep_days: args.log_keep_days,
             per_instance: args.split_logs,

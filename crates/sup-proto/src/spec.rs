@@ -184,6 +184,10 @@ pub struct LogSpec {
     pub max_size: u64,
     /// Rotated files kept per log (`<file>.1` is the newest).
     pub keep: u32,
+    /// Each line written as one JSON object (`--log-format json`), for
+    /// log shippers: `{"app","instance","stream","time","message"}`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub json: bool,
     /// Rotated files are gzipped (`<file>.1.gz`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub compress: bool,
@@ -207,6 +211,7 @@ impl Default for LogSpec {
             date_format: None,
             max_size: DEFAULT_LOG_MAX_SIZE,
             keep: DEFAULT_LOG_KEEP,
+            json: false,
             compress: false,
             keep_days: None,
             per_instance: false,

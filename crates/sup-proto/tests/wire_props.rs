@@ -127,6 +127,7 @@ fn logs() -> BoxedStrategy<LogSpec> {
                     date_format,
                     max_size,
                     keep,
+                    json: keep % 7 == 0,
                     compress: keep % 3 == 0,
                     keep_days: Some(keep).filter(|k| k % 5 == 0),
                     per_instance: keep % 2 == 0,

@@ -64,6 +64,7 @@ impl AppLogs {
                 }),
                 tee: None,
                 twin: None,
+                json: None,
                 path: PathBuf::from(format!(
                     "<{}>",
                     if stream == "out" { "stdout" } else { "stderr" }
@@ -86,7 +87,8 @@ impl AppLogs {
 
     fn files_for(spec: &AppSpec, logs_dir: &Path, stem: &str) -> AppLogs {
         let l = &spec.logs;
-        let target = |path: PathBuf, tee: Option<Arc<Target>>| {
+        // `stream` labels JSON lines: `out`, `err`, or `log` for a file of both.
+        let target = |path: PathBuf, tee: Option<Arc<Target>>, stream: &'static str| {
             Arc::new(Target {
                 path,
                 timestamps: l.timestamps,
@@ -104,12 +106,17 @@ impl AppLogs {
                     .map(sup_proto::datefmt::DateFormat::parse),
                 console: None,
                 twin: None,
+                json: l.json.then(|| Console {
+                    app: spec.name.clone(),
+                    stream,
+                    json: true,
+                }),
             })
         };
         let separate = l.out_file.is_some() || l.err_file.is_some();
         let both = l.combined_file.as_ref().map(PathBuf::from);
         if let (Some(both), false) = (&both, separate) {
-            let t = target(both.clone(), None);
+            let t = target(both.clone(), None, "log");
             return AppLogs {
                 out: t.clone(),
                 err: t,
@@ -117,15 +124,15 @@ impl AppLogs {
         }
         // With out or err files too, the combined file gets every line
         // besides them, as PM2 writes all three.
-        let tee = both.map(|path| target(path, None));
+        let tee = both.map(|path| target(path, None, "log"));
         let or_default = |file: &Option<String>, stream| {
             file.as_ref()
                 .map(PathBuf::from)
                 .unwrap_or_else(|| sup_home::app_log_in(logs_dir, stem, stream))
         };
         AppLogs {
-            out: target(or_default(&l.out_file, LogStream::Out), tee.clone()),
-            err: target(or_default(&l.err_file, LogStream::Err), tee),
+            out: target(or_default(&l.out_file, LogStream::Out), tee.clone(), "out"),
+            err: target(or_default(&l.err_file, LogStream::Err), tee, "err"),
         }
     }
 
@@ -279,7 +286,9 @@ impl Logs {
             err: text(&logs.err.path),
             combined: logs.out.tee.as_ref().map(|t| text(&t.path)),
             // `sup logs` reads back only sup's own stamps.
-            timestamps: logs.out.timestamps && logs.out.date_format.is_none(),
+            timestamps: logs.out.timestamps
+                && logs.out.date_format.is_none()
+                && logs.out.json.is_none(),
             ..LogInfo::default()
         };
         // A list at 1,000 apps asks this 1,000 times: no Vec, no clone.

@@ -50,6 +50,9 @@ pub struct Target {
     pub console: Option<Console>,
     /// `sup run --log-files`: the console gets every line besides the file.
     pub twin: Option<Arc<Target>>,
+    /// `--log-format json`: the file's lines are JSON objects, labelled
+    /// as this says.
+    pub json: Option<Console>,
 }
 
 /// A message for the writer.
@@ -286,7 +289,7 @@ impl Writer {
             offset_s: self.offset.1,
             tag: self.tags.get(&(source & !TWIN)).copied(),
             format: target.date_format.as_ref(),
-            console: target.console.as_ref(),
+            console: target.console.as_ref().or(target.json.as_ref()),
         }
     }
 
