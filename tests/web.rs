@@ -80,6 +80,14 @@ fn metrics_parse_match_list_and_need_the_token_beyond_loopback() {
     });
     sup.ok(&["restart", "web \"one\""]);
     sup.wait("restarted", || all_online(&sup.app("web \"one\""), 2));
+    // Figures are read at most once a second: wait for real ones.
+    sup.wait("memory figures", || {
+        sup.app("web \"one\"")["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["memory"].as_u64() > Some(0))
+    });
     let port = free_port();
     let out = sup.ok(&["web", "--listen", &format!("127.0.0.1:{port}")]);
     assert!(out.contains("/metrics"), "{out}");
