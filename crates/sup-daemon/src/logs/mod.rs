@@ -292,12 +292,12 @@ impl Logs {
             ..LogInfo::default()
         };
         // A list at 1,000 apps asks this 1,000 times: no Vec, no clone.
-        let err = (logs.err.path != logs.out.path).then_some(&logs.err);
+        let err = (logs.err.path.as_os_str() != logs.out.path.as_os_str()).then_some(&logs.err);
         let files = std::iter::once(&logs.out)
             .chain(err)
             .chain(logs.out.tee.as_ref());
         for target in files.filter(|t| t.console.is_none()) {
-            if let Some(h) = health.get(&target.path) {
+            if let Some(h) = health.get(target.path.as_os_str()) {
                 info.dropped_bytes += h.dropped;
                 info.error = info.error.or_else(|| h.error.clone());
             }

@@ -112,7 +112,9 @@ pub enum WriterMsg {
 }
 
 /// File health shared with the supervisor, by path.
-pub type HealthMap = Arc<Mutex<HashMap<PathBuf, Health>>>;
+/// Keyed by the path's bytes: `list` looks up every app's files, and a
+/// `Path` hashes component by component.
+pub type HealthMap = Arc<Mutex<HashMap<std::ffi::OsString, Health>>>;
 
 /// The writer's state.
 pub struct Writer {
@@ -243,7 +245,10 @@ impl Writer {
             WriterMsg::Close { paths } => {
                 for path in paths {
                     self.files.remove(&path);
-                    self.health.lock().expect("health lock").remove(&path);
+                    self.health
+                        .lock()
+                        .expect("health lock")
+                        .remove(path.as_os_str());
                 }
             }
         }
@@ -349,7 +354,7 @@ impl Writer {
         self.health
             .lock()
             .expect("health lock")
-            .insert(path.to_path_buf(), health);
+            .insert(path.as_os_str().to_owned(), health);
     }
 }
 
