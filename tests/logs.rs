@@ -517,3 +517,50 @@ fn log_format_json_writes_one_object_per_line_for_shippers() {
     );
     sup.ok(&["kill"]);
 }
+
+#[test]
+fn logs_reads_a_compressed_rotation_for_the_lines_before_it() {
+    let sup = Sup::new();
+    let app = sup.script(
+        "count.sh",
+        "for i in $(seq 1 1000); do echo \"line-$i\"; done; exec sleep 1000",
+    );
+    sup.ok(&[
+        "start",
+        &app,
+        "--name",
+        "z",
+        "--log-max-size",
+        "4K",
+        "--log-keep",
+        "3",
+        "--log-compress",
+        "--time",
+        "false",
+    ]);
+    let logs = sup.home.join("logs");
+    sup.wait("a compressed rotation", || {
+        logs.join("z-out.log.1.gz").exists()
+    });
+    sup.wait("every line written", || {
+        sup.ok(&["logs", "z", "--lines", "1", "--nostream", "--raw", "--out"])
+            .contains("line-1000")
+    });
+    let live = fs::read_to_string(logs.join("z-out.log")).unwrap();
+    let want = live.lines().count() + 20;
+    let out = sup.ok(&[
+        "logs",
+        "z",
+        "--lines",
+        &want.to_string(),
+        "--nostream",
+        "--raw",
+        "--out",
+    ]);
+    let got: Vec<&str> = out.lines().filter(|l| l.starts_with("line-")).collect();
+    assert_eq!(got.len(), want, "{out}");
+    let first: usize = got[0].trim_start_matches("line-").parse().unwrap();
+    let expected: Vec<String> = (first..=1000).map(|i| format!("line-{i}")).collect();
+    assert_eq!(got, expected, "consecutive, ending with the last");
+    sup.ok(&["kill"]);
+}

@@ -219,8 +219,17 @@ fn recent<'a>(
         let n = n.filter(|_| source.instance.is_none());
         let mut lines = read(&source.path, end)?;
         if n.is_some_and(|n| lines.len() < n) || cutoff.is_some() {
-            // Just rotated? The rest is in <file>.1.
-            let mut older = read(&rotated(&source.path), None)?;
+            // Just rotated? The rest is in <file>.1 (or, compressed, .1.gz).
+            let previous = rotated(&source.path);
+            let mut older = match previous.exists() {
+                true => read(&previous, None)?,
+                false => {
+                    let mut gz = previous.into_os_string();
+                    gz.push(".gz");
+                    tail::last_logical_gz(std::path::Path::new(&gz), n)
+                        .with_context(|| format!("cannot read {}", gz.to_string_lossy()))?
+                }
+            };
             older.append(&mut lines);
             lines = older;
         }

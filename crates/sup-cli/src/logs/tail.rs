@@ -89,6 +89,28 @@ pub fn last_logical(path: &Path, n: Option<usize>, end: Option<u64>) -> io::Resu
     }
 }
 
+/// The last `n` logical lines (all with None) of a gzipped rotation
+/// (`--log-compress`), read whole: a rotation is at most `--log-max-size`.
+pub fn last_logical_gz(path: &Path, n: Option<usize>) -> io::Result<Vec<Line>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(file).read_to_end(&mut text)?;
+    let mut stored: Vec<Vec<u8>> = text.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    if text.last() == Some(&b'\n') || text.is_empty() {
+        stored.pop();
+    }
+    let mut lines = logical(stored);
+    if let Some(n) = n {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    Ok(lines)
+}
+
 /// Joins continued pieces into logical lines.
 pub fn logical(stored: Vec<Vec<u8>>) -> Vec<Line> {
     let mut out: Vec<Line> = Vec::new();
