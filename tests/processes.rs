@@ -212,3 +212,44 @@ fn an_app_that_daemonizes_itself_is_errored_not_restarted_in_a_loop() {
         children.iter().all(|c| !alive(*c))
     });
 }
+
+#[test]
+fn apps_get_the_fd_limit_the_daemon_started_with_not_its_raised_one() {
+    let sup = Sup::new();
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    if hard <= 1024 {
+        return; // Nothing to raise: the daemon keeps 1024 like its apps.
+    }
+    let out = sup.path("limit");
+    let app = sup.script(
+        "limit.sh",
+        &format!("ulimit -n > {}; exec sleep 1000", out.display()),
+    );
+    // The daemon is started by this command, with a soft limit of 1024.
+    let status = std::process::Command::new("prlimit")
+        .args(["--nofile=1024:", "--"])
+        .arg(env!("CARGO_BIN_EXE_sup"))
+        .args(["start", &app, "--name", "lim"])
+        .env("SUP_HOME", &sup.home)
+        .current_dir(&sup.dir)
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(status.success());
+    sup.wait("the app wrote its limit", || {
+        std::fs::read_to_string(&out).is_ok_and(|t| !t.is_empty())
+    });
+    assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "1024");
+    let daemon = std::fs::read_to_string(sup.home.join("daemon.lock")).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.trim())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.split_whitespace().nth(3) == Some(&hard.to_string()),
+        "the daemon raised its own: {line}"
+    );
+    sup.ok(&["kill"]);
+}

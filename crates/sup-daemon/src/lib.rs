@@ -123,6 +123,9 @@ pub fn run(home: Home, options: Options) -> Result<i32, DaemonError> {
     sup_home::write_daemon_pid(&lock);
     record_unit(&home);
     reaper::become_subreaper()?;
+    if let Some(soft) = handover.as_ref().map(supervisor::Handover::app_nofile) {
+        spawn::APP_NOFILE.store(soft, std::sync::atomic::Ordering::Relaxed);
+    }
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -227,6 +230,7 @@ fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
         if soft < hard {
+            spawn::APP_NOFILE.store(soft, std::sync::atomic::Ordering::Relaxed);
             let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
         }
     }

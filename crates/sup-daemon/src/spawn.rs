@@ -213,6 +213,18 @@ impl Child<'_> {
             }
         }
         close_on_exec_from(count as u32);
+        // The daemon raised its own fd limit; the app gets the one it had.
+        let soft = APP_NOFILE.load(std::sync::atomic::Ordering::Relaxed);
+        if soft > 0 {
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                lim.rlim_cur = soft.min(lim.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
         // Groups first: after setuid there is no right to change them.
         // Raw system calls: glibc's wrappers would try to change the
         // credentials of the parent's other threads, which this child has not.
@@ -235,6 +247,10 @@ impl Child<'_> {
         fail(err_write)
     }
 }
+
+/// The soft fd limit the daemon started with (0: it raised none): apps
+/// get it back, so the daemon's own raise never leaks to them.
+pub static APP_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), not yet in the libc crate.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;

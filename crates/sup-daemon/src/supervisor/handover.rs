@@ -54,12 +54,21 @@ pub struct Handover {
     /// The cgroup subtree of the apps (none in tag mode, or from 0.1.0).
     #[serde(default)]
     subtree: Option<crate::ownership::Subtree>,
+    /// The fd limit apps get ([`crate::spawn::APP_NOFILE`]): the next
+    /// daemon starts with the raised one and could not know it.
+    #[serde(default)]
+    app_nofile: u64,
 }
 
 impl Handover {
     /// The cgroup subtree the previous daemon used, if any.
     pub fn subtree(&self) -> Option<crate::ownership::Subtree> {
         self.subtree.clone()
+    }
+
+    /// The fd limit apps get, 0 when the previous daemon raised none.
+    pub fn app_nofile(&self) -> u64 {
+        self.app_nofile
     }
 }
 
@@ -316,6 +325,7 @@ impl Supervisor {
             events: self.events.history(None),
             next_id: self.table.next_id(),
             subtree: self.owner.subtree(),
+            app_nofile: crate::spawn::APP_NOFILE.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 
@@ -512,6 +522,7 @@ fn exec(binary: &str, path: &Path, handover: &Handover) -> std::io::Result<()> {
     for &fd in &fds {
         set_cloexec(fd, false);
     }
+
     let arg = |s: &[u8]| CString::new(s).map_err(std::io::Error::other);
     let program = arg(binary.as_bytes())?;
     let args = [
