@@ -194,6 +194,11 @@ fn state_fields(page: &mut Page, app: &AppInfo) {
     page.field("status", app.status.as_str());
     page.field("pid", app.pid.map_or("-".into(), |p| p.to_string()));
     page.field("uptime", app.uptime_ms.map_or("-".into(), duration));
+    page.some(
+        "added",
+        app.added_at_ms
+            .map(|ms| sup_proto::logfmt::format_ts(ms, 0)),
+    );
     page.field(
         "restarts",
         format!(
@@ -434,6 +439,7 @@ mod tests {
             last_exit: None,
             error: None,
             restart_in_ms: None,
+            added_at_ms: None,
             restart_reason: None,
             dump_warning: None,
             state_warnings: vec![],

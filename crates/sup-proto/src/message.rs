@@ -463,6 +463,10 @@ pub struct AppInfo {
     pub restart_reason: Option<String>,
     /// Milliseconds until the scheduled restart, when waiting.
     pub restart_in_ms: Option<u64>,
+    /// When this daemon took the app in (started, restored or handed
+    /// over), milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub added_at_ms: Option<i64>,
     /// The instances of the app.
     pub instances: Vec<InstanceInfo>,
     /// How many of its instances are ready (online).

@@ -412,6 +412,7 @@ fn app_info() -> BoxedStrategy<AppInfo> {
                     error,
                     restart_reason: None,
                     restart_in_ms: None,
+                    added_at_ms: pid.map(i64::from),
                     ready_instances: instances.len() as u32,
                     instances,
                     logs: LogInfo::default(),

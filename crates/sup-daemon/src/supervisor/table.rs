@@ -116,6 +116,8 @@ impl Instance {
 pub struct App {
     /// Stable numeric id.
     pub id: u32,
+    /// When this daemon took it in, ms since the epoch.
+    pub added_at_ms: i64,
     /// Its spec.
     pub spec: AppSpec,
     /// Its state: every instance, pure.
@@ -250,6 +252,7 @@ impl App {
             error: lc.error().map(str::to_string),
             restart_reason: lc.restart_reason().map(str::to_string),
             restart_in_ms: first.restart_in(now).map(|d| d.as_millis() as u64),
+            added_at_ms: Some(self.added_at_ms),
             instances,
             ready_instances,
             dump_warning: None,
@@ -296,6 +299,9 @@ impl Table {
         self.changed = true;
         let app = App {
             id,
+            added_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
             machine: AppMachine::new(spec.instances.max(1) as usize),
             spec,
             logs,
