@@ -291,8 +291,10 @@ def final_checks(names, instances, baseline, last_start):
     checks.append(("no zombies", not zs, f"zombies: {zs}"))
     end = fds_and_rss(daemon)
     for label, (fds0, rss0) in (("first daemon after first start", baseline), ("last daemon after its restore", last_start)):
-        ok = abs(end[0] - fds0) <= FD_TOLERANCE
-        checks.append((f"fds flat vs {label}", ok, f"{fds0} -> {end[0]}"))
+        # A leak grows the count; it may shrink, since the log writer
+        # closes the files of apps quiet for 10 s.
+        ok = end[0] <= fds0 + FD_TOLERANCE
+        checks.append((f"fds not grown vs {label}", ok, f"{fds0} -> {end[0]}"))
         ok = end[1] <= rss0 * RSS_TOLERANCE + RSS_SLACK_KB
         checks.append((f"RSS flat vs {label}", ok, f"{rss0 / 1024:.1f} -> {end[1] / 1024:.1f} MiB"))
     return checks, end
