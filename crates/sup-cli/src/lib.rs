@@ -562,23 +562,10 @@ fn env_of(home: &Home, what: &str) -> Result<()> {
         .filter(|(k, _)| !spec.env.contains_key(*k))
         .for_each(|(k, v)| line(k, v));
     println!("# set by sup for instance {index}");
-    let index_text = index.to_string();
-    let instance_var = spec.instance_var.as_deref().unwrap_or("NODE_APP_INSTANCE");
-    for (k, v) in [
-        ("SUP_APP_NAME", app.name.as_str()),
-        ("SUP_APP_ID", &app.id.to_string()),
-        ("SUP_INSTANCE", &index_text),
-        (instance_var, &index_text),
-    ] {
-        line(k, v);
-    }
-    if let Some(var) = &spec.increment_var {
-        let base: u64 = spec
-            .full_env()
-            .get(var)
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        line(var, &(base + u64::from(index)).to_string());
+    line("SUP_APP_NAME", &app.name);
+    line(sup_proto::spec::APP_ID_VAR, &app.id.to_string());
+    for (k, v) in spec.instance_env(index as usize) {
+        line(&k, &v);
     }
     Ok(())
 }

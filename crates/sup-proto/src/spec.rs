@@ -384,7 +384,37 @@ pub struct AppSpec {
     pub group: Option<String>,
 }
 
+/// The variable that marks a process as started by a sup daemon for an app
+/// (its id).
+pub const APP_ID_VAR: &str = "SUP_APP_ID";
+
+/// The variable that holds an instance's index.
+pub const INSTANCE_VAR: &str = "SUP_INSTANCE";
+
 impl AppSpec {
+    /// What instance `index` gets on top of the app's environment: its
+    /// index under sup's name and PM2's (`instance_var`, else
+    /// `NODE_APP_INSTANCE`), and `increment_var`'s declared (or inherited)
+    /// value plus the index. The daemon spawns with these; `sup env` shows
+    /// them.
+    pub fn instance_env(&self, index: usize) -> Vec<(String, String)> {
+        let pm2_var = self.instance_var.as_deref().unwrap_or("NODE_APP_INSTANCE");
+        let mut vars = vec![
+            (INSTANCE_VAR.to_string(), index.to_string()),
+            (pm2_var.to_string(), index.to_string()),
+        ];
+        if let Some(var) = &self.increment_var {
+            let base = self
+                .env
+                .get(var)
+                .or_else(|| self.inherited_env.get(var))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            vars.push((var.clone(), (base + index as u64).to_string()));
+        }
+        vars
+    }
+
     /// The app's whole environment: the inherited variables, overlaid with
     /// the declared ones.
     pub fn full_env(&self) -> BTreeMap<String, String> {

@@ -14,11 +14,7 @@ use crate::procstat::read_stat;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-/// The variable that marks a process as started by a sup daemon for an app.
-pub const APP_VAR: &str = "SUP_APP_ID";
-
-/// The variable that holds an instance's index.
-pub const INSTANCE_VAR: &str = "SUP_INSTANCE";
+pub use sup_proto::spec::{APP_ID_VAR as APP_VAR, INSTANCE_VAR};
 
 /// Which tagged processes a scan wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

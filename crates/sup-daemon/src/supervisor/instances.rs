@@ -5,7 +5,7 @@ use super::table::{Instance, Role};
 use super::{Msg, Supervisor};
 use crate::logs::pipe;
 use crate::machine::Role as MRole;
-use crate::ownership::tags::{APP_VAR as TAG_VAR, INSTANCE_VAR};
+use crate::ownership::tags::APP_VAR as TAG_VAR;
 use crate::{creds, notify, preload, sockets, spawn};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
@@ -116,25 +116,9 @@ impl Supervisor {
         }
         let mut env = app_env(&app.spec, &home_dir, id);
         let creds = creds::for_app(&app.spec, &mut env)?;
-        // Its index, under sup's name and PM2's (`NODE_APP_INSTANCE`, or the
-        // spec's `instance_var`).
-        let pm2_var = app
-            .spec
-            .instance_var
-            .as_deref()
-            .unwrap_or("NODE_APP_INSTANCE");
-        for var in [INSTANCE_VAR, pm2_var] {
-            env.retain(|(k, _)| k != var);
-            env.push((var.into(), slot.to_string()));
-        }
-        if let Some(var) = &app.spec.increment_var {
-            let base = env
-                .iter()
-                .find(|(k, _)| k == var)
-                .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            env.retain(|(k, _)| k != var);
-            env.push((var.clone(), (base + slot as u64).to_string()));
+        for (var, value) in app.spec.instance_env(slot) {
+            env.retain(|(k, _)| *k != var);
+            env.push((var, value));
         }
         let mut pass_fds: Vec<i32> = app.sockets.iter().map(|h| h.fd.as_raw_fd()).collect();
         // The preload lives in the private SUP_HOME, where another user
