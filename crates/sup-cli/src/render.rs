@@ -437,6 +437,7 @@ mod tests {
             cpu: 1.5,
             memory: 3 * 1024 * 1024,
             last_exit: None,
+            last_exit_code: None,
             error: None,
             restart_in_ms: None,
             added_at_ms: None,

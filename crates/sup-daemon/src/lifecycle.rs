@@ -28,6 +28,14 @@ impl ExitKind {
     pub fn success(self) -> bool {
         self == ExitKind::Code(0)
     }
+
+    /// As a shell tells it: the exit code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitKind::Code(code) => code,
+            ExitKind::Signal(sig) => 128 + sig,
+        }
+    }
 }
 
 impl fmt::Display for ExitKind {

@@ -106,7 +106,7 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
         "The exit code of the app's last exit (128 + signal for a signal).",
     );
     for app in apps {
-        if let Some(code) = app.last_exit.as_deref().and_then(exit_code) {
+        if let Some(code) = app.last_exit_code {
             let _ = writeln!(
                 out,
                 "sup_app_last_exit_code{{app=\"{}\"}} {code}",
@@ -176,29 +176,12 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// `exit code 3` -> 3; `signal SIGKILL` (or `signal 9`) -> 137.
-fn exit_code(text: &str) -> Option<i64> {
-    if let Some(code) = text.strip_prefix("exit code ") {
-        return code.trim().parse().ok();
-    }
-    let sig = text.strip_prefix("signal ")?.trim();
-    let n = match sig.parse::<i64>() {
-        Ok(n) => n,
-        Err(_) => sig.parse::<nix::sys::signal::Signal>().ok()? as i64,
-    };
-    Some(128 + n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn label_values_are_escaped_and_exits_read() {
+    fn label_values_are_escaped() {
         assert_eq!(escape("a \"b\"\\c\nd"), "a \\\"b\\\"\\\\c\\nd");
-        assert_eq!(exit_code("exit code 3"), Some(3));
-        assert_eq!(exit_code("signal SIGKILL"), Some(137));
-        assert_eq!(exit_code("signal 15"), Some(143));
-        assert_eq!(exit_code("something else"), None);
     }
 }

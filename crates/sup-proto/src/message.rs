@@ -456,6 +456,9 @@ pub struct AppInfo {
     pub memory: u64,
     /// How the last run ended (`exit code 1`, `signal SIGKILL`), if any.
     pub last_exit: Option<String>,
+    /// The same as a number: the exit code, or 128 + the signal.
+    #[serde(default)]
+    pub last_exit_code: Option<i32>,
     /// Why the app is errored, or the last spawn failure.
     pub error: Option<String>,
     /// Why the app was last restarted (a crash, a failed probe, the user).

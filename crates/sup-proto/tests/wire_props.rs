@@ -407,6 +407,7 @@ fn app_info() -> BoxedStrategy<AppInfo> {
                     cpu,
                     memory,
                     last_exit: error.clone(),
+                    last_exit_code: pid.map(|p| (p % 256) as i32),
                     state_warnings: error.iter().cloned().collect(),
                     socket_warning: error.clone(),
                     error,

@@ -95,11 +95,7 @@ impl Supervisor {
             .and_then(|a| a.machine.slot_of_pid(pid))
             .unwrap_or(0);
         if let Some(run) = &mut self.run {
-            let code = match exit {
-                crate::lifecycle::ExitKind::Code(c) => c,
-                crate::lifecycle::ExitKind::Signal(s) => 128 + s,
-            };
-            run.last_exit.insert((id, slot), code);
+            run.last_exit.insert((id, slot), exit.code());
         }
     }
 

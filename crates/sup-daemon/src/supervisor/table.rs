@@ -249,6 +249,7 @@ impl App {
             cpu: instances.iter().map(|i| i.cpu).sum(),
             memory: instances.iter().map(|i| i.memory).sum(),
             last_exit: lc.last_exit().map(|e| e.to_string()),
+            last_exit_code: lc.last_exit().map(crate::lifecycle::ExitKind::code),
             error: lc.error().map(str::to_string),
             restart_reason: lc.restart_reason().map(str::to_string),
             restart_in_ms: first.restart_in(now).map(|d| d.as_millis() as u64),
