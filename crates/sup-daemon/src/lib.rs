@@ -60,6 +60,9 @@ pub enum DaemonError {
     /// `SUP_CGROUPS=on` and no cgroup subtree can be had, or a bad setting.
     #[error("{0}")]
     Ownership(String),
+    /// The HTTP listener (`SUP_WEB_LISTEN`, `--health-listen`) cannot serve.
+    #[error("cannot serve HTTP on {0}")]
+    Web(String),
     /// Any other system failure.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -207,9 +210,7 @@ async fn serve(
         }
     };
     if let Some(addr) = web.filter(|a| !a.is_empty()) {
-        let note = supervisor
-            .web(Some(&addr))
-            .map_err(|why| DaemonError::Io(std::io::Error::other(why)))?;
+        let note = supervisor.web(Some(&addr)).map_err(DaemonError::Web)?;
         // Where the user sees it: the daemon log, or `sup run`'s stderr.
         tracing::warn!("{note}");
     }
