@@ -7,6 +7,7 @@ mod boot;
 mod commands;
 mod configs;
 mod daemon;
+mod dashboard;
 mod durability;
 mod examples;
 mod hardening;

@@ -4,6 +4,7 @@
 mod capture;
 mod file;
 mod lines;
+mod taps;
 mod writer;
 
 use std::os::fd::OwnedFd;
@@ -19,6 +20,7 @@ use writer::{HealthMap, Writer, WriterMsg};
 
 pub use capture::{pipe, Capture, Stop};
 pub use lines::Console;
+pub use taps::{Tapped, Taps};
 
 /// `sup run`'s logging: to the console, as JSON or not, and to the files too.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -175,6 +177,7 @@ impl AppLogs {
 pub struct Logs {
     tx: Sender<WriterMsg>,
     health: HealthMap,
+    taps: Taps,
     next_source: u64,
     writer: Option<JoinHandle<Partials>>,
 }
@@ -187,16 +190,23 @@ impl Logs {
     pub fn start() -> std::io::Result<Logs> {
         let (tx, rx) = mpsc::channel();
         let health = HealthMap::default();
-        let writer = Writer::new(health.clone());
+        let taps = Taps::default();
+        let writer = Writer::new(health.clone(), taps.clone());
         let handle = std::thread::Builder::new()
             .name("sup-log-writer".into())
             .spawn(move || writer.run(rx))?;
         Ok(Logs {
             tx,
             health,
+            taps,
             next_source: 0,
             writer: Some(handle),
         })
+    }
+
+    /// The live watchers of the log files.
+    pub fn taps(&self) -> Taps {
+        self.taps.clone()
     }
 
     /// Tags the lines of capture `source` with an instance index, or stops.

@@ -129,11 +129,14 @@ pub struct Writer {
     any_open: bool,
     /// When idle files were last closed.
     swept: std::time::Instant,
+    /// Whoever watches lines live.
+    taps: super::Taps,
 }
 
 impl Writer {
-    /// A writer that publishes file health into `health`.
-    pub fn new(health: HealthMap) -> Writer {
+    /// A writer that publishes file health into `health` and offers its
+    /// lines to `taps`.
+    pub fn new(health: HealthMap, taps: super::Taps) -> Writer {
         Writer {
             files: HashMap::new(),
             partials: HashMap::new(),
@@ -144,6 +147,7 @@ impl Writer {
             out: Vec::new(),
             any_open: false,
             swept: std::time::Instant::now(),
+            taps,
         }
     }
 
@@ -317,6 +321,7 @@ impl Writer {
         if let Some(console) = &target.console {
             return write_console(console, out);
         }
+        self.taps.offer(&target.path, out);
         let file = self.file(target);
         let before = file.health().clone();
         file.append(out);

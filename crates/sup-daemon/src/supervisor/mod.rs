@@ -350,8 +350,9 @@ impl Supervisor {
     }
 
     /// `sup web --listen ADDR` (or `SUP_WEB_LISTEN`, or `--off`): starts,
-    /// moves or stops the HTTP listener. Beyond loopback `/metrics` asks
-    /// for a token, made at first need and told once.
+    /// moves or stops the HTTP listener. Its token (for the dashboard's
+    /// actions, and for everything beyond loopback) is made at first need
+    /// and told once.
     pub fn web(&mut self, listen: Option<&str>) -> Result<String, String> {
         if let Some(old) = self.web.take() {
             old.abort();
@@ -359,25 +360,24 @@ impl Supervisor {
         let Some(addr) = listen else {
             return Ok("the web listener is off".into());
         };
-        let (token, told) = match crate::web::is_loopback(addr) {
-            true => (None, String::new()),
-            false => {
-                let (token, made) = crate::web::token(&self.home).map_err(|e| e.to_string())?;
-                let path = self.home.web_token();
-                let told = match made {
-                    true => format!(
-                        "; /metrics needs the token {token} (kept in {}; shown once)",
-                        path.display()
-                    ),
-                    false => format!("; /metrics needs the token in {}", path.display()),
-                };
-                (Some(token), told)
-            }
+        let (token, made) = crate::web::token(&self.home).map_err(|e| e.to_string())?;
+        let path = self.home.web_token();
+        let needs = match crate::web::is_loopback(addr) {
+            true => "the dashboard's actions need",
+            false => "everything but /livez and /readyz needs",
         };
-        let server = crate::web::start(addr, self.tx.clone(), token).map_err(|e| e.to_string())?;
+        let told = match made {
+            true => format!(
+                "{needs} the token {token} (kept in {}; shown once)",
+                path.display()
+            ),
+            false => format!("{needs} the token in {}", path.display()),
+        };
+        let server = crate::web::start(addr, self.tx.clone(), token, self.logs.taps())
+            .map_err(|e| e.to_string())?;
         self.web = Some(server);
         Ok(format!(
-            "serving /livez, /readyz and /metrics on {addr}{told}"
+            "serving the dashboard, /metrics, /livez and /readyz on {addr}; {told}"
         ))
     }
 
