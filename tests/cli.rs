@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerts;
 mod boot;
 mod commands;
 mod configs;
@@ -14,6 +15,7 @@ mod hardening;
 mod health;
 mod instances;
 mod logs;
+mod monit;
 mod node;
 mod ownership;
 mod persistence;

@@ -66,7 +66,7 @@ fn parse(text: &str) -> Vec<serde_json::Value> {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     if err.contains("No module named 'prometheus_client'") {
-        assert!(!skip("prometheus-client (PyPI) is not installed"));
+        skip("prometheus-client (PyPI) is not installed");
         return Vec::new();
     }
     assert!(out.status.success(), "the parser refused it: {err}\n{text}");
@@ -114,6 +114,16 @@ fn metrics_parse_match_list_and_need_the_token_beyond_loopback() {
             .iter()
             .all(|i| i["memory"].as_u64() > Some(0))
     });
+    // One that works a little and says so: CPU seconds and log bytes.
+    let talker = sup.script(
+        "talker.sh",
+        "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo done-counting; exec sleep 1000",
+    );
+    sup.ok(&["start", &talker, "--name", "talker"]);
+    sup.wait("the talker's line", || {
+        std::fs::read_to_string(sup.home.join("logs/talker-out.log"))
+            .is_ok_and(|t| t.contains("done-counting"))
+    });
     let port = free_port();
     let out = sup.ok(&["web", "--listen", &format!("127.0.0.1:{port}")]);
     assert!(out.contains("/metrics"), "{out}");
@@ -156,7 +166,17 @@ fn metrics_parse_match_list_and_need_the_token_beyond_loopback() {
     assert!(memory > 0.0);
     assert!(samples
         .iter()
-        .any(|s| s["name"] == "sup_daemon_apps" && s["value"] == 2.0));
+        .any(|s| s["name"] == "sup_daemon_apps" && s["value"] == 3.0));
+    let logged = sample(&samples, "sup_app_log_bytes_total", "talker").unwrap();
+    assert!(
+        logged.as_f64().unwrap() >= "done-counting\n".len() as f64,
+        "{logged}"
+    );
+    let cpu = samples
+        .iter()
+        .find(|s| s["name"] == "sup_instance_cpu_seconds_total" && s["labels"]["app"] == "talker")
+        .unwrap();
+    assert!(cpu["value"].as_f64().unwrap() > 0.0, "{cpu}");
     // The token: made by the first `sup web`, shown once, kept 0600.
     let token = shown_token(&out);
     let kept = sup.home.join("web.token");

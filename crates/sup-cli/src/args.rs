@@ -125,6 +125,8 @@ pub enum Command {
     Update,
     /// Show apps' logs: the last lines, then follow.
     Logs(LogsArgs),
+    /// A full-screen view of the apps, their figures and the selected app's live logs; keys restart, stop, start and reload it (PM2's monit).
+    Monit,
     /// Empty the log files of one app, or of all.
     Flush(FlushArgs),
     /// Restart counters back to 0, for apps or `all` (PM2's reset).
@@ -455,6 +457,9 @@ pub struct StartArgs {
     /// Command run for each event of the app (event as JSON on stdin and in $SUP_EVENT).
     #[arg(long, value_name = "CMD")]
     pub on_event: Option<String>,
+    /// Webhook told when the app errors, fails its health checks, is restarted for memory, crash-loops or recovers (`[json+|ntfy+]http[s]://...`; repeat for more).
+    #[arg(long, value_name = "URL")]
+    pub notify: Vec<String>,
     /// The spec flags given on the command line (set by [`Cli::parse_noting_flags`]).
     #[arg(skip)]
     pub given: Vec<String>,
@@ -625,7 +630,7 @@ fn parse_http_url(text: &str) -> Result<String, String> {
 }
 
 /// `sup logs`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct LogsArgs {
     /// App name, numeric id, or `all` (default: all).
     pub target: Option<String>,

@@ -45,6 +45,14 @@ pub fn override_timeout(timeout: Duration) {
     let _ = TIMEOUT_OVERRIDE.set(timeout);
 }
 
+/// Keeps later answers from printing the version warning or the daemon's
+/// standing warnings: for a full-screen view, which owns the terminal once
+/// its first answer printed them.
+pub fn silence_warnings() {
+    WARNED.store(true, std::sync::atomic::Ordering::Relaxed);
+    WARNINGS_SHOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The daemon did not answer in time. Kept as a type so that callers that
 /// read a closed connection as "the daemon is going away" (`kill`, `update`)
 /// still report it.

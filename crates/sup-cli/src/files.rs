@@ -115,6 +115,9 @@ pub fn apply_loaded(
     mode: Mode,
 ) -> Result<()> {
     let mut client = Client::connect_or_spawn(home)?;
+    if let Some(daemon) = &loaded.daemon {
+        apply_daemon_table(&mut client, daemon)?;
+    }
     let running = known(&mut client)?;
     let mut failed = 0;
     for mut spec in loaded.apps.iter().cloned() {
@@ -164,6 +167,25 @@ pub fn apply_loaded(
     }
     if failed > 0 {
         bail!("{failed} of the apps of {file} failed");
+    }
+    Ok(())
+}
+
+/// A sup.toml's `[daemon]` table: its webhooks for every app (kept by
+/// the daemon) and its web listener.
+fn apply_daemon_table(client: &mut Client, daemon: &crate::config::DaemonTable) -> Result<()> {
+    let mut requests = vec![Request::Notify {
+        targets: daemon.notify.clone(),
+    }];
+    if let Some(listen) = &daemon.web {
+        requests.push(Request::Web {
+            listen: Some(listen.clone()),
+        });
+    }
+    for request in requests {
+        if let Response::Note(note) = expect_ok(client.request(request)?)? {
+            note.lines().for_each(|l| println!("[sup] {l}"));
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod files;
 mod logs;
+mod monit;
 mod render;
 mod resolve;
 mod run;
@@ -133,6 +134,7 @@ fn execute(command: Command) -> Result<()> {
         Command::Pid(t) => pid(&home, &t.targets),
         Command::Ping => ping(&home),
         Command::Logs(args) => logs::run(&home, args),
+        Command::Monit => monit::run(&home),
         Command::Reload(r) => restart(&home, &r.apps, r.update_env, Mode::Reload, r.prune),
         Command::Events(args) => events(&home, args),
         Command::Scale(args) => {
@@ -378,6 +380,7 @@ pub(crate) fn flags_spec(args: &StartArgs, script: &str) -> Result<Result<AppSpe
         health,
         listen: args.listen.iter().map(|a| listen_addr(&cwd, a)).collect(),
         on_event: args.on_event.clone(),
+        notify: args.notify.clone(),
         instances: args.instances.resolve(cpus()),
         instance_var: args.instance_var.clone(),
         max_memory: args.max_memory,

@@ -27,34 +27,18 @@ fn terminal_columns(fd: &impl std::os::fd::AsRawFd) -> Option<usize> {
     (ok && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
+/// The columns of `list` (and of `sup monit`'s table).
+pub(crate) const HEADER: [&str; 9] = [
+    "id", "name", "pid", "status", "health", "restarts", "uptime", "cpu", "memory",
+];
+
 /// The `list` table, its names cut with an ellipsis to fit `width`.
 pub fn table(apps: &[AppInfo], width: Option<usize>, color: bool) -> String {
-    let header = [
-        "id", "name", "pid", "status", "health", "restarts", "uptime", "cpu", "memory",
-    ];
+    let header = HEADER;
     let mut rows: Vec<[String; 9]> = Vec::new();
     for a in apps {
-        let several = a.instances.len() > 1;
-        let running = a.pid.is_some() || a.instances.iter().any(|i| i.pid.is_some());
-        rows.push([
-            a.id.to_string(),
-            a.name.clone(),
-            match several {
-                true => format!("{}/{}", a.ready_instances, a.instances.len()),
-                false => a.pid.map_or("-".into(), |p| p.to_string()),
-            },
-            a.status.as_str().to_string(),
-            health(a),
-            a.restarts.to_string(),
-            a.uptime_ms.map_or("-".into(), duration),
-            if running {
-                format!("{:.1}%", a.cpu)
-            } else {
-                "-".into()
-            },
-            if running { bytes(a.memory) } else { "-".into() },
-        ]);
-        if several {
+        rows.push(app_row(a));
+        if a.instances.len() > 1 {
             rows.extend(a.instances.iter().map(|i| instance_row(&a.name, i)));
         }
     }
@@ -100,15 +84,35 @@ pub fn use_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// The colour of a status: green online, red errored, yellow on the way.
-fn status_color(status: &str) -> Option<&'static str> {
+/// How a status is painted: green online, red errored, yellow on the way,
+/// dim stopped; the same in `list` and `sup monit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hue {
+    Green,
+    Red,
+    Yellow,
+    Dim,
+}
+
+/// The hue of a status, if it has one.
+pub(crate) fn status_hue(status: &str) -> Option<Hue> {
     match status {
-        "online" => Some("\x1b[32m"),
-        "errored" => Some("\x1b[31m"),
-        "launching" | "stopping" | "waiting-restart" => Some("\x1b[33m"),
-        "stopped" => Some("\x1b[2m"),
+        "online" => Some(Hue::Green),
+        "errored" => Some(Hue::Red),
+        "launching" | "stopping" | "waiting-restart" => Some(Hue::Yellow),
+        "stopped" => Some(Hue::Dim),
         _ => None,
     }
+}
+
+/// The colour of a status, as a terminal escape.
+fn status_color(status: &str) -> Option<&'static str> {
+    status_hue(status).map(|hue| match hue {
+        Hue::Green => "\x1b[32m",
+        Hue::Red => "\x1b[31m",
+        Hue::Yellow => "\x1b[33m",
+        Hue::Dim => "\x1b[2m",
+    })
 }
 
 /// One instance in `describe`: its status and figures on one line.
@@ -127,8 +131,32 @@ fn instance_line(i: &InstanceInfo) -> String {
     line
 }
 
+/// An app's line: its figures, and `ready/total` for the pid of several instances.
+pub(crate) fn app_row(a: &AppInfo) -> [String; 9] {
+    let several = a.instances.len() > 1;
+    let running = a.pid.is_some() || a.instances.iter().any(|i| i.pid.is_some());
+    [
+        a.id.to_string(),
+        a.name.clone(),
+        match several {
+            true => format!("{}/{}", a.ready_instances, a.instances.len()),
+            false => a.pid.map_or("-".into(), |p| p.to_string()),
+        },
+        a.status.as_str().to_string(),
+        health(a),
+        a.restarts.to_string(),
+        a.uptime_ms.map_or("-".into(), duration),
+        if running {
+            format!("{:.1}%", a.cpu)
+        } else {
+            "-".into()
+        },
+        if running { bytes(a.memory) } else { "-".into() },
+    ]
+}
+
 /// An instance's line under its app's: `api:2` and its own figures.
-fn instance_row(app: &str, i: &InstanceInfo) -> [String; 9] {
+pub(crate) fn instance_row(app: &str, i: &InstanceInfo) -> [String; 9] {
     [
         String::new(),
         format!("{app}:{}", i.index),
@@ -142,7 +170,7 @@ fn instance_row(app: &str, i: &InstanceInfo) -> [String; 9] {
     ]
 }
 
-fn column_widths(header: &[&str; 9], rows: &[[String; 9]]) -> [usize; 9] {
+pub(crate) fn column_widths(header: &[&str; 9], rows: &[[String; 9]]) -> [usize; 9] {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -153,7 +181,7 @@ fn column_widths(header: &[&str; 9], rows: &[[String; 9]]) -> [usize; 9] {
 }
 
 /// `text` cut to `width` characters, the last one an ellipsis, if longer.
-fn ellipsize(text: &str, width: usize) -> String {
+pub(crate) fn ellipsize(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
         return text.to_string();
     }
@@ -380,13 +408,18 @@ fn health(app: &AppInfo) -> String {
 
 /// One line of `sup events`: time (UTC), app, what, details.
 pub fn event(e: &EventRecord) -> String {
+    let time = sup_proto::logfmt::format_ts(e.ts_ms, 0);
+    format!("{time} {}", event_what(e))
+}
+
+/// An event without its time: app, what, details.
+pub(crate) fn event_what(e: &EventRecord) -> String {
     let detail = if e.detail.is_empty() {
         String::new()
     } else {
         format!(": {}", e.detail)
     };
-    let time = sup_proto::logfmt::format_ts(e.ts_ms, 0);
-    format!("{time} {} {}{detail}", e.app, e.kind)
+    format!("{} {}{detail}", e.app, e.kind)
 }
 
 /// `850ms`, `12s`, `5m`, `3h`, `2d`.

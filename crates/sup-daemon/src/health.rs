@@ -23,21 +23,30 @@ pub struct Health {
     known: bool,
     failures: u32,
     last: Option<Outcome>,
+    /// The instance before this one was failing: this one's first pass is
+    /// a recovery (what an alert about the failures waits for).
+    owed: bool,
 }
 
 impl Health {
-    /// Forgets everything (a new instance starts).
+    /// Forgets everything (a new instance starts) but that the one before
+    /// was failing.
     pub fn reset(&mut self) {
-        *self = Health::default();
+        let owed = self.owed || self.failures > 0;
+        *self = Health {
+            owed,
+            ..Health::default()
+        };
     }
 
     /// Records a liveness probe result; `counts` is false during the start
     /// period, when failures are shown but not counted.
     pub fn record(&mut self, outcome: Outcome, retries: u32, counts: bool) -> Verdict {
-        let was_failing = self.failures > 0;
+        let was_failing = self.failures > 0 || self.owed;
         self.known = true;
         let verdict = if outcome.ok {
             self.failures = 0;
+            self.owed = false;
             if was_failing {
                 Verdict::Recovered
             } else {
@@ -101,6 +110,12 @@ mod tests {
         assert_eq!(h.record(bad(), 3, true), Verdict::Failing(1));
         assert_eq!(h.info(true).status, HealthStatus::Unhealthy);
         assert_eq!(h.record(ok(), 3, true), Verdict::Recovered);
+        // Restarted while failing: the new instance's first pass recovers.
+        h.record(bad(), 3, true);
+        h.reset();
+        assert_eq!(h.info(true).status, HealthStatus::Starting);
+        assert_eq!(h.record(ok(), 3, true), Verdict::Recovered);
+        assert_eq!(h.record(ok(), 3, true), Verdict::Same);
         h.record(bad(), 3, true);
         h.record(bad(), 3, true);
         let Verdict::Unhealthy(why) = h.record(bad(), 3, true) else {

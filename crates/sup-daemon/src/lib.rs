@@ -1,6 +1,7 @@
 //! The sup daemon: supervises apps, reaps every child, and serves the CLI
 //! over a Unix socket in `SUP_HOME`. `sup daemon` runs [`run`].
 
+mod alerts;
 mod creds;
 mod events;
 mod groupwatch;

@@ -37,7 +37,7 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
         "Apps the daemon knows.",
     );
     let _ = writeln!(out, "sup_daemon_apps {}", apps.len());
-    let per_app: [Series<AppInfo>; 5] = [
+    let per_app: [Series<AppInfo>; 7] = [
         (
             "sup_app_up",
             "gauge",
@@ -65,6 +65,22 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
                 HealthStatus::Unhealthy => 0.0,
                 _ => f64::NAN,
             },
+        ),
+        (
+            "sup_app_probe_duration_seconds",
+            "gauge",
+            "How long the last liveness probe took; absent without one.",
+            |a| {
+                a.health
+                    .last_latency_ms
+                    .map_or(f64::NAN, |ms| ms as f64 / 1000.0)
+            },
+        ),
+        (
+            "sup_app_log_bytes_total",
+            "counter",
+            "Output bytes written to its log files.",
+            |a| a.logs.written_bytes as f64,
         ),
         (
             "sup_app_log_dropped_bytes_total",
@@ -120,7 +136,7 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
 
 /// The per-instance series.
 fn instances(out: &mut String, apps: &[AppInfo]) {
-    let series: [Series<sup_proto::InstanceInfo, Option<f64>>; 4] = [
+    let series: [Series<sup_proto::InstanceInfo, Option<f64>>; 5] = [
         (
             "sup_instance_up",
             "gauge",
@@ -138,6 +154,12 @@ fn instances(out: &mut String, apps: &[AppInfo]) {
             "gauge",
             "CPU used since the last reading, in cores (1 = one core busy).",
             |i| i.pid.map(|_| i.cpu / 100.0),
+        ),
+        (
+            "sup_instance_cpu_seconds_total",
+            "counter",
+            "CPU time its current processes used (back to 0 when it restarts).",
+            |i| i.pid.map(|_| i.cpu_seconds),
         ),
         (
             "sup_instance_memory_bytes",

@@ -82,9 +82,15 @@ impl Home {
         self.dir.join("spawn.lock")
     }
 
-    /// The token the web listener asks for beyond loopback (0600).
+    /// The token the web listener asks for (0600): for the dashboard's
+    /// actions, and for everything beyond loopback.
     pub fn web_token(&self) -> PathBuf {
         self.dir.join("web.token")
+    }
+
+    /// The webhooks told about every app's trouble (`[daemon] notify`).
+    pub fn notify_targets(&self) -> PathBuf {
+        self.dir.join("notify.json")
     }
 
     /// The daemon's own log.

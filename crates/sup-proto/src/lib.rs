@@ -14,6 +14,7 @@ mod kinds;
 pub mod logfmt;
 mod message;
 mod name;
+pub mod notify;
 pub mod schedule;
 pub mod shellwords;
 mod signal;

@@ -138,6 +138,12 @@ pub enum Request {
         /// `127.0.0.1:9615`, `:9615`, ...
         listen: Option<String>,
     },
+    /// Webhooks told about every app's trouble (`[daemon] notify` of a
+    /// sup.toml), replacing the previous ones; kept across restarts.
+    Notify {
+        /// Targets: `[json+|ntfy+]http[s]://...`.
+        targets: Vec<String>,
+    },
     /// Zero-downtime restart: a new instance first, the old one stopped once it is ready.
     Reload(Target),
     /// Write the dump of every app (`force`: even an empty list).
@@ -350,6 +356,9 @@ pub struct InstanceInfo {
     pub cpu: f64,
     /// Resident memory of the instance's process group, in bytes.
     pub memory: u64,
+    /// CPU time its processes used so far, in seconds.
+    #[serde(default)]
+    pub cpu_seconds: f64,
     /// Pid of its last main process, running or not (null before the first).
     #[serde(default)]
     pub last_pid: Option<u32>,
@@ -413,6 +422,9 @@ pub struct LogInfo {
     pub timestamps: bool,
     /// Bytes of output dropped because the log could not be written.
     pub dropped_bytes: u64,
+    /// Bytes written to its out and err files by this daemon.
+    #[serde(default)]
+    pub written_bytes: u64,
     /// The last write error, while writing fails.
     pub error: Option<String>,
     /// With one file per instance: each instance's files.

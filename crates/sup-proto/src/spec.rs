@@ -332,6 +332,11 @@ pub struct AppSpec {
     /// Command run for each event of the app (the event as JSON on stdin
     /// and in `SUP_EVENT`).
     pub on_event: Option<String>,
+    /// Webhooks told when the app turns errored, fails its health checks,
+    /// is restarted for memory, crash-loops or recovers (`--notify`; see
+    /// [`crate::notify::NotifyTarget`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
     /// How many instances run (each with its index in `SUP_INSTANCE`); at
     /// most [`MAX_INSTANCES`].
     pub instances: u32,
@@ -451,6 +456,9 @@ impl AppSpec {
         {
             return Err(format!("stop exit code {code} is outside 0-255"));
         }
+        for target in &self.notify {
+            crate::notify::NotifyTarget::parse(target)?;
+        }
         Ok(())
     }
 }
@@ -482,6 +490,7 @@ impl Default for AppSpec {
             listen: Vec::new(),
             health: HealthSpec::default(),
             on_event: None,
+            notify: Vec::new(),
             instances: 1,
             instance_var: None,
             increment_var: None,

@@ -79,6 +79,18 @@ pub struct Loaded {
     pub apps: Vec<AppSpec>,
     /// Keys not carried over, one line each.
     pub warnings: Vec<String>,
+    /// A sup.toml's `[daemon]` table.
+    pub daemon: Option<DaemonTable>,
+}
+
+/// A sup.toml's `[daemon]` table: settings of the daemon, not of an app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct DaemonTable {
+    /// Webhooks told about every app's trouble.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// The web listener's address (`sup web --listen`).
+    pub web: Option<String>,
 }
 
 /// A file that cannot be used, and where.

@@ -51,7 +51,11 @@ pub fn from_value(file: &Path, value: Value, options: &Options) -> Result<Loaded
             _ => Err(error(file, format!("apps[{i}] is not an object"))),
         })
         .collect::<Result<_, _>>()?;
-    Ok(Loaded { apps, warnings })
+    Ok(Loaded {
+        apps,
+        warnings,
+        daemon: None,
+    })
 }
 
 /// One PM2 app object (as in an ecosystem file) mapped onto an

@@ -4,7 +4,7 @@
 //! relative to the file's directory, so a file in a repository means the
 //! same wherever the command runs. An unknown key is an error.
 
-use super::{error, line_col, ConfigError, Loaded, Options};
+use super::{error, line_col, ConfigError, DaemonTable, Loaded, Options};
 use crate::resolve::{self, ResolveError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -17,6 +17,8 @@ const SHORTHANDS: [&str; 2] = ["script", "interpreter"];
 struct Doc {
     #[serde(default)]
     app: Vec<AppSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    daemon: Option<DaemonTable>,
 }
 
 /// Reads sup.toml text.
@@ -53,6 +55,14 @@ pub fn parse(file: &Path, text: &str, options: &Options) -> Result<Loaded, Confi
     // `sup.toml` has the parent "": the directory must not end in a `/`.
     let parent = file.parent().unwrap_or(Path::new(""));
     let dir = resolve::join(&options.cwd, &parent.display().to_string());
+    if let Some(bad) = doc
+        .daemon
+        .iter()
+        .flat_map(|d| &d.notify)
+        .find_map(|t| sup_proto::notify::NotifyTarget::parse(t).err())
+    {
+        return Err(error(file, format!("[daemon] notify: {bad}")));
+    }
     let apps = doc
         .app
         .into_iter()
@@ -62,6 +72,7 @@ pub fn parse(file: &Path, text: &str, options: &Options) -> Result<Loaded, Confi
     Ok(Loaded {
         apps,
         warnings: Vec::new(),
+        daemon: doc.daemon,
     })
 }
 
@@ -178,6 +189,7 @@ pub fn export(apps: &[AppSpec]) -> Result<String, toml::ser::Error> {
                 ..spec.clone()
             })
             .collect(),
+        daemon: None,
     };
     let body = toml::to_string_pretty(&doc)?;
     Ok(format!(

@@ -200,7 +200,8 @@ impl Watcher {
         Ok(Watcher { inotify })
     }
 
-    /// Blocks until something changed in a watched directory.
+    /// Blocks until something changed in a watched directory (at once when
+    /// [`Watcher`]'s descriptor is readable).
     pub fn wait(&self) -> io::Result<()> {
         loop {
             match self.inotify.read_events() {
@@ -209,6 +210,12 @@ impl Watcher {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+impl std::os::fd::AsFd for Watcher {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inotify.as_fd()
     }
 }
 

@@ -12,14 +12,14 @@ use std::path::PathBuf;
 use sup_home::{Home, LogStream};
 use sup_proto::logfmt::format_ts;
 use sup_proto::{AppInfo, Request, Response, Target};
-use tail::Line;
+pub(crate) use tail::Line;
 
 /// Lines shown per app when `--lines` is not given (PM2's default).
 const DEFAULT_LINES: usize = 15;
 
 /// One file to read, and whose lines it holds.
 #[derive(Debug, Clone)]
-struct Source {
+pub(crate) struct Source {
     app: String,
     stream: &'static str,
     path: PathBuf,
@@ -34,6 +34,11 @@ impl Source {
     fn shows(&self, line: &Line) -> bool {
         self.instance
             .is_none_or(|i| line.text.starts_with(format!("[{i}] ").as_bytes()))
+    }
+
+    /// Whether this file holds the app's stderr only.
+    pub(crate) fn is_err(&self) -> bool {
+        self.stream == "err"
     }
 }
 
@@ -104,7 +109,12 @@ fn sources(home: &Home, target: &Target, args: &LogsArgs) -> Result<Vec<Source>>
 }
 
 /// The files of `app` (of its instance `instance` only, when given).
-fn app_sources(app: &AppInfo, color: usize, args: &LogsArgs, instance: Option<u32>) -> Vec<Source> {
+pub(crate) fn app_sources(
+    app: &AppInfo,
+    color: usize,
+    args: &LogsArgs,
+    instance: Option<u32>,
+) -> Vec<Source> {
     // With one file per instance (`--split-logs`), each instance's files,
     // labelled `app:N`.
     if !app.logs.instances.is_empty() {
@@ -202,7 +212,7 @@ fn default_sources(home: &Home, target: &Target) -> Option<Vec<Source>> {
 
 /// The last `n` lines (or those after `cutoff`) of one app, its streams
 /// merged in time order.
-fn recent<'a>(
+pub(crate) fn recent<'a>(
     sources: &[&'a Source],
     n: Option<usize>,
     cutoff: Option<i64>,
@@ -260,13 +270,14 @@ fn rotated(path: &std::path::Path) -> PathBuf {
 
 /// The files being followed (in the order of the sources) and the watcher
 /// that says when they change.
-struct Following {
+pub(crate) struct Following {
     watcher: follow::Watcher,
     files: Vec<follow::Followed>,
 }
 
 impl Following {
-    fn start(sources: &[Source]) -> Result<Following> {
+    /// Starts following `sources` from their current ends.
+    pub(crate) fn start(sources: &[Source]) -> Result<Following> {
         let watcher = follow::Watcher::new(sources.iter().map(|s| s.path.as_path()))?;
         let files = sources
             .iter()
@@ -283,18 +294,37 @@ impl Following {
             .map(follow::Followed::offset)
     }
 
+    /// Readable when a followed file may have changed: for a caller that
+    /// waits on other things too.
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.watcher)
+    }
+
+    /// Waits until a file changes, then returns the new lines each source
+    /// (of those given to [`Following::start`]) shows, in order.
+    pub(crate) fn next_lines<'a>(
+        &mut self,
+        sources: &'a [Source],
+    ) -> Result<Vec<(&'a Source, Line)>> {
+        self.watcher.wait()?;
+        let mut lines = Vec::new();
+        for (source, f) in sources.iter().zip(self.files.iter_mut()) {
+            for stored in f.poll() {
+                let shown = tail::logical(vec![stored])
+                    .into_iter()
+                    .filter(|line| source.shows(line));
+                lines.extend(shown.map(|line| (source, line)));
+            }
+        }
+        Ok(lines)
+    }
+
     fn run(mut self, sources: &[Source], style: &Style) -> Result<()> {
         loop {
-            self.watcher.wait()?;
+            let lines = self.next_lines(sources)?;
             let mut out = std::io::stdout().lock();
-            for (source, f) in sources.iter().zip(self.files.iter_mut()) {
-                for stored in f.poll() {
-                    for line in tail::logical(vec![stored]) {
-                        if source.shows(&line) {
-                            style.print(&mut out, source, &line)?;
-                        }
-                    }
-                }
+            for (source, line) in lines {
+                style.print(&mut out, source, &line)?;
             }
             out.flush()?;
         }

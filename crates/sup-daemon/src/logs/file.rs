@@ -16,12 +16,23 @@ const ROTATION_RETRY: Duration = Duration::from_secs(1);
 pub const FAILURE_BUFFER: usize = 1024 * 1024;
 
 /// Health of a log file, as `describe` shows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Health {
     /// Bytes dropped because writes failed.
     pub dropped: u64,
     /// The last write error, while writing fails.
     pub error: Option<String>,
+    /// Bytes written so far (`/metrics`). Shared by every copy, so the
+    /// count is live without publishing the health at each write.
+    pub written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Health changed when what `describe` warns about changed; the count of
+/// bytes written is live anyway.
+impl PartialEq for Health {
+    fn eq(&self, other: &Health) -> bool {
+        self.dropped == other.dropped && self.error == other.error
+    }
 }
 
 /// What happens to rotated files besides the count kept.
@@ -280,6 +291,9 @@ impl LogFile {
             }
         }
         self.size += written as u64;
+        self.health
+            .written
+            .fetch_add(written as u64, std::sync::atomic::Ordering::Relaxed);
         if self.max_size > 0 && self.size >= self.max_size {
             self.rotate();
         }

@@ -277,6 +277,7 @@ impl Logs {
         for (index, files) in instances {
             let own = self.info(files);
             info.dropped_bytes += own.dropped_bytes;
+            info.written_bytes += own.written_bytes;
             info.error = info.error.or(own.error);
             info.instances.push(InstanceLogs {
                 index: *index as u32,
@@ -310,6 +311,10 @@ impl Logs {
             if let Some(h) = health.get(target.path.as_os_str()) {
                 info.dropped_bytes += h.dropped;
                 info.error = info.error.or_else(|| h.error.clone());
+                // The combined file repeats the others' lines.
+                if logs.out.tee.as_ref().is_none_or(|t| t.path != target.path) {
+                    info.written_bytes += h.written.load(std::sync::atomic::Ordering::Relaxed);
+                }
             }
         }
         info

@@ -303,10 +303,13 @@ impl Writer {
     }
 
     fn file(&mut self, target: &Target) -> &mut LogFile {
-        let file = self
-            .files
-            .entry(target.path.clone())
-            .or_insert_with(|| LogFile::new(target.path.clone(), target.max_size, target.keep));
+        if !self.files.contains_key(&target.path) {
+            let file = LogFile::new(target.path.clone(), target.max_size, target.keep);
+            // Published at once: its count of bytes written is live from now.
+            self.publish(&target.path, file.health().clone());
+            self.files.insert(target.path.clone(), file);
+        }
+        let file = self.files.get_mut(&target.path).expect("just inserted");
         // An app re-added under the same name may rotate differently.
         file.set_limits(target.max_size, target.keep);
         file.set_retention(target.retention);

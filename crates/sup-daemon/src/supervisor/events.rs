@@ -42,6 +42,7 @@ impl Supervisor {
             }
             app.hook_queue.push_back(event.clone());
         }
+        self.alerts.event(&event, &app.spec.notify);
         self.events.record(event);
         self.run_next_hook(id);
     }

@@ -297,7 +297,9 @@ pub struct Supervisor {
     /// `sup run`: apps' lines go to the daemon's stdout and stderr.
     console: Option<crate::logs::ConsoleMode>,
     /// The HTTP listener (`sup web`), while one serves.
-    web: Option<tokio::task::JoinHandle<()>>,
+    web: Option<(String, tokio::task::JoinHandle<()>)>,
+    /// Webhooks told about trouble.
+    alerts: crate::alerts::Alerts,
 }
 
 impl Supervisor {
@@ -317,6 +319,7 @@ impl Supervisor {
             signal(SignalKind::terminate())?,
             signal(SignalKind::interrupt())?,
         );
+        let alerts = crate::alerts::Alerts::start(crate::alerts::daemon_targets(&home));
         Ok(Supervisor {
             lock_fd,
             signals: Some(signals),
@@ -346,6 +349,7 @@ impl Supervisor {
             run: None,
             console: None,
             web: None,
+            alerts,
         })
     }
 
@@ -354,12 +358,22 @@ impl Supervisor {
     /// actions, and for everything beyond loopback) is made at first need
     /// and told once.
     pub fn web(&mut self, listen: Option<&str>) -> Result<String, String> {
-        if let Some(old) = self.web.take() {
-            old.abort();
-        }
         let Some(addr) = listen else {
+            if let Some((_, old)) = self.web.take() {
+                old.abort();
+            }
             return Ok("the web listener is off".into());
         };
+        if self
+            .web
+            .as_ref()
+            .is_some_and(|(serving, _)| serving == addr)
+        {
+            return Ok(format!("the web listener serves {addr} already"));
+        }
+        if let Some((_, old)) = self.web.take() {
+            old.abort();
+        }
         let (token, made) = crate::web::token(&self.home).map_err(|e| e.to_string())?;
         let path = self.home.web_token();
         let needs = match crate::web::is_loopback(addr) {
@@ -375,7 +389,7 @@ impl Supervisor {
         };
         let server = crate::web::start(addr, self.tx.clone(), token, self.logs.taps())
             .map_err(|e| e.to_string())?;
-        self.web = Some(server);
+        self.web = Some((addr.to_string(), server));
         Ok(format!(
             "serving the dashboard, /metrics, /livez and /readyz on {addr}; {told}"
         ))
@@ -554,6 +568,20 @@ impl Supervisor {
                 Ok(note) => Ok(Answer::Now(Response::Note(note))),
                 Err(why) => Err(Response::error(ErrorKind::BadRequest, why)),
             },
+            Request::Notify { targets } => match crate::alerts::keep(&self.home, &targets) {
+                Ok(all) => {
+                    let note = match all.len() {
+                        0 => "no webhook is told about every app's trouble".to_string(),
+                        n => format!(
+                            "{} told about every app's trouble",
+                            crate::plural::count(n as u64, "webhook")
+                        ),
+                    };
+                    self.alerts.set_daemon_targets(all);
+                    Ok(Answer::Now(Response::Note(note)))
+                }
+                Err(why) => Err(Response::error(ErrorKind::BadRequest, why)),
+            },
             Request::Reload(target) => return self.reload(&target, reply),
             Request::Save { force } => return self.save(force, reply),
             Request::Update { .. } => Err(Response::error(
@@ -730,6 +758,7 @@ impl Supervisor {
                 self.logs.close_after(&app.logs, gates);
             }
             self.table.remove(id);
+            self.alerts.forget(id);
         }
         let mut pending = std::mem::take(&mut self.waiters);
         pending.retain(|w| !w.reply.is_closed());

@@ -38,8 +38,9 @@ pub struct Instance {
     pub channel: Option<super::channel::Kept>,
     /// What its Node preload said of the app's `listen()`.
     pub listen: Option<sup_proto::ListenNote>,
-    /// Its last figures: when read, CPU percent, memory bytes.
-    figures: Option<(Instant, f64, u64)>,
+    /// Its last figures: when read, CPU percent, memory bytes, CPU time
+    /// in microseconds.
+    figures: Option<(Instant, f64, u64, u64)>,
     /// Its start time after boot (clock ticks), read once at spawn: with
     /// the pid, it identifies the process in the state file.
     pub start_time: Option<u64>,
@@ -88,15 +89,15 @@ impl Instance {
     /// The figures are read at most once per [`FIGURES_FOR`]: a `list`
     /// right after another (a watch loop, a dashboard) reads no file.
     fn info(&mut self, base: InstanceInfo, now: Instant, owner: &Ownership) -> InstanceInfo {
-        let (cpu, memory) = match self.figures {
-            Some((at, cpu, memory)) if now.saturating_duration_since(at) < FIGURES_FOR => {
-                (cpu, memory)
+        let (cpu, memory, cpu_usec) = match self.figures {
+            Some((at, cpu, memory, usec)) if now.saturating_duration_since(at) < FIGURES_FOR => {
+                (cpu, memory, usec)
             }
             _ => {
                 let u = owner.usage(self.pid);
-                let figures = (self.meter.percent(u.cpu_usec, now), u.rss_bytes);
-                self.figures = Some((now, figures.0, figures.1));
-                figures
+                let cpu = self.meter.percent(u.cpu_usec, now);
+                self.figures = Some((now, cpu, u.rss_bytes, u.cpu_usec));
+                (cpu, u.rss_bytes, u.cpu_usec)
             }
         };
         InstanceInfo {
@@ -104,6 +105,7 @@ impl Instance {
             uptime_ms: Some(now.duration_since(self.started).as_millis() as u64),
             cpu,
             memory,
+            cpu_seconds: cpu_usec as f64 / 1e6,
             listen: self.listen.clone(),
             ..base
         }
@@ -203,6 +205,7 @@ impl App {
                 uptime_ms: None,
                 cpu: 0.0,
                 memory: 0,
+                cpu_seconds: 0.0,
                 last_pid: slot.last_pid(),
                 listen: None,
             };
@@ -228,6 +231,7 @@ impl App {
                 uptime_ms: None,
                 cpu: 0.0,
                 memory: 0,
+                cpu_seconds: 0.0,
                 last_pid: Some(inst.pid),
                 listen: None,
             };
