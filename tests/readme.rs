@@ -5,8 +5,9 @@
 //! Three things are not typed as such: the Install block's `cargo install`
 //! (the `sup` under test is first in PATH instead) and the Test block's
 //! `cargo test` (this is it), and `sup startup`, which installs a systemd
-//! unit: the boot test (`tests/boot.rs`) runs it under a real systemd. A
-//! command that follows (`sup logs api`, `sup events --follow`) is stopped
+//! unit: the boot test (`tests/boot.rs`) runs it under a real systemd.
+//! `sup monit` gets a pseudo-terminal from script(1). A command that
+//! follows (`sup logs api`, `sup events --follow`, `sup monit`) is stopped
 //! after a moment, as a reader would with Ctrl-C. A command that fails is
 //! tried again for a few seconds, at a typist's pace.
 
@@ -49,6 +50,14 @@ fn as_typed(command: &str) -> Option<(String, bool)> {
         Some(rest) => rest.to_string(),
         None => command.to_string(),
     };
+    // A full-screen view wants a terminal: a pseudo-terminal from script(1).
+    if let Some(rest) = command.strip_prefix("sup monit") {
+        let line = format!(
+            "script -qec 'sup monit{}' /dev/null",
+            rest.split('#').next().unwrap_or("").trim_end()
+        );
+        return Some((line, true));
+    }
     let follows = command.starts_with("sup events --follow")
         || (command.starts_with("sup logs ") && !command.contains("--nostream"));
     Some((command, follows))
