@@ -12,6 +12,9 @@ type Series<T, V = f64> = (&'static str, &'static str, &'static str, fn(&T) -> V
 /// The exposition of `apps`, for a daemon up `uptime_s` seconds.
 pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
     let mut out = String::with_capacity(256 + apps.len() * 1024);
+    // Each name is escaped once, not once per series: at 1,000 apps that
+    // is 1,000 strings instead of 20,000.
+    let names: Vec<String> = apps.iter().map(|a| escape(&a.name)).collect();
     family(
         &mut out,
         "sup_build_info",
@@ -91,10 +94,10 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
     ];
     for (name, kind, help, value) in per_app {
         family(&mut out, name, kind, help);
-        for app in apps {
+        for (app, label) in apps.iter().zip(&names) {
             let v = value(app);
             if !v.is_nan() {
-                let _ = writeln!(out, "{name}{{app=\"{}\"}} {v}", escape(&app.name));
+                sample(&mut out, name, label, None, v);
             }
         }
     }
@@ -104,15 +107,11 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
         "gauge",
         "The app's status: 1 for the one it has.",
     );
-    for app in apps {
+    for (app, label) in apps.iter().zip(&names) {
         for status in Status::ALL {
-            let on = u8::from(app.status == status);
-            let _ = writeln!(
-                out,
-                "sup_app_status{{app=\"{}\",status=\"{}\"}} {on}",
-                escape(&app.name),
-                status.as_str()
-            );
+            let on = f64::from(u8::from(app.status == status));
+            let extra = Some(("status", status.as_str()));
+            sample(&mut out, "sup_app_status", label, extra, on);
         }
     }
     family(
@@ -121,21 +120,17 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
         "gauge",
         "The exit code of the app's last exit (128 + signal for a signal).",
     );
-    for app in apps {
+    for (app, label) in apps.iter().zip(&names) {
         if let Some(code) = app.last_exit_code {
-            let _ = writeln!(
-                out,
-                "sup_app_last_exit_code{{app=\"{}\"}} {code}",
-                escape(&app.name)
-            );
+            sample(&mut out, "sup_app_last_exit_code", label, None, f64::from(code));
         }
     }
-    instances(&mut out, apps);
+    instances(&mut out, apps, &names);
     out
 }
 
 /// The per-instance series.
-fn instances(out: &mut String, apps: &[AppInfo]) {
+fn instances(out: &mut String, apps: &[AppInfo], names: &[String]) {
     let series: [Series<sup_proto::InstanceInfo, Option<f64>>; 5] = [
         (
             "sup_instance_up",
@@ -170,19 +165,38 @@ fn instances(out: &mut String, apps: &[AppInfo]) {
     ];
     for (name, kind, help, value) in series {
         family(out, name, kind, help);
-        for app in apps {
+        for (app, label) in apps.iter().zip(names) {
             for inst in &app.instances {
                 if let Some(v) = value(inst) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{app=\"{}\",instance=\"{}\"}} {v}",
-                        escape(&app.name),
-                        inst.index
-                    );
+                    let index = inst.index.to_string();
+                    sample(out, name, label, Some(("instance", &index)), v);
                 }
             }
         }
     }
+}
+
+/// One sample line: `name{app="label",key="value"} v`, written piece by
+/// piece (a `format!` per line is most of the cost at 1,000 apps).
+fn sample(out: &mut String, name: &str, app: &str, extra: Option<(&str, &str)>, v: f64) {
+    out.push_str(name);
+    out.push_str("{app=\"");
+    out.push_str(app);
+    out.push('"');
+    if let Some((key, value)) = extra {
+        out.push(',');
+        out.push_str(key);
+        out.push_str("=\"");
+        out.push_str(value);
+        out.push('"');
+    }
+    out.push_str("} ");
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+    out.push('\n');
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -192,6 +206,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 /// A label value as the format wants it: `\`, `"` and newlines escaped.
 fn escape(value: &str) -> String {
+    if !value.contains(['\\', '"', '\n']) {
+        return value.to_string();
+    }
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -201,6 +218,32 @@ fn escape(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_are_whole_lines_with_their_labels() {
+        let app: AppInfo = serde_json::from_value(serde_json::json!({
+            "id": 0, "name": "we\"b", "pid": 9, "status": "online", "restarts": 3,
+            "uptime_ms": 5, "cpu": 50.0, "memory": 4096, "unstable_restarts": 0,
+            "stopped_by_user": false, "last_exit": null, "error": null, "ready_instances": 1,
+            "instances": [{
+                "index": 1, "pid": 9, "status": "online", "uptime_ms": 5,
+                "cpu": 50.0, "memory": 4096, "cpu_seconds": 1.25
+            }]
+        }))
+        .unwrap();
+        let text = render(&[app], 2.5);
+        for line in [
+            "sup_daemon_uptime_seconds 2.500",
+            "sup_app_restarts_total{app=\"we\\\"b\"} 3",
+            "sup_app_status{app=\"we\\\"b\",status=\"online\"} 1",
+            "sup_app_status{app=\"we\\\"b\",status=\"errored\"} 0",
+            "sup_instance_cpu_ratio{app=\"we\\\"b\",instance=\"1\"} 0.5",
+            "sup_instance_cpu_seconds_total{app=\"we\\\"b\",instance=\"1\"} 1.25",
+            "sup_instance_memory_bytes{app=\"we\\\"b\",instance=\"1\"} 4096",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn label_values_are_escaped() {

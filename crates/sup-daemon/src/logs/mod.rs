@@ -291,7 +291,11 @@ impl Logs {
     /// Paths and health of an app's logs.
     pub fn info(&self, logs: &AppLogs) -> LogInfo {
         let health = self.health.lock().expect("health lock");
-        let text = |p: &Path| p.to_string_lossy().into_owned();
+        // `to_str` first: its check is much faster than the lossy one.
+        let text = |p: &Path| match p.to_str() {
+            Some(s) => s.to_owned(),
+            None => p.to_string_lossy().into_owned(),
+        };
         let mut info = LogInfo {
             out: text(&logs.out.path),
             err: text(&logs.err.path),
