@@ -122,7 +122,13 @@ pub fn render(apps: &[AppInfo], uptime_s: f64) -> String {
     );
     for (app, label) in apps.iter().zip(&names) {
         if let Some(code) = app.last_exit_code {
-            sample(&mut out, "sup_app_last_exit_code", label, None, f64::from(code));
+            sample(
+                &mut out,
+                "sup_app_last_exit_code",
+                label,
+                None,
+                f64::from(code),
+            );
         }
     }
     instances(&mut out, apps, &names);
