@@ -124,6 +124,11 @@ fn metrics_parse_match_list_and_need_the_token_beyond_loopback() {
         std::fs::read_to_string(sup.home.join("logs/talker-out.log"))
             .is_ok_and(|t| t.contains("done-counting"))
     });
+    // Figures are read at most once a second (the start's answer read
+    // them at 0): wait for a reading after the work.
+    sup.wait("the talker's CPU time", || {
+        sup.app("talker")["instances"][0]["cpu_seconds"].as_f64() > Some(0.0)
+    });
     let port = free_port();
     let out = sup.ok(&["web", "--listen", &format!("127.0.0.1:{port}")]);
     assert!(out.contains("/metrics"), "{out}");

@@ -40,6 +40,7 @@ pub enum Stop {
 pub struct Capture {
     stop: Option<oneshot::Sender<Stop>>,
     done: Option<oneshot::Receiver<()>>,
+    detached: Option<oneshot::Receiver<OwnedFd>>,
     /// Its source id at the writer.
     pub source: u64,
 }
@@ -52,6 +53,14 @@ impl Capture {
             let _ = stop.send(how);
         }
         self.done.take()
+    }
+
+    /// Stops reading at once (`sup update`); the pipe comes back through
+    /// the receiver, to be handed to the next daemon. The daemon keeps no
+    /// copy of its pipes meanwhile: one fd per stream, not two.
+    pub fn detach(&mut self) -> Option<oneshot::Receiver<OwnedFd>> {
+        self.stop(Stop::Detach);
+        self.detached.take()
     }
 }
 
@@ -69,12 +78,10 @@ pub fn start(
     // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and the
     // same for the AsyncFd's whole life.
     let pipe = unsafe { AsyncFd::register(pipe) }?;
-    let (stop_tx, stop_rx) = oneshot::channel();
+    let (stop_tx, mut stop_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
+    let (detached_tx, detached_rx) = oneshot::channel();
     tokio::spawn(async move {
-        if let Some(after) = after {
-            let _ = after.await;
-        }
         let reader = Reader {
             pipe,
             target,
@@ -82,12 +89,33 @@ pub fn start(
             tx,
             permits: Arc::new(Semaphore::new(IN_FLIGHT)),
         };
-        reader.run(stop_rx).await;
+        if let Some(mut after) = after {
+            tokio::select! {
+                _ = &mut after => {}
+                how = &mut stop_rx => {
+                    // Stopped before it began: detached, the pipe goes
+                    // back unread; else it is drained after the gate.
+                    if how == Ok(Stop::Detach) {
+                        let _ = detached_tx.send(reader.pipe.into_inner());
+                        return;
+                    }
+                    let _ = after.await;
+                    reader.drain().await;
+                    reader.end();
+                    let _ = done_tx.send(());
+                    return;
+                }
+            }
+        }
+        if let Some(pipe) = reader.run(stop_rx).await {
+            let _ = detached_tx.send(pipe);
+        }
         let _ = done_tx.send(());
     });
     Ok(Capture {
         stop: Some(stop_tx),
         done: Some(done_rx),
+        detached: Some(detached_rx),
         source,
     })
 }
@@ -101,16 +129,20 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(self, mut stop: oneshot::Receiver<Stop>) {
+    /// Reads until the pipe ends or the capture is stopped; a detached
+    /// capture returns its pipe.
+    async fn run(self, mut stop: oneshot::Receiver<Stop>) -> Option<OwnedFd> {
         // Set while output gathers in the pipe: when the reader last found
         // it empty, the arrival time of what it reads next (at the latest).
         let mut gathering_since: Option<i64> = None;
+        let mut detached = false;
         loop {
             tokio::select! {
                 biased;
                 how = &mut stop => {
                     if how == Ok(Stop::Detach) {
-                        return;
+                        detached = true;
+                        break;
                     }
                     self.drain().await;
                     break;
@@ -122,7 +154,7 @@ impl Reader {
                             let small = data.len() < COALESCE_BELOW;
                             let at_ms = gathering_since.take().unwrap_or_else(now_ms);
                             if !self.send(data, at_ms).await {
-                                return;
+                                return None;
                             }
                             if small {
                                 // Let a chatty app's writes gather in the pipe:
@@ -143,6 +175,15 @@ impl Reader {
                 }
             }
         }
+        if detached {
+            return Some(self.pipe.into_inner());
+        }
+        self.end();
+        None
+    }
+
+    /// Tells the writer the source ended (its unfinished line is written).
+    fn end(&self) {
         let _ = self.tx.send(WriterMsg::End {
             target: self.target.clone(),
             source: self.source,

@@ -36,6 +36,10 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// so it is short: a writer stuck on a dead disk fails the update instead.
 const WRITER_DRAIN: Duration = Duration::from_secs(2);
 
+/// How long a detached capture may take to give its pipe back (it does at
+/// its next turn on the loop).
+const PIPE_BACK: Duration = Duration::from_secs(2);
+
 /// What one daemon hands the next.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Handover {
@@ -167,9 +171,12 @@ impl Supervisor {
         // waits in the pipes for the next daemon; what was read reaches the
         // disk, and unfinished lines are handed over.
         let mut sources = HashMap::new();
+        let mut coming = Vec::new();
         for app in self.table.iter_mut() {
             for inst in app.procs.values_mut() {
-                sources.insert(inst.pid, inst.detach_captures());
+                let (of_inst, pipes) = inst.detach_captures();
+                sources.insert(inst.pid, of_inst);
+                coming.push((app.id, inst.pid, pipes));
                 // What an app sends from now on waits in its channel for
                 // the next daemon.
                 if let Some(kept) = &inst.channel {
@@ -177,6 +184,7 @@ impl Supervisor {
                 }
             }
         }
+        self.take_back_pipes(coming).await;
         let fresh = match Logs::start() {
             Ok(logs) => logs,
             Err(e) => return self.update_failed(format!("cannot restart logging: {e}"), None),
@@ -197,6 +205,24 @@ impl Supervisor {
         let _ = std::fs::remove_file(&path);
         let err = result.err().map(|e| e.to_string()).unwrap_or_default();
         self.update_failed(format!("cannot start {binary}: {err}"), Some(handover))
+    }
+
+    /// Puts each instance's pipes, as its detached captures give them
+    /// back, where the handover (or a failed update) finds them.
+    async fn take_back_pipes(&mut self, coming: Vec<(u32, u32, Vec<oneshot::Receiver<OwnedFd>>)>) {
+        for (id, pid, receivers) in coming {
+            let mut pipes = Vec::new();
+            for rx in receivers {
+                match tokio::time::timeout(PIPE_BACK, rx).await {
+                    Ok(Ok(fd)) => pipes.push(fd),
+                    // Its capture ended meanwhile: the instance is gone.
+                    _ => warn!(pid, "a capture did not give its pipe back"),
+                }
+            }
+            if let Some(inst) = self.table.get_mut(id).and_then(|a| a.procs.get_mut(&pid)) {
+                inst.pipes = pipes;
+            }
+        }
     }
 
     /// Takes the fds back and carries on as before.
@@ -254,10 +280,9 @@ impl Supervisor {
             set_cloexec(fd.as_raw_fd(), true);
         }
         match self.start_captures([(out, logs.out), (err, logs.err)], Vec::new(), seeds) {
-            Ok((captures, pipes)) => {
+            Ok(captures) => {
                 if let Some(inst) = self.table.get_mut(id).and_then(|a| a.procs.get_mut(&pid)) {
                     inst.captures = captures;
-                    inst.pipes = pipes;
                 }
             }
             Err(e) => warn!("cannot resume capturing: {e}"),
@@ -414,13 +439,13 @@ impl Supervisor {
             let targets = [(out, logs.out.clone()), (err, logs.err.clone())];
             self.start_captures(targets, Vec::new(), handed.partials)
         });
-        let (captures, pipes) = match started {
+        let captures = match started {
             Some(Ok(started)) => started,
             Some(Err(e)) => {
                 warn!("cannot capture a handed-over pipe: {e}");
-                (Vec::new(), Vec::new())
+                Vec::new()
             }
-            None => (Vec::new(), Vec::new()),
+            None => Vec::new(),
         };
         for c in &captures {
             self.logs.tag(c.source, tag);
@@ -429,7 +454,6 @@ impl Supervisor {
         // Its CPU ticks count from its spawn, so its first rate does too.
         instance.started = since;
         instance.meter = CpuMeter::new(since);
-        instance.pipes = pipes;
         instance.channel = handed.channel.and_then(|(fd, bind)| {
             set_cloexec(fd, true);
             // SAFETY: the old daemon passed this fd open and owns it no more.

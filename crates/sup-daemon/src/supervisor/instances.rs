@@ -72,7 +72,7 @@ impl Supervisor {
         self.table.index_pid(pid, id, Role::Instance);
         let pipes = [(out_read, out_target), (err_read, err_target)];
         match self.start_captures(pipes, gates, Vec::new()) {
-            Ok((captures, pipes)) => {
+            Ok(captures) => {
                 if let Some(app) = self.table.get(id) {
                     // Several instances share the app's log files: each
                     // line says whose it is.
@@ -84,7 +84,6 @@ impl Supervisor {
                 }
                 let mut instance = Instance::new(pid, captures);
                 instance.notify = notify;
-                instance.pipes = pipes;
                 instance.channel = channel;
                 if let Some(app) = self.table.get_mut(id) {
                     app.procs.insert(pid, instance);
@@ -183,13 +182,11 @@ impl Supervisor {
         pipes: [(OwnedFd, std::sync::Arc<crate::logs::Target>); 2],
         gates: Vec<Option<tokio::sync::oneshot::Receiver<()>>>,
         seeds: Vec<Option<crate::logs::Partial>>,
-    ) -> std::io::Result<(Vec<crate::logs::Capture>, Vec<OwnedFd>)> {
+    ) -> std::io::Result<Vec<crate::logs::Capture>> {
         let mut gates = gates.into_iter();
         let mut seeds = seeds.into_iter();
         let mut captures = Vec::new();
-        let mut kept = Vec::new();
         for (pipe, target) in pipes {
-            kept.push(pipe.try_clone()?);
             captures.push(self.logs.capture(
                 pipe,
                 &target,
@@ -197,7 +194,7 @@ impl Supervisor {
                 seeds.next().flatten(),
             )?);
         }
-        Ok((captures, kept))
+        Ok(captures)
     }
 
     /// Runs `line` under `/bin/sh -c` for app `id` (a command probe or a

@@ -32,7 +32,8 @@ pub struct Instance {
     pub captures: Vec<Capture>,
     /// Its own sd_notify socket, when the app reports readiness that way.
     pub notify: Option<NotifySocket>,
-    /// Copies of its stdout and stderr read ends, kept for `sup update`.
+    /// Its stdout and stderr read ends while `sup update` hands them over
+    /// (empty otherwise: its captures own them).
     pub pipes: Vec<OwnedFd>,
     /// Its Node IPC channel, as kept for `sup update`.
     pub channel: Option<super::channel::Kept>,
@@ -74,15 +75,15 @@ impl Instance {
             .collect()
     }
 
-    /// Stops the captures at once, for `sup update`; returns their sources.
-    pub fn detach_captures(&mut self) -> Vec<u64> {
-        self.captures
-            .iter_mut()
-            .map(|c| {
-                c.stop(Stop::Detach);
-                c.source
-            })
-            .collect()
+    /// Stops the captures at once, for `sup update`; returns their sources,
+    /// and their pipes once they come back.
+    pub fn detach_captures(&mut self) -> (Vec<u64>, Vec<tokio::sync::oneshot::Receiver<OwnedFd>>) {
+        let (mut sources, mut pipes) = (Vec::new(), Vec::new());
+        for c in &mut self.captures {
+            sources.push(c.source);
+            pipes.extend(c.detach());
+        }
+        (sources, pipes)
     }
 
     /// What `list` shows of it: its usage, on top of what its slot says.
