@@ -336,6 +336,12 @@ fn running_out_of_fds_at_a_respawn_is_retried_not_errored() {
         let text = fs::read_to_string(&log).unwrap_or_default();
         text.matches("Too many open files").count() >= 2
     });
+    // The error says what limit was reached and what to do.
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("open-file limit (3; each running instance holds 2)"),
+        "{text}"
+    );
     limit(1024);
     sup.wait("back online once fds are free", || {
         let app = sup.app("fds");

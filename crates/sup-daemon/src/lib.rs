@@ -127,8 +127,9 @@ pub fn run(home: Home, options: Options) -> Result<i32, DaemonError> {
     sup_home::write_daemon_pid(&lock);
     record_unit(&home);
     reaper::become_subreaper()?;
-    if let Some(soft) = handover.as_ref().map(supervisor::Handover::app_nofile) {
+    if let Some((soft, hard)) = handover.as_ref().map(supervisor::Handover::app_nofile) {
         spawn::APP_NOFILE.store(soft, std::sync::atomic::Ordering::Relaxed);
+        spawn::APP_NOFILE_HARD.store(hard, std::sync::atomic::Ordering::Relaxed);
     }
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -227,14 +228,30 @@ async fn serve(
     result.map_err(DaemonError::from)
 }
 
-/// Apps' pipes, held sockets and notify sockets take fds: use the hard limit.
+/// Apps' pipes, held sockets and notify sockets take fds (two per instance
+/// at least): use the hard limit, and as root (which may raise it) the
+/// kernel's `fs.nr_open`, as systemd does for itself. Apps get the limits
+/// the daemon started with.
 fn raise_fd_limit() {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        if soft < hard {
-            spawn::APP_NOFILE.store(soft, std::sync::atomic::Ordering::Relaxed);
-            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-        }
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let most = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .unwrap_or(hard)
+        .max(hard);
+    let raised = match setrlimit(Resource::RLIMIT_NOFILE, most, most) {
+        Ok(()) => most,
+        Err(_) => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(_) => soft,
+        },
+    };
+    if soft < raised {
+        spawn::APP_NOFILE.store(soft, std::sync::atomic::Ordering::Relaxed);
+        spawn::APP_NOFILE_HARD.store(hard, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -221,6 +221,10 @@ impl Child<'_> {
                 rlim_max: 0,
             };
             if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+                let hard = APP_NOFILE_HARD.load(std::sync::atomic::Ordering::Relaxed);
+                if hard > 0 {
+                    lim.rlim_max = hard.min(lim.rlim_max);
+                }
                 lim.rlim_cur = soft.min(lim.rlim_max);
                 libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             }
@@ -251,6 +255,10 @@ impl Child<'_> {
 /// The soft fd limit the daemon started with (0: it raised none): apps
 /// get it back, so the daemon's own raise never leaks to them.
 pub static APP_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The hard fd limit the daemon started with (0: unknown, as from a 0.2.0
+/// handover without it): a root daemon raises its own past it.
+pub static APP_NOFILE_HARD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), not yet in the libc crate.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;

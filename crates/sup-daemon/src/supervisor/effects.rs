@@ -34,12 +34,22 @@ impl Supervisor {
         match effect {
             Effect::Spawn { slot, role } => Some(match self.spawn_instance(id, slot, role) {
                 Ok(pid) => Input::Spawned { slot, role, pid },
-                Err(e) => Input::SpawnFailed {
-                    slot,
-                    role,
-                    error: e.message,
-                    transient: e.transient,
-                },
+                Err(e) => {
+                    // Said here too: at the fd limit no client may connect
+                    // to read it in `describe`.
+                    let name = self.table.get(id).map(|a| a.spec.name.clone());
+                    tracing::warn!(
+                        app = name.unwrap_or_default(),
+                        "cannot spawn: {}",
+                        e.message
+                    );
+                    Input::SpawnFailed {
+                        slot,
+                        role,
+                        error: e.message,
+                        transient: e.transient,
+                    }
+                }
             }),
             Effect::Signal { pid, signal } => {
                 match signal {

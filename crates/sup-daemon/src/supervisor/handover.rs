@@ -62,6 +62,9 @@ pub struct Handover {
     /// daemon starts with the raised one and could not know it.
     #[serde(default)]
     app_nofile: u64,
+    /// The hard fd limit apps get ([`crate::spawn::APP_NOFILE_HARD`]).
+    #[serde(default)]
+    app_nofile_hard: u64,
 }
 
 impl Handover {
@@ -70,9 +73,10 @@ impl Handover {
         self.subtree.clone()
     }
 
-    /// The fd limit apps get, 0 when the previous daemon raised none.
-    pub fn app_nofile(&self) -> u64 {
-        self.app_nofile
+    /// The fd limits apps get (soft, hard), 0 when the previous daemon
+    /// raised none.
+    pub fn app_nofile(&self) -> (u64, u64) {
+        (self.app_nofile, self.app_nofile_hard)
     }
 }
 
@@ -351,6 +355,8 @@ impl Supervisor {
             next_id: self.table.next_id(),
             subtree: self.owner.subtree(),
             app_nofile: crate::spawn::APP_NOFILE.load(std::sync::atomic::Ordering::Relaxed),
+            app_nofile_hard: crate::spawn::APP_NOFILE_HARD
+                .load(std::sync::atomic::Ordering::Relaxed),
         }
     }
 

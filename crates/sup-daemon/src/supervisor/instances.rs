@@ -95,7 +95,7 @@ impl Supervisor {
                 self.owner.kill(pid);
                 Err(SpawnError {
                     transient: is_transient(&e),
-                    message: format!("cannot capture its output: {e}"),
+                    message: format!("cannot capture its output: {}", with_fd_hint(&e)),
                 })
             }
         }
@@ -252,8 +252,25 @@ impl From<std::io::Error> for SpawnError {
     fn from(e: std::io::Error) -> Self {
         SpawnError {
             transient: is_transient(&e),
-            message: e.to_string(),
+            message: with_fd_hint(&e),
         }
+    }
+}
+
+/// An error, and what to do when it is the daemon's fd limit: each
+/// instance holds two fds (its stdout and stderr pipes) while it runs.
+fn with_fd_hint(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EMFILE) => {
+            let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+                .map_or("?".to_string(), |(soft, _)| soft.to_string());
+            format!(
+                "{e}: the daemon has reached its open-file limit ({limit}; each running instance holds 2); \
+                 raise it (LimitNOFILE= in the unit, or ulimit -Hn before the daemon starts) or run fewer apps"
+            )
+        }
+        Some(libc::ENFILE) => format!("{e}: the system's open-file table is full (fs.file-max)"),
+        _ => e.to_string(),
     }
 }
 
