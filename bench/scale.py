@@ -736,11 +736,13 @@ def keep_log(home, n, out_dir):
 # ------------------------------------------------------------------ system limits
 
 
-def limits(sizes):
+def limits(sizes, nofile=None):
     info = {}
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     info["nofile_before"] = [soft, hard]
-    if soft < hard:
+    if nofile:  # above the hard limit this needs root (CAP_SYS_RESOURCE), up to fs.nr_open
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, max(nofile, hard)))
+    elif soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     info["nofile"] = list(resource.getrlimit(resource.RLIMIT_NOFILE))
     info["nproc"] = list(resource.getrlimit(resource.RLIMIT_NPROC))
@@ -1014,7 +1016,7 @@ def lin_ticks(vmax):
 
 def panel(ox, oy, w, h, title, ylabel, series, sizes, ylog):
     """One chart: series = {key: [(n, value or None), ...]}."""
-    ml, mr, mt, mb = 58, 14, 30, 40
+    ml, mr, mt, mb = 58, 26, 30, 40
     pw, ph = w - ml - mr, h - mt - mb
     x0, y0 = ox + ml, oy + mt
     svg = [f'<text x="{ox + w / 2:.1f}" y="{oy + 16}" text-anchor="middle" font-size="13" '
@@ -1105,7 +1107,7 @@ def draw_svg(saved, path):
            f'<rect width="{W}" height="{H}" fill="#ffffff"/>']
     # legend
     lx = 16
-    svg.append(f'<text x="{lx}" y="24" font-size="13" fill="#212529">Idle `sleep` apps, lower is better:</text>')
+    svg.append(f'<text x="{lx}" y="24" font-size="13" fill="#212529">Idle sleep apps, lower is better:</text>')
     lx += 230
     for k in keys:
         c = COLORS[k]
@@ -1139,6 +1141,17 @@ def draw_svg(saved, path):
 # ------------------------------------------------------------------ main
 
 
+def predict_fds(sup_data, n):
+    """The sup daemon's fds at n apps, extrapolated from the sizes measured so far."""
+    pts = sorted((int(k), r["fds"]) for k, r in sup_data.items() if r.get("fds"))
+    if not pts:
+        return None
+    if len(pts) == 1:
+        return int(pts[0][1] * n / pts[0][0])
+    (n1, f1), (n2, f2) = pts[-2], pts[-1]
+    return int(f2 + (f2 - f1) / (n2 - n1) * (n - n2))
+
+
 def on_signal(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -1152,6 +1165,8 @@ def main():
     ap.add_argument("--one-by-one-max", type=int, default=1000, help="largest N started one call at a time")
     ap.add_argument("--deadline-per-app", type=float, default=2.0,
                     help="each start phase may take 120 s + this many seconds per app")
+    ap.add_argument("--nofile", type=int, help="set `ulimit -n` (soft and hard) to this first; above the "
+                    "hard limit it needs root (default: raise the soft limit to the hard one)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "scale.svg"))
     ap.add_argument("--svg-from", metavar="RESULTS_JSON", help="only redraw the SVG from a saved JSON")
@@ -1174,12 +1189,15 @@ def main():
             ap.error(f"unknown peer {p!r}")
     args.out = os.path.abspath(args.out)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
 
     started = datetime.datetime.now()
     t_start = time.perf_counter()
-    lim = limits(sizes)
+    try:
+        lim = limits(sizes, args.nofile)
+    except (ValueError, OSError) as e:
+        sys.exit(f"--nofile {args.nofile}: {e}")
     log(f"ulimit -n {lim['nofile'][0]}/{lim['nofile'][1]} (was {lim['nofile_before'][0]}), "
         f"pid_max {lim['pid_max']}, threads-max {lim['threads-max']}, {lim['tasks_in_use']} tasks in use")
     for wmsg in lim["warnings"]:
@@ -1225,6 +1243,13 @@ def main():
             t_n = time.perf_counter()
             deadline = 120 + args.deadline_per_app * n
             log(f"=== N = {n:,} (load {os.getloadavg()[0]:.2f}; each start phase may take {deadline:.0f} s)")
+            need = predict_fds(data["sup"], n)
+            if need and need > lim["nofile"][0]:
+                wmsg = (f"sup's daemon will need about {need:,} fds at {n:,} apps (from its fds at the smaller "
+                        f"sizes), above `ulimit -n` {lim['nofile'][0]:,}: expect failures; rerun with "
+                        f"--nofile {1 << (need + 1024).bit_length()} as root")
+                log(f"WARNING: {wmsg}")
+                lim["warnings"].append(wmsg)
             for k, sv in svs.items():
                 if k != "sup" and n > args.max_peer:
                     continue
@@ -1247,16 +1272,18 @@ def main():
         text += f"- **Interrupted ({interrupted}); the figures are partial.**\n"
     print(text)
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"scale-{started:%Y-%m-%d}")
+    # A partial run does not replace a whole one, nor the chart.
+    stem = os.path.join(args.out, f"scale-{started:%Y-%m-%d}" + ("-partial" if interrupted else ""))
     with open(stem + ".md", "w") as f:
         f.write(text)
     saved = {"meta": meta, "results": data}
     with open(stem + ".json", "w") as f:
         json.dump(saved, f, indent=1)
+    if interrupted:
+        log(f"written {stem}.md and {stem}.json (not the SVG)")
+        sys.exit(130)
     draw_svg(saved, args.svg)
     log(f"written {stem}.md, {stem}.json and {args.svg}")
-    if interrupted:
-        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,12 @@ impl Supervisor {
                 None
             }
             Effect::Probe { pid, kind, after } => {
-                self.after(after, Msg::ProbeDue { app: id, pid, kind });
+                let tx = self.tx.clone();
+                let at = on_probe_grid(tokio::time::Instant::now() + after);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at).await;
+                    let _ = tx.send(Msg::ProbeDue { app: id, pid, kind });
+                });
                 None
             }
             // In cgroup mode the emptiness of every instance is an event already.
@@ -206,5 +211,36 @@ impl Supervisor {
                 escaped,
             },
         );
+    }
+}
+
+/// Probes wait for the next multiple of this, counted from the daemon's
+/// start: probes due within it share one wake-up of the daemon, where each
+/// used to have its own (100 apps probed every second: 10 wake-ups a
+/// second, not 100).
+const PROBE_GRID: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `at`, rounded up to the probe grid.
+fn on_probe_grid(at: tokio::time::Instant) -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
+    let grid = PROBE_GRID.as_nanos();
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let up = since.div_ceil(grid) * grid;
+    origin + std::time::Duration::from_nanos(up as u64)
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+
+    #[test]
+    fn probe_times_round_up_to_the_grid_and_never_earlier() {
+        let ms = std::time::Duration::from_millis;
+        let g = on_probe_grid(tokio::time::Instant::now());
+        assert_eq!(on_probe_grid(g), g, "a grid point stays");
+        let (a, b) = (on_probe_grid(g + ms(3)), on_probe_grid(g + ms(61)));
+        assert_eq!(a, b, "due within one step: one wake-up");
+        assert_eq!(a, g + PROBE_GRID);
     }
 }

@@ -87,6 +87,8 @@ pub enum Msg {
         kind: ProbeKind,
         /// What it found.
         outcome: Outcome,
+        /// Its HTTP connection, kept for the instance's next probe.
+        kept: Option<crate::probe::Kept>,
     },
     /// `sup run`: one of its apps was started (or could not be: `why`).
     RunAdded {
@@ -483,7 +485,11 @@ impl Supervisor {
                 pid,
                 kind,
                 outcome,
+                kept,
             } => {
+                if let Some(inst) = self.table.get_mut(app).and_then(|a| a.procs.get_mut(&pid)) {
+                    inst.probe_conn = kept.map(|k| (kind, k));
+                }
                 if !outcome.ok && kind == ProbeKind::Liveness {
                     self.check_sockets_taken(app, pid);
                 }

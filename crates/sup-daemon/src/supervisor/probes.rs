@@ -25,11 +25,21 @@ impl Supervisor {
         let timeout = Duration::from_millis(app.spec.health.timeout_ms);
         let tx = self.tx.clone();
         match probe {
-            Some(Probe::Http { url }) => report(tx, id, pid, kind, async move {
-                probe::http(&url, timeout).await
-            }),
+            Some(Probe::Http { url }) => {
+                // The instance's connection from its last probe of this kind.
+                let kept = self
+                    .table
+                    .get_mut(id)
+                    .and_then(|a| a.procs.get_mut(&pid))
+                    .and_then(|i| i.probe_conn.take())
+                    .filter(|(of, _)| *of == kind)
+                    .map(|(_, kept)| kept);
+                report(tx, id, pid, kind, async move {
+                    probe::http(&url, timeout, kept).await
+                })
+            }
             Some(Probe::Tcp { addr }) => report(tx, id, pid, kind, async move {
-                probe::tcp(&addr, timeout).await
+                (probe::tcp(&addr, timeout).await, None)
             }),
             Some(Probe::Cmd { line }) => {
                 match self.spawn_helper(id, &line, Vec::new(), None, true, Role::Probe(kind)) {
@@ -69,21 +79,23 @@ impl Supervisor {
     }
 }
 
-/// Runs a probe as a task on the event loop and posts its outcome back.
+/// Runs a probe as a task on the event loop and posts its outcome back,
+/// with the connection to keep for the next one.
 fn report(
     tx: tokio::sync::mpsc::UnboundedSender<Msg>,
     app: u32,
     pid: u32,
     kind: ProbeKind,
-    probe: impl std::future::Future<Output = Outcome> + Send + 'static,
+    probe: impl std::future::Future<Output = (Outcome, Option<probe::Kept>)> + Send + 'static,
 ) {
     tokio::spawn(async move {
-        let outcome = probe.await;
+        let (outcome, kept) = probe.await;
         let _ = tx.send(Msg::ProbeDone {
             app,
             pid,
             kind,
             outcome,
+            kept,
         });
     });
 }

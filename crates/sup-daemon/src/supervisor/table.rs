@@ -35,6 +35,8 @@ pub struct Instance {
     /// Its stdout and stderr read ends while `sup update` hands them over
     /// (empty otherwise: its captures own them).
     pub pipes: Vec<OwnedFd>,
+    /// The HTTP connection of its last probe, for the next one.
+    pub probe_conn: Option<(ProbeKind, crate::probe::Kept)>,
     /// Its Node IPC channel, as kept for `sup update`.
     pub channel: Option<super::channel::Kept>,
     /// What its Node preload said of the app's `listen()`.
@@ -58,6 +60,7 @@ impl Instance {
             captures,
             notify: None,
             pipes: Vec::new(),
+            probe_conn: None,
             channel: None,
             listen: None,
             figures: None,
