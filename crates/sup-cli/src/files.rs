@@ -120,6 +120,9 @@ pub fn apply_loaded(
     }
     let running = known(&mut client)?;
     let mut failed = 0;
+    // New apps go to the daemon in batches (one request for many); an app
+    // that runs already is applied on its own, in the file's order.
+    let mut batch = Batch::default();
     for mut spec in loaded.apps.iter().cloned() {
         let old = running.get(&spec.name);
         if let (Some(old), false) = (old, args.update_env) {
@@ -130,16 +133,17 @@ pub fn apply_loaded(
         if let Some(old) = old.filter(|_| spec.listen.is_empty()) {
             spec.listen = old.listen.clone();
         }
+        if old.is_none() {
+            if batch.full_with(&spec) {
+                failed += batch.send(&mut client)?;
+            }
+            batch.specs.push(spec);
+            continue;
+        }
+        failed += batch.send(&mut client)?;
         let name = spec.name.clone();
         let result = match old {
-            None => one(
-                &mut client,
-                Request::Add {
-                    spec: Box::new(spec),
-                    wait: false,
-                },
-                "started",
-            ),
+            None => Ok(()),
             Some(old) if mode == Mode::Reload && *old == spec => {
                 println!("[sup] {name}: unchanged");
                 Ok(())
@@ -162,6 +166,7 @@ pub fn apply_loaded(
             failed += 1;
         }
     }
+    failed += batch.send(&mut client)?;
     if args.prune {
         failed += prune(&mut client, loaded, &running)?;
     }
@@ -169,6 +174,54 @@ pub fn apply_loaded(
         bail!("{failed} of the apps of {file} failed");
     }
     Ok(())
+}
+
+/// New apps waiting to be sent as one [`Request::AddMany`].
+#[derive(Default)]
+struct Batch {
+    specs: Vec<AppSpec>,
+    bytes: usize,
+}
+
+/// Most bytes of specs in one batch: well under the daemon's 1 MiB
+/// request limit (an app's inherited environment can be a few KiB).
+const BATCH_BYTES: usize = 512 * 1024;
+
+impl Batch {
+    /// Whether adding `spec` would make the batch too big to send as one.
+    fn full_with(&mut self, spec: &AppSpec) -> bool {
+        let size = serde_json::to_vec(spec).map_or(BATCH_BYTES, |v| v.len());
+        self.bytes += size;
+        if self.bytes > BATCH_BYTES && !self.specs.is_empty() {
+            self.bytes = size;
+            return true;
+        }
+        false
+    }
+
+    /// Sends the batch (if any) and prints each app's outcome; returns how
+    /// many failed.
+    fn send(&mut self, client: &mut Client) -> Result<usize> {
+        if self.specs.is_empty() {
+            return Ok(0);
+        }
+        let specs = std::mem::take(&mut self.specs);
+        self.bytes = 0;
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let time = crate::targets::apps_time(specs.iter());
+        let answers = match expect_ok(client.request_waiting(Request::AddMany { specs }, time)?)? {
+            Response::Batch(answers) => answers,
+            other => bail!("unexpected answer from the daemon: {other:?}"),
+        };
+        let mut failed = 0;
+        for (name, answer) in names.iter().zip(answers) {
+            if let Err(err) = print_outcome(answer, "started") {
+                eprintln!("sup: {name}: {err:#}");
+                failed += 1;
+            }
+        }
+        Ok(failed)
+    }
 }
 
 /// A sup.toml's `[daemon]` table: its webhooks for every app (kept by
@@ -198,7 +251,12 @@ fn one(client: &mut Client, request: Request, verb: &str) -> Result<()> {
         }
         _ => Default::default(),
     };
-    match expect_ok(client.request_waiting(request, time)?)? {
+    print_outcome(client.request_waiting(request, time)?, verb)
+}
+
+/// Prints what was done with one app, or returns its error.
+fn print_outcome(answer: Response, verb: &str) -> Result<()> {
+    match expect_ok(answer)? {
         Response::Note(note) => {
             note.lines().for_each(|l| println!("[sup] {verb} {l}"));
             Ok(())

@@ -93,6 +93,12 @@ pub enum Request {
         /// Answer once the app is online (ready), not just spawned.
         wait: bool,
     },
+    /// Add new apps and start them, in order (a file's apps): one request
+    /// and one answer, [`Response::Batch`], instead of one of each per app.
+    AddMany {
+        /// The apps.
+        specs: Vec<AppSpec>,
+    },
     /// Give a known app (by the spec's name) a new spec, on disk before it
     /// is used, then restart it with it (or reload it: zero downtime).
     Apply {
@@ -185,6 +191,8 @@ pub enum Response {
     },
     /// The apps a command concerned, after it took effect.
     Apps(Vec<AppInfo>),
+    /// One answer per item of a batch ([`Request::AddMany`]), in order.
+    Batch(Vec<Response>),
     /// Done, nothing to report.
     Ok,
     /// Done, with something the user should know: lines, each with its

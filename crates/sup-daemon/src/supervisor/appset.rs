@@ -75,6 +75,30 @@ impl Supervisor {
         });
     }
 
+    /// `sup start FILE`: adds the apps in order (ids in the file's order),
+    /// each as [`Supervisor::add`] does, and answers once with each app's
+    /// answer. The state writes queue up meanwhile, so the writer does them
+    /// back to back rather than one per round trip of the CLI.
+    pub(super) fn add_many(&mut self, specs: Vec<AppSpec>, reply: oneshot::Sender<Response>) {
+        let answers: Vec<oneshot::Receiver<Response>> = specs
+            .into_iter()
+            .map(|spec| {
+                let (one, answer) = oneshot::channel();
+                self.add(spec, false, one);
+                answer
+            })
+            .collect();
+        tokio::spawn(async move {
+            let mut all = Vec::with_capacity(answers.len());
+            for answer in answers {
+                all.push(answer.await.unwrap_or_else(|_| {
+                    Response::error(ErrorKind::Internal, "the daemon is stopping")
+                }));
+            }
+            let _ = reply.send(Response::Batch(all));
+        });
+    }
+
     /// Checks a new app's spec and name, and binds its sockets (so that an
     /// address in use is an error now).
     fn admit(&self, spec: &AppSpec) -> Result<Vec<Held>, Response> {

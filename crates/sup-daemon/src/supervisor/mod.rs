@@ -559,6 +559,7 @@ impl Supervisor {
                 "the daemon is shutting down",
             )),
             Request::Add { spec, wait } => return self.add(*spec, wait, reply),
+            Request::AddMany { specs } => return self.add_many(specs, reply),
             Request::Apply { spec, reload } => return self.apply_spec(*spec, reload, reply),
             Request::Start(target) => self.each(&target, Input::Start, Until::Settled),
             Request::Scale { target, scale } => return self.scale(&target, scale, reply),
