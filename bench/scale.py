@@ -4,7 +4,15 @@ beside it at 10, 100 and 1,000, all in one run.
 
     bench/scale.py SUP_BINARY [--sizes 10,100,1000,10000] [--peers pm2,supervisord]
                    [--max-peer 1000] [--one-by-one-max 1000] [--out DIR]
+                   [--deadline-per-app 2] [--nofile N] [--svg docs/scale.svg]
     bench/scale.py --svg-from bench/results/scale-DATE.json   # redraw docs/scale.svg only
+
+A start phase fails after 120 s + 2 s per app (--deadline-per-app), or once
+no more app came online for 120 s; the other supervisors and sizes go on.
+`ulimit -n` is raised to the hard limit (--nofile N sets both; above the hard
+limit that needs CAP_SYS_RESOURCE); pid_max and threads-max are checked and
+printed. Before each size the sup daemon's fds there are extrapolated from the
+smaller sizes and compared with its own fd limit (a warning if short).
 
 Every app is an idle `sleep 100000`. For each N, and for each supervisor in
 turn (sup, then the peers; a fresh home each time):
@@ -74,6 +82,8 @@ IDLE_S = 10.0
 REKILL_GAP_S = 1.5  # an app is killed again only after this long up (min-uptime 1 s everywhere)
 RESTART_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 600.0
+STOPPED = set()  # homes whose daemon a timed stop already ended
+STALL_S = 120.0  # a start phase fails when no more app came online for this long
 APP_ARGS = ["100000"]
 LABELS = {"sup": "sup", "pm2": "PM2", "supervisord": "supervisord"}
 ORDER = ["sup", "pm2", "supervisord"]
@@ -84,7 +94,9 @@ def log(msg):
 
 
 class PhaseError(Exception):
-    pass
+    def __init__(self, msg, online=None):
+        super().__init__(msg)
+        self.online = online
 
 
 def run(argv, env=None, cwd=None, timeout=600, check=True):
@@ -133,6 +145,15 @@ def proc_state(pid):
         return None
 
 
+def start_time(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            s = f.read()
+        return int(s[s.rindex(")") + 2:].split()[19])  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def alive(pid):
     st = proc_state(pid)
     return st is not None and st not in ("Z", "X")
@@ -170,6 +191,19 @@ def status_kib(pid, key):
                 if line.startswith(key + ":"):
                     return int(line.split()[1])
     except OSError:
+        pass
+    return None
+
+
+def fd_limit(pid):
+    """The soft `Max open files` of a process (a daemon may raise its own)."""
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            for line in f:
+                if line.startswith("Max open files"):
+                    v = line.split()[3]
+                    return None if v == "unlimited" else int(v)
+    except (OSError, ValueError, IndexError):
         pass
     return None
 
@@ -516,36 +550,49 @@ class Homes:
 
 
 def cleanup_home(sv, home):
+    """Stop the home's daemon with its own command (run even when its pid is not
+    known yet: an interrupted first call may have booted it), then SIGKILL
+    whatever of it is left, and remove the home."""
     pid = sv.daemon_pid(home)
-    if pid and alive(pid):
-        kids = descendants(pid)
+    up = bool(pid and alive(pid))
+    kids = {k: start_time(k) for k in descendants(pid)} if up else {}
+    if up or (pid is None and home not in STOPPED):
         env = sv.env(home) if hasattr(sv, "env") else None
         try:
             subprocess.run(sv.stop_argv(home), env=env, cwd=home, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
         except (subprocess.TimeoutExpired, OSError):
             pass
-        if not wait_gone([pid], 30):
-            log(f"{sv.key}: daemon {pid} still up after its stop command; SIGKILL")
-            force_kill(pid)
-        for k in kids:
-            if alive(k):
-                try:
-                    os.kill(k, signal.SIGKILL)
-                except OSError:
-                    pass
+    pid = pid or sv.daemon_pid(home)
+    if pid and not wait_gone([pid], 30):
+        log(f"{sv.key}: daemon {pid} still up after its stop command; SIGKILL")
+        force_kill(pid)
+    for k, t in kids.items():
+        if alive(k) and start_time(k) == t:  # the same process, not a reused pid
+            try:
+                os.kill(k, signal.SIGKILL)
+            except OSError:
+                pass
     shutil.rmtree(home, ignore_errors=True)
 
 
 def wait_online(sv, home, n, t0, deadline):
-    polls = 0
+    """Polls the list until n apps are online; gives up at the deadline, or once
+    the count has not grown for STALL_S."""
+    polls, best, best_t = 0, -1, time.perf_counter()
     while True:
         got = sv.online(home)
         polls += 1
+        now = time.perf_counter()
         if got >= n:
-            return time.perf_counter() - t0, polls, got
-        if time.perf_counter() - t0 > deadline:
-            raise PhaseError(f"only {got}/{n} online after {deadline:.0f} s", )
+            return now - t0, polls, got
+        if got > best:
+            best, best_t = got, now
+        if now - t0 > deadline:
+            raise PhaseError(f"only {got}/{n} online after {deadline:.0f} s", online=got)
+        if now - best_t > STALL_S:
+            raise PhaseError(f"stuck at {best}/{n} online for {STALL_S:.0f} s "
+                             f"({now - t0:.0f} s after the first call)", online=got)
         time.sleep(0.05)
 
 
@@ -557,6 +604,7 @@ def settle_memory(sv, home):
         "rss_kib": status_kib(pid, "VmRSS"),
         "hwm_kib": status_kib(pid, "VmHWM"),
         "fds": count_dir(f"/proc/{pid}/fd"),
+        "fd_limit": fd_limit(pid),
         "threads": count_dir(f"/proc/{pid}/task"),
         "children": len(children(pid)),
     }
@@ -666,7 +714,9 @@ def timed_stop(sv, home):
     gone = wait_gone({pid, *apps} - {None}, STOP_TIMEOUT_S)
     total = time.perf_counter() - t0
     out = {"cli_s": cli, "gone_s": total if gone else None, "rc": p.returncode, "apps": len(apps)}
-    if not gone:
+    if gone:
+        STOPPED.add(home)
+    else:
         out["error"] = f"daemon or apps still alive {STOP_TIMEOUT_S:.0f} s after the stop command"
     return out
 
@@ -686,7 +736,7 @@ def measure(sv, n, homes, args, deadline):
             log(f"{sv.key} N={n}: one by one {r['one']['start_s']:.2f} s "
                 f"(calls {r['one']['calls_s']:.2f} s), RSS {r['one']['rss_kib']} KiB")
         except PhaseError as e:
-            r["one"] = {"error": str(e)}
+            r["one"] = {"error": str(e), "online": e.online, "fds": daemon_fds(sv, home)}
             r["errors"].append(f"one by one: {e}")
             log(f"{sv.key} N={n}: one by one FAILED: {e}")
         finally:
@@ -707,21 +757,30 @@ def measure(sv, n, homes, args, deadline):
         if r["restart"].get("median") is not None:
             log(f"{sv.key} N={n}: restart p50 {r['restart']['median']:.2f} ms ({r['restart']['failures']} failures)")
         r["online_after"] = sv.online(home)
-        r["problems"] = sv.problems(home)[:5]
         r["stop"] = timed_stop(sv, home)
+        if "error" in r["stop"]:
+            r["errors"].append(f"stop: {r['stop']['error']}")
         log(f"{sv.key} N={n}: stop: CLI {r['stop']['cli_s']:.2f} s, all gone {r['stop']['gone_s']}")
     except PhaseError as e:
         r.setdefault("file", {})
         if "start_s" not in r["file"]:
-            r["file"]["error"] = str(e)
+            r["file"].update(error=str(e), online=e.online)
+            r.setdefault("fds", daemon_fds(sv, home))
         r["errors"].append(str(e))
         log(f"{sv.key} N={n}: FAILED: {e}")
     finally:
-        if sv.key == "sup" and (r["errors"] or sv.problems(home)):
+        r["problems"] = sv.problems(home)[:5]
+        r["problem_count"] = len(sv.problems(home))
+        if sv.key == "sup" and (r["errors"] or r["problem_count"]):
             keep_log(home, n, args.out)
         homes.release(sv, home)
     r["wall_s"] = time.perf_counter() - t_all
     return r
+
+
+def daemon_fds(sv, home):
+    pid = sv.daemon_pid(home)
+    return count_dir(f"/proc/{pid}/fd") if pid and alive(pid) else None
 
 
 def keep_log(home, n, out_dir):
@@ -794,6 +853,8 @@ def cell_value(r, fig):
     """(value, text) of one figure of one result dict, or (None, why not)."""
     if r is None:
         return None, "—"
+    if fig == "fds":  # also when the start failed: the fds at that moment
+        return r.get("fds"), None
     one, f = r.get("one", {}), r.get("file", {})
     if fig == "start_one":
         if "skipped" in one:
@@ -825,8 +886,6 @@ def cell_value(r, fig):
         return r.get("restart", {}).get("median"), None
     if fig == "stop":
         return r.get("stop", {}).get("gone_s"), None
-    if fig == "fds":
-        return r.get("fds"), None
     raise KeyError(fig)
 
 
@@ -874,7 +933,8 @@ def table(data, sizes, peers, fig, unit):
 
 def report(meta, data):
     sizes, peers = meta["sizes"], meta["peers"]
-    out = [f"# Scale: sup vs PM2 vs supervisord at 10 to 10,000 idle apps — {meta['started']}", ""]
+    who = " vs ".join(LABELS[k] for k in ["sup"] + peers)
+    out = [f"# Scale: {who} at {', '.join(f'{n:,}' for n in sizes)} idle apps — {meta['started']}", ""]
     out.append(f"- machine: {meta['machine']}")
     out.append(f"- sup: `{meta['versions'].get('sup', '?')}` ({meta['sup']}, {meta['build']})")
     for p in peers:
@@ -894,8 +954,8 @@ def report(meta, data):
     out.append("### sup at each N")
     out.append("")
     out.append("| N | online after the file start | online after the kills | `sup kill` CLI | until all gone "
-               "| daemon fds | fds per extra app | threads | daemon.log WARN/ERROR |")
-    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+               "| daemon fds | fds per extra app | daemon's fd limit | threads | daemon.log WARN/ERROR |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     prev = None
     for n in sizes:
         r = data.get("sup", {}).get(str(n))
@@ -907,10 +967,12 @@ def report(meta, data):
         per = f"{(fds - prev[1]) / (n - prev[0]):.2f}" if fds is not None and prev else "—"
         if fds is not None:
             prev = (n, fds)
-        out.append(f"| {n:,} | {f.get('online', '—')}/{n} | {r.get('online_after', '—')}/{n} | "
+        on = f.get("online")
+        out.append(f"| {n:,} | {on if on is not None else '—'}/{n} | {r.get('online_after', '—')}/{n} | "
                    f"{fmt_num(st.get('cli_s'), ' s')} | {fmt_num(st.get('gone_s'), ' s')} | "
-                   f"{fds if fds is not None else '—'} | {per} | {r.get('threads', '—')} | "
-                   f"{len(r.get('problems', []))} |")
+                   f"{fds if fds is not None else '—'} | {per} | {r.get('fd_limit') or '—'} | "
+                   f"{r.get('threads', '—')} | "
+                   f"{r.get('problem_count', len(r.get('problems', [])))} |")
     out.append("")
     out.append("Notes:")
     out.append("- Lower is better everywhere; a ratio below 1 means sup is smaller/faster. Each supervisor "
@@ -1197,7 +1259,8 @@ def main():
     try:
         lim = limits(sizes, args.nofile)
     except (ValueError, OSError) as e:
-        sys.exit(f"--nofile {args.nofile}: {e}")
+        sys.exit(f"--nofile {args.nofile}: {e} (the hard limit is "
+                 f"{resource.getrlimit(resource.RLIMIT_NOFILE)[1]}; raising it needs CAP_SYS_RESOURCE)")
     log(f"ulimit -n {lim['nofile'][0]}/{lim['nofile'][1]} (was {lim['nofile_before'][0]}), "
         f"pid_max {lim['pid_max']}, threads-max {lim['threads-max']}, {lim['tasks_in_use']} tasks in use")
     for wmsg in lim["warnings"]:
@@ -1244,10 +1307,14 @@ def main():
             deadline = 120 + args.deadline_per_app * n
             log(f"=== N = {n:,} (load {os.getloadavg()[0]:.2f}; each start phase may take {deadline:.0f} s)")
             need = predict_fds(data["sup"], n)
-            if need and need > lim["nofile"][0]:
+            # The daemon's own limit as seen at the last size (it may raise its own), else ours.
+            dlim = next((r.get("fd_limit") for _, r in sorted(data["sup"].items(), key=lambda kv: -int(kv[0]))
+                         if r.get("fd_limit")), None) or lim["nofile"][0]
+            if need and need > dlim:
                 wmsg = (f"sup's daemon will need about {need:,} fds at {n:,} apps (from its fds at the smaller "
-                        f"sizes), above `ulimit -n` {lim['nofile'][0]:,}: expect failures; rerun with "
-                        f"--nofile {1 << (need + 1024).bit_length()} as root")
+                        f"sizes), above its limit of {dlim:,} open files: expect failures (rerun with "
+                        f"--nofile {1 << (need + 1024).bit_length()}; above the hard limit "
+                        f"{lim['nofile'][1]:,} that needs CAP_SYS_RESOURCE)")
                 log(f"WARNING: {wmsg}")
                 lim["warnings"].append(wmsg)
             for k, sv in svs.items():

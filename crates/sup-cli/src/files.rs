@@ -187,12 +187,16 @@ struct Batch {
 /// request limit (an app's inherited environment can be a few KiB).
 const BATCH_BYTES: usize = 512 * 1024;
 
+/// Most apps in one batch, so that each answer comes within seconds.
+const BATCH_APPS: usize = 100;
+
 impl Batch {
     /// Whether adding `spec` would make the batch too big to send as one.
     fn full_with(&mut self, spec: &AppSpec) -> bool {
         let size = serde_json::to_vec(spec).map_or(BATCH_BYTES, |v| v.len());
         self.bytes += size;
-        if self.bytes > BATCH_BYTES && !self.specs.is_empty() {
+        let full = self.bytes > BATCH_BYTES || self.specs.len() >= BATCH_APPS;
+        if full && !self.specs.is_empty() {
             self.bytes = size;
             return true;
         }
@@ -208,7 +212,10 @@ impl Batch {
         let specs = std::mem::take(&mut self.specs);
         self.bytes = 0;
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
-        let time = crate::targets::apps_time(specs.iter());
+        // Each app takes the daemon a few milliseconds (more with
+        // thousands running): the deadline grows with the batch.
+        let time = crate::targets::apps_time(specs.iter())
+            + std::time::Duration::from_millis(50) * specs.len() as u32;
         let answers = match expect_ok(client.request_waiting(Request::AddMany { specs }, time)?)? {
             Response::Batch(answers) => answers,
             other => bail!("unexpected answer from the daemon: {other:?}"),

@@ -88,7 +88,7 @@ fn unit(target: &Target, sup: &Path, path_var: &str) -> String {
          Restart=on-failure\n\
          RestartSec=2\n\
          RestartPreventExitStatus={busy}\n\
-         LimitNOFILE=65536\n\
+         LimitNOFILE=524288\n\
          \n\
          [Install]\n\
          WantedBy={wanted_by}\n",

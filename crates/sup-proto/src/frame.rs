@@ -5,10 +5,11 @@ use serde::Serialize;
 /// Bytes in a frame header (a big-endian `u32` body length).
 pub const HEADER_LEN: usize = 4;
 
-/// Largest frame body either side accepts. Big enough for an app spec with a
-/// large environment, small enough that a hostile peer cannot make the daemon
-/// allocate much.
-pub const MAX_FRAME: usize = 4 * 1024 * 1024;
+/// Largest frame body either side accepts: big enough for the answer to
+/// `list` at 10,000 apps (8.5 MB; 4 MiB was too small). The daemon reads
+/// requests with its own, smaller limit (1 MiB), so a hostile peer cannot
+/// make it allocate this much.
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 
 /// Why a frame could not be built or accepted.
 #[derive(Debug, thiserror::Error)]
