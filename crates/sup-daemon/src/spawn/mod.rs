@@ -3,6 +3,9 @@
 //! fds 3.. and `LISTEN_PID` set to its own pid (systemd's socket-activation
 //! protocol), with nothing but async-signal-safe calls after the fork.
 
+#[cfg(target_arch = "x86_64")]
+mod vfork;
+
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use std::ffi::{CString, OsStr};
@@ -116,13 +119,20 @@ pub fn spawn(launch: &Launch) -> io::Result<u32> {
     // Every signal blocked across the fork: the daemon's handlers must not
     // run in the child before it resets them.
     let saved = block_all_signals();
-    // SAFETY: after the fork the child only runs `Child::exec`, which
-    // makes async-signal-safe system calls on memory prepared above.
-    let (pid, born_in_cgroup) = unsafe { fork_into(launch.cgroup) };
-    if pid == 0 {
-        // SAFETY: in the child, see above; never returns.
-        unsafe { child.exec(born_in_cgroup) }
-    }
+    // SAFETY: the child only runs `Child::exec`, which makes
+    // async-signal-safe system calls on memory prepared above (and kept
+    // until the child has exec'd: the vfork-style clone waits for that).
+    let pid = match unsafe { clone_vm(&child) } {
+        Some(pid) => pid,
+        None => {
+            let (pid, born) = unsafe { fork_into(launch.cgroup) };
+            if pid == 0 {
+                // SAFETY: in the child, see above; never returns.
+                unsafe { child.exec(born) }
+            }
+            pid
+        }
+    };
     let forked = if pid < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -259,6 +269,33 @@ pub static APP_NOFILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU
 /// The hard fd limit the daemon started with (0: unknown, as from a 0.2.0
 /// handover without it): a root daemon raises its own past it.
 pub static APP_NOFILE_HARD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The child of `child`, started vfork-style where this build can
+/// ([`vfork`]); None: fork instead.
+///
+/// # Safety
+/// As [`vfork::run`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone_vm(child: &Child) -> Option<libc::pid_t> {
+    /// What the child gets: the setup, and whether it was born in its cgroup.
+    struct Call<'a, 'b>(&'a Child<'b>, bool);
+    unsafe extern "C" fn entry(arg: *mut libc::c_void) -> ! {
+        // SAFETY: `arg` is the `Call` below, alive until the child execs.
+        let call = unsafe { &*(arg as *const Call) };
+        unsafe { call.0.exec(call.1) }
+    }
+    let call = Call(child, child.cgroup.is_some());
+    vfork::run(
+        child.cgroup,
+        entry,
+        &call as *const Call as *mut libc::c_void,
+    )
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn clone_vm(_child: &Child) -> Option<libc::pid_t> {
+    None
+}
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), not yet in the libc crate.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
