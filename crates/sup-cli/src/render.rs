@@ -453,39 +453,20 @@ mod tests {
     use super::*;
     use sup_proto::Status;
 
+    /// A one-instance app as `list` shows it: online with `pid`, else stopped.
     fn app(name: &str, pid: Option<u32>) -> AppInfo {
-        AppInfo {
-            id: 3,
-            name: name.into(),
-            pid,
-            status: if pid.is_some() {
-                Status::Online
-            } else {
-                Status::Stopped
-            },
-            restarts: 2,
-            unstable_restarts: 0,
-            stopped_by_user: false,
-            uptime_ms: pid.map(|_| 65_000),
-            cpu: 1.5,
-            memory: 3 * 1024 * 1024,
-            last_exit: None,
-            last_exit_code: None,
-            error: None,
-            restart_in_ms: None,
-            added_at_ms: None,
-            restart_reason: None,
-            dump_warning: None,
-            state_warnings: vec![],
-            socket_warning: None,
-            tracking: None,
-            instances: vec![],
-            ready_instances: 0,
-            logs: Default::default(),
-            health: Default::default(),
-            listen: vec![],
-            spec: None,
-        }
+        let mut app = crate::monit::test_app(3, name, 0);
+        app.pid = pid;
+        app.status = match pid {
+            Some(_) => Status::Online,
+            None => Status::Stopped,
+        };
+        app.restarts = 2;
+        app.uptime_ms = pid.map(|_| 65_000);
+        app.cpu = 1.5;
+        app.memory = 3 * 1024 * 1024;
+        app.ready_instances = 0;
+        app
     }
 
     #[test]

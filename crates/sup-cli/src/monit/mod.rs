@@ -9,6 +9,10 @@ mod feed;
 mod follower;
 mod keys;
 mod state;
+
+/// An `AppInfo` to test with, shared with `render`'s tests.
+#[cfg(test)]
+pub(crate) use state::tests::app as test_app;
 mod terminal;
 mod view;
 

@@ -496,7 +496,7 @@ fn rows_of(apps: &[AppInfo]) -> Vec<Pick> {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub(crate) mod tests {
     use super::*;
     use sup_proto::{InstanceInfo, Status};
 

@@ -218,36 +218,32 @@ mod tests {
 
     #[test]
     fn trouble_is_told_once_and_its_end_once() {
+        use AlertKind::*;
+        use EventKind as E;
         let mut d = Detector::default();
         let now = Instant::now();
-        assert_eq!(kinds(d.feed(&ev(EventKind::Online, ""), now)), []);
-        assert_eq!(
-            kinds(d.feed(&ev(EventKind::Unhealthy, "1 of 3"), now)),
-            [AlertKind::Unhealthy]
-        );
-        assert_eq!(kinds(d.feed(&ev(EventKind::Unhealthy, "2 of 3"), now)), []);
-        assert_eq!(
-            kinds(d.feed(&ev(EventKind::Healthy, ""), now)),
-            [AlertKind::Recovered]
-        );
-        assert_eq!(kinds(d.feed(&ev(EventKind::Healthy, ""), now)), []);
-        assert_eq!(
-            kinds(d.feed(&ev(EventKind::Errored, "code 1"), now)),
-            [AlertKind::Errored]
-        );
-        assert_eq!(kinds(d.feed(&ev(EventKind::Errored, "code 1"), now)), []);
-        assert_eq!(
-            kinds(d.feed(&ev(EventKind::Online, ""), now)),
-            [AlertKind::Recovered]
-        );
         let memory = "max memory: instance 0 (pid 9) uses 300 MiB, over 200 MiB; restarting";
-        for _ in 0..2 {
+        let steps: [(EventKind, &str, &[AlertKind]); 11] = [
+            (E::Online, "", &[]),
+            (E::Unhealthy, "1 of 3", &[Unhealthy]),
+            (E::Unhealthy, "2 of 3", &[]),
+            (E::Healthy, "", &[Recovered]),
+            (E::Healthy, "", &[]),
+            (E::Errored, "code 1", &[Errored]),
+            (E::Errored, "code 1", &[]),
+            (E::Online, "", &[Recovered]),
+            // Each restart for memory is news.
+            (E::Triggered, memory, &[Memory]),
+            (E::Triggered, memory, &[Memory]),
+            (E::Triggered, "cron", &[]),
+        ];
+        for (kind, detail, want) in steps {
             assert_eq!(
-                kinds(d.feed(&ev(EventKind::Triggered, memory), now)),
-                [AlertKind::Memory]
+                kinds(d.feed(&ev(kind, detail), now)),
+                want,
+                "{kind:?} {detail}"
             );
         }
-        assert_eq!(kinds(d.feed(&ev(EventKind::Triggered, "cron"), now)), []);
     }
 
     #[test]
