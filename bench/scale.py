@@ -58,6 +58,7 @@ time one by one, list time, RSS against N). Every daemon and temp dir is
 cleaned up on exit, Ctrl-C or error. Python 3 standard library only.
 """
 import argparse
+import collections
 import datetime
 import json
 import math
@@ -783,13 +784,21 @@ def daemon_fds(sv, home):
     return count_dir(f"/proc/{pid}/fd") if pid and alive(pid) else None
 
 
+KEPT_LOG_LINES = 500
+
+
 def keep_log(home, n, out_dir):
+    """The tail of sup's daemon.log (at 10,000 apps the whole is megabytes
+    of the same warning), beside the results but not in git."""
     src = os.path.join(home, "daemon.log")
     if os.path.exists(src):
         dst = os.path.join(out_dir, f"scale-last-sup-{n}-daemon.log")
         os.makedirs(out_dir, exist_ok=True)
-        shutil.copy(src, dst)
-        log(f"sup daemon.log kept as {dst}")
+        with open(src, errors="replace") as f:
+            tail = collections.deque(f, maxlen=KEPT_LOG_LINES)
+        with open(dst, "w") as f:
+            f.writelines(tail)
+        log(f"the last {KEPT_LOG_LINES} lines of sup's daemon.log kept as {dst}")
 
 
 # ------------------------------------------------------------------ system limits
