@@ -133,33 +133,23 @@ pub fn apply_loaded(
         if let Some(old) = old.filter(|_| spec.listen.is_empty()) {
             spec.listen = old.listen.clone();
         }
-        if old.is_none() {
+        let Some(old) = old else {
             if batch.full_with(&spec) {
                 failed += batch.send(&mut client)?;
             }
             batch.specs.push(spec);
             continue;
-        }
+        };
         failed += batch.send(&mut client)?;
         let name = spec.name.clone();
-        let result = match old {
-            None => Ok(()),
-            Some(old) if mode == Mode::Reload && *old == spec => {
-                println!("[sup] {name}: unchanged");
-                Ok(())
-            }
-            Some(_) => {
-                let reload = mode == Mode::Reload;
-                let verb = if reload { "reloaded" } else { "restarted" };
-                one(
-                    &mut client,
-                    Request::Apply {
-                        spec: Box::new(spec),
-                        reload,
-                    },
-                    verb,
-                )
-            }
+        let reload = mode == Mode::Reload;
+        let result = if reload && *old == spec {
+            println!("[sup] {name}: unchanged");
+            Ok(())
+        } else {
+            let verb = if reload { "reloaded" } else { "restarted" };
+            let spec = Box::new(spec);
+            one(&mut client, Request::Apply { spec, reload }, verb)
         };
         if let Err(err) = result {
             eprintln!("sup: {name}: {err:#}");

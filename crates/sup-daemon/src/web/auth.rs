@@ -40,7 +40,9 @@ impl Guard {
             // A link can carry a query, not a header: a change must not be
             // one click on someone else's page away.
             true => None,
-            false => query_token(query),
+            // The dashboard's event streams: a browser's `EventSource`
+            // can't send headers.
+            false => super::query_value(query, "token"),
         });
         match shown.is_some_and(|t| same(t.as_bytes(), self.token.as_bytes())) {
             true => Ok(()),
@@ -53,15 +55,6 @@ impl Guard {
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
     value.strip_prefix("Bearer ").map(|t| t.trim().to_string())
-}
-
-/// The `token=` of a query string (the dashboard's event streams: a
-/// browser's `EventSource` can't send headers).
-fn query_token(query: &str) -> Option<String> {
-    query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("token="))
-        .map(super::percent_decode)
 }
 
 /// Whether a `Host` header names this machine: `localhost`, or an address
