@@ -36,7 +36,9 @@ pub fn parse(file: &Path, text: &str, options: &Options) -> Result<Loaded, Confi
     let mut unknown = Vec::new();
     let doc: Doc =
         serde_ignored::deserialize(toml::Deserializer::parse(text).map_err(syntax)?, |path| {
-            unknown.push(path.to_string())
+            // serde_ignored writes an optional table's step as `?`: the
+            // user wrote `daemon.notfy`, not `daemon.?.notfy`.
+            unknown.push(path.to_string().replace(".?", ""))
         })
         .map_err(syntax)?;
     if let Some(key) = unknown.iter().find(|p| !is_shorthand(p)) {
@@ -241,6 +243,9 @@ mod tests {
             err.message.contains("unknown key `app.0.kill_timout_ms`"),
             "{err}"
         );
+        let err = parse_text("[daemon]\nnotfy = []\n").unwrap_err();
+        assert!(err.message.contains("unknown key `daemon.notfy`"), "{err}");
+        assert_eq!(err.at, Some((2, 1)));
         let err = parse_text("[[app]]\nname = \"a\"\nkill_timeout_ms = \"soon\"\n").unwrap_err();
         assert_eq!(err.at.map(|a| a.0), Some(3), "{err}");
         let err = parse_text("[[app]\n").unwrap_err();
