@@ -280,6 +280,9 @@ fn the_token_guards_changes_always_and_everything_beyond_loopback() {
     let (status, _) = request(wide, "GET", "/readyz", None, "box.example");
     assert!(status.contains("200"), "{status}");
     sup.ok(&["kill"]);
+    // Off with no daemon: said, and no daemon started for it.
+    assert!(sup.ok(&["web", "--off"]).contains("no daemon running"));
+    assert_eq!(sup.daemon_pid(), None);
 }
 
 #[test]

@@ -164,7 +164,15 @@ fn execute(command: Command) -> Result<()> {
         Command::Env(args) => env_of(&home, &args.target),
         Command::Init(args) => init(args.pm2),
         Command::Web(args) => {
-            let mut client = Client::connect_or_spawn(&home)?;
+            // Turning the listener off needs no daemon: none listens then.
+            let client = match args.listen {
+                Some(_) => Some(Client::connect_or_spawn(&home)?),
+                None => Client::connect(&home)?,
+            };
+            let Some(mut client) = client else {
+                println!("[sup] no daemon running: nothing listens");
+                return Ok(());
+            };
             match expect_ok(client.request(Request::Web {
                 listen: args.listen,
             })?)? {
