@@ -898,7 +898,7 @@ fn kill(home: &Home) -> Result<()> {
 
 /// The CLI's environment, for the app. A variable that is not UTF-8 cannot
 /// travel in the protocol: it is left out, with a warning.
-pub(crate) fn environment() -> std::collections::BTreeMap<String, String> {
+pub(crate) fn environment() -> std::sync::Arc<std::collections::BTreeMap<String, String>> {
     let mut env = std::collections::BTreeMap::new();
     for (key, value) in std::env::vars_os() {
         match (key.to_str(), value.to_str()) {
@@ -911,7 +911,7 @@ pub(crate) fn environment() -> std::collections::BTreeMap<String, String> {
             ),
         }
     }
-    env
+    std::sync::Arc::new(env)
 }
 
 /// The probe one of the flag triples (HTTP URL, TCP address, command) asks for.

@@ -3,6 +3,8 @@
 
 use nix::unistd::{sysconf, SysconfVar};
 use std::fs;
+use std::io::{self, Read};
+use std::path::Path;
 use std::time::Instant;
 
 /// Cumulative CPU ticks and current RSS of a process tree.
@@ -67,7 +69,45 @@ pub fn live_group_members(pgid: u32) -> Vec<u32> {
 
 /// Reads `/proc/PID/stat`.
 pub fn read_stat(pid: u32) -> Option<Stat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    let mut buf = Vec::new();
+    read_into(Path::new(&format!("/proc/{pid}/stat")), &mut buf).ok()?;
+    parse_stat(std::str::from_utf8(&buf).ok()?)
+}
+
+/// The resident memory of process `pid`, bytes, from `/proc/PID/statm`
+/// (which the kernel makes with less work than `stat`). `buf` is scratch.
+pub fn resident_bytes(pid: u32, buf: &mut Vec<u8>) -> Option<u64> {
+    read_into(Path::new(&format!("/proc/{pid}/statm")), buf).ok()?;
+    let pages = std::str::from_utf8(buf).ok()?.split(' ').nth(1)?;
+    Some(pages.trim().parse::<u64>().ok()? * page_size())
+}
+
+/// Reads a small kernel file (procfs, cgroupfs) into `buf`, which keeps
+/// its allocation from one file to the next. These files are made whole
+/// at the first read, so a read that leaves room in the buffer is the
+/// last one: one open, one read and one close a file, where
+/// `read_to_string` reads in growing steps and once more for the end.
+pub fn read_into(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut file = fs::File::open(path)?;
+    buf.clear();
+    loop {
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(buf.capacity().max(1024));
+        }
+        let len = buf.len();
+        let room = buf.capacity() - len;
+        buf.resize(len + room, 0);
+        let read = file.read(&mut buf[len..]);
+        buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        let n = match read {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 || n < room {
+            return Ok(());
+        }
+    }
 }
 
 /// Usage of `root` and all its descendants (found through
@@ -156,6 +196,26 @@ impl CpuMeter {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn read_into_reads_whole_files_of_any_size_and_statm_agrees_with_stat() {
+        let dir = std::env::temp_dir().join(format!("sup-read-into-{}", std::process::id()));
+        let text: String = (0..3000).map(|i| format!("{i}\n")).collect();
+        fs::write(&dir, &text).unwrap();
+        let mut buf = Vec::new();
+        read_into(&dir, &mut buf).unwrap();
+        assert_eq!(buf, text.as_bytes());
+        read_into(Path::new("/proc/self/stat"), &mut buf).unwrap();
+        assert_eq!(std::str::from_utf8(&buf).unwrap().lines().count(), 1);
+        fs::remove_file(&dir).unwrap();
+        assert!(read_into(&dir, &mut buf).is_err());
+        let me = std::process::id();
+        let statm = resident_bytes(me, &mut buf).unwrap();
+        let stat = read_stat(me).unwrap().rss_pages * page_size();
+        // Both count the same pages; a page fault between the reads may differ.
+        assert!(statm.abs_diff(stat) < 4 << 20, "{statm} vs {stat}");
+        assert!(statm > 0);
+    }
 
     #[test]
     fn parses_stat_with_odd_command_names() {

@@ -8,6 +8,7 @@
 use crate::Signal;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What to execute. Paths are absolute, resolved by the CLI from the user's
 /// cwd and PATH, so a daemon with another cwd or PATH runs the same thing.
@@ -349,8 +350,9 @@ pub struct AppSpec {
     pub increment_var: Option<String>,
     /// The variables inherited from the shell that started the app, under
     /// `env`; `sup restart --update-env` replaces them, `sup export` leaves
-    /// them out.
-    pub inherited_env: BTreeMap<String, String>,
+    /// them out. Shared: the apps a shell or a file starts all inherit
+    /// the same variables, and the daemon keeps one copy of them.
+    pub inherited_env: Arc<BTreeMap<String, String>>,
     /// PM2's `namespace`: a label that groups apps.
     pub namespace: Option<String>,
     /// The config file the app was started from (absolute), so that
@@ -423,7 +425,7 @@ impl AppSpec {
     /// The app's whole environment: the inherited variables, overlaid with
     /// the declared ones.
     pub fn full_env(&self) -> BTreeMap<String, String> {
-        let mut env = self.inherited_env.clone();
+        let mut env = (*self.inherited_env).clone();
         env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         env
     }
@@ -494,7 +496,7 @@ impl Default for AppSpec {
             instances: 1,
             instance_var: None,
             increment_var: None,
-            inherited_env: BTreeMap::new(),
+            inherited_env: Arc::default(),
             namespace: None,
             source: None,
             max_memory: None,
@@ -552,9 +554,11 @@ mod tests {
     fn declared_env_wins_over_the_inherited() {
         let spec = AppSpec {
             env: [("A".to_string(), "declared".to_string())].into(),
-            inherited_env: [("A", "shell"), ("B", "shell")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .into(),
+            inherited_env: Arc::new(
+                [("A", "shell"), ("B", "shell")]
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .into(),
+            ),
             ..AppSpec::default()
         };
         let env = spec.full_env();

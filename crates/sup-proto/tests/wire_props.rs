@@ -202,7 +202,7 @@ fn spec() -> BoxedStrategy<AppSpec> {
                     name,
                     program,
                     args,
-                    inherited_env: env.clone(),
+                    inherited_env: std::sync::Arc::new(env.clone()),
                     namespace: on_event.clone(),
                     source: Some(cwd.clone()),
                     cwd,

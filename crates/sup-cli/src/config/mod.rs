@@ -65,7 +65,7 @@ pub struct Options {
     /// The PATH to find interpreters and commands in.
     pub path_var: String,
     /// The calling shell's environment (each app's inherited env).
-    pub inherited: BTreeMap<String, String>,
+    pub inherited: std::sync::Arc<BTreeMap<String, String>>,
     /// `--env NAME`: the profile `env_NAME` laid over `env`.
     pub profile: Option<String>,
     /// CPUs, for `instances: "max"`.

@@ -208,7 +208,7 @@ mod tests {
         Options {
             cwd: PathBuf::from("/srv"),
             path_var: "/usr/bin:/bin".into(),
-            inherited: [("HOME".to_string(), "/root".to_string())].into(),
+            inherited: std::sync::Arc::new([("HOME".to_string(), "/root".to_string())].into()),
             profile: None,
             cpus: 2,
         }

@@ -13,7 +13,7 @@
 
 use super::Usage;
 use crate::groupwatch::pidfd_open;
-use crate::procstat::{page_size, read_stat};
+use crate::procstat::read_stat;
 use nix::sys::inotify::{AddWatchFlags, WatchDescriptor};
 use std::collections::HashMap;
 use std::fs;
@@ -328,24 +328,9 @@ impl Tree {
         }
     }
 
-    /// CPU and memory of instance `pid`.
-    pub fn usage(&self, pid: u32) -> Option<Usage> {
-        let leaf = self.leaves.get(&pid)?;
-        let cpu_usec = read_key(&leaf.dir.join("cpu.stat"), "usage_usec").unwrap_or(0);
-        let rss_bytes = if self.has("memory") {
-            read_u64(&leaf.dir.join("memory.current")).unwrap_or(0)
-        } else {
-            let page = page_size();
-            procs(&leaf.dir)
-                .into_iter()
-                .filter_map(read_stat)
-                .map(|s| s.rss_pages * page)
-                .sum()
-        };
-        Some(Usage {
-            cpu_usec,
-            rss_bytes,
-        })
+    /// The leaf directory of instance `pid`.
+    pub fn leaf_dir(&self, pid: u32) -> Option<&Path> {
+        self.leaves.get(&pid).map(|leaf| leaf.dir.as_path())
     }
 
     /// The supervisor is done with instance `pid`; its leaf goes now if
@@ -470,6 +455,37 @@ pub fn remove_leaves(dirs: &[PathBuf]) {
     }
 }
 
+/// CPU and memory of the cgroup at `dir`: its memory from
+/// `memory.current` when that controller counts it, else the sum of its
+/// processes' resident memory.
+pub fn usage(dir: &Path, memory: bool) -> Usage {
+    let read = |file: &str| {
+        let mut buf = Vec::new();
+        crate::procstat::read_into(&dir.join(file), &mut buf).ok()?;
+        String::from_utf8(buf).ok()
+    };
+    let cpu_usec = read("cpu.stat")
+        .and_then(|t| key_in(&t, "usage_usec"))
+        .unwrap_or(0);
+    let rss_bytes = if memory {
+        read("memory.current")
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    } else {
+        let members = read("cgroup.procs").unwrap_or_default();
+        let mut scratch = Vec::with_capacity(256);
+        members
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .filter_map(|p| crate::procstat::resident_bytes(p, &mut scratch))
+            .sum()
+    };
+    Usage {
+        cpu_usec,
+        rss_bytes,
+    }
+}
+
 /// The pids in the cgroup at `dir`.
 pub fn procs(dir: &Path) -> Vec<u32> {
     fs::read_to_string(dir.join("cgroup.procs"))
@@ -542,7 +558,11 @@ fn write_file(path: &Path, value: &str) -> io::Result<()> {
 
 /// `key N` in a flat-keyed cgroup file.
 fn read_key(path: &Path, key: &str) -> Option<u64> {
-    let text = fs::read_to_string(path).ok()?;
+    key_in(&fs::read_to_string(path).ok()?, key)
+}
+
+/// `key N` in the text of a flat-keyed cgroup file.
+fn key_in(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
         (k == key).then(|| v.trim().parse().ok()).flatten()

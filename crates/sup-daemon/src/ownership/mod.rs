@@ -30,6 +30,37 @@ pub struct Usage {
     pub rss_bytes: u64,
 }
 
+/// Where an instance's usage is read from: its cgroup, or its process
+/// tree under `/proc`. Owned, so a blocking thread can read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageSource {
+    /// Its leaf cgroup; `memory` when the memory controller counts it.
+    Cgroup {
+        /// The leaf's directory.
+        dir: std::path::PathBuf,
+        /// `memory.current` is there.
+        memory: bool,
+    },
+    /// The process tree of this pid.
+    Tree(u32),
+}
+
+impl UsageSource {
+    /// Reads the usage now.
+    pub fn read(&self) -> Usage {
+        match self {
+            UsageSource::Cgroup { dir, memory } => cgroup::usage(dir, *memory),
+            UsageSource::Tree(pid) => {
+                let tree = crate::procstat::tree_usage(*pid);
+                Usage {
+                    cpu_usec: tree.ticks * 1_000_000 / crate::procstat::ticks_per_second(),
+                    rss_bytes: tree.rss_bytes,
+                }
+            }
+        }
+    }
+}
+
 /// What a quick exit left behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leftover {
@@ -276,15 +307,20 @@ impl Ownership {
 
     /// CPU time and memory of instance `pid`.
     pub fn usage(&self, pid: u32) -> Usage {
-        if let Back::Cgroup(tree) = &self.back {
-            if let Some(usage) = tree.usage(pid) {
-                return usage;
-            }
-        }
-        let tree = crate::procstat::tree_usage(pid);
-        Usage {
-            cpu_usec: tree.ticks * 1_000_000 / crate::procstat::ticks_per_second(),
-            rss_bytes: tree.rss_bytes,
+        self.usage_source(pid).read()
+    }
+
+    /// Where instance `pid`'s usage is read from, to read it off the loop.
+    pub fn usage_source(&self, pid: u32) -> UsageSource {
+        match &self.back {
+            Back::Cgroup(tree) => tree
+                .leaf_dir(pid)
+                .map(|dir| UsageSource::Cgroup {
+                    dir: dir.to_path_buf(),
+                    memory: tree.has("memory"),
+                })
+                .unwrap_or(UsageSource::Tree(pid)),
+            Back::Tags { .. } => UsageSource::Tree(pid),
         }
     }
 

@@ -196,9 +196,10 @@ impl Supervisor {
 
     /// Puts `spec` in force for app `id`: its logs reopened if they moved,
     /// its instances brought to the new count. False if the app is gone.
-    fn swap_spec(&mut self, id: u32, spec: AppSpec) -> bool {
+    fn swap_spec(&mut self, id: u32, mut spec: AppSpec) -> bool {
         let logs_dir = self.home.logs_dir();
         let stem = self.table.log_stem(id, &spec.name);
+        self.table.share_env(&mut spec);
         let console = self.console;
         let Some(app) = self.table.get_mut(id) else {
             return false;

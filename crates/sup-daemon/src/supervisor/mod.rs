@@ -33,7 +33,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
 use sup_proto::spec::MAX_INSTANCES;
 use sup_proto::{AppSpec, ErrorKind, EventRecord, Request, Response, Scale, Target};
-use table::Table;
+use table::{FigureReader, Table};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::info;
@@ -200,6 +200,13 @@ pub enum Msg {
     },
     /// Time to read the memory of the apps with `--max-memory`.
     MemoryCheck,
+    /// Instances' figures, read off the loop at `at` for a `list`.
+    Figures {
+        /// Each instance's pid and usage.
+        read: Vec<(u32, crate::ownership::Usage)>,
+        /// When they were read.
+        at: Instant,
+    },
     /// An app's cron schedule fires.
     Cron {
         /// App id.
@@ -284,6 +291,8 @@ pub struct Supervisor {
     state_flush_pending: bool,
     /// Set when the last resurrect had to use the dump's backup.
     dump_warning: Option<String>,
+    /// Instances' figures are being read off the loop.
+    figures_reading: bool,
     /// The fd holding the daemon lock (handed to the next daemon by `update`).
     lock_fd: std::os::fd::RawFd,
     /// SIGCHLD, SIGTERM and SIGINT, registered at creation.
@@ -334,6 +343,7 @@ impl Supervisor {
             state_written: Instant::now(),
             state_flush_pending: false,
             dump_warning: None,
+            figures_reading: false,
             home,
             table: Table::default(),
             tx,
@@ -530,6 +540,7 @@ impl Supervisor {
             Msg::BindError { app, addrs } => self.bind_error(app, addrs),
             Msg::SocketNotTaken { app, pid, why } => self.socket_not_taken(app, pid, why),
             Msg::MemoryCheck => self.memory_check(),
+            Msg::Figures { read, at } => self.figures_read(read, at),
             Msg::Cron { app, seq } => self.cron_fired(app, seq),
             Msg::Watch { app, report } => self.watch_report(app, report),
             Msg::Deadline { pid } => {
@@ -796,10 +807,14 @@ impl Supervisor {
         let mut infos = Vec::with_capacity(ids.len());
         // The same for every app: made once.
         let tracking = self.owner.tracking();
+        let mut read = FigureReader {
+            owner: &self.owner,
+            later: Vec::new(),
+        };
         for &id in ids {
             if let Some(app) = self.table.get_mut(id) {
                 let logs = self.logs.info_of(&app.logs, &app.instance_logs());
-                let mut info = app.info(logs, with_spec, &self.owner, &tracking);
+                let mut info = app.info(logs, with_spec, &mut read, &tracking);
                 if with_spec {
                     info.dump_warning = self.dump_warning.clone();
                     info.state_warnings = self.warnings.borrow().clone();
@@ -808,7 +823,28 @@ impl Supervisor {
                 infos.push(info);
             }
         }
+        let later = read.later;
+        if !later.is_empty() && !self.figures_reading {
+            self.figures_reading = true;
+            let tx = self.tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let at = Instant::now();
+                let read = later.into_iter().map(|(pid, s)| (pid, s.read())).collect();
+                let _ = tx.send(Msg::Figures { read, at });
+            });
+        }
         Response::Apps(infos)
+    }
+
+    /// Keeps the figures read off the loop, for the instances still there.
+    fn figures_read(&mut self, read: Vec<(u32, crate::ownership::Usage)>, at: Instant) {
+        self.figures_reading = false;
+        for (pid, usage) in read {
+            // A pid taken again by a process started since is not the one read.
+            if let Some(inst) = self.table.instance_mut(pid).filter(|i| i.started <= at) {
+                inst.store_figures(usage, at);
+            }
+        }
     }
 }
 

@@ -3,11 +3,12 @@
 use crate::logs::{AppLogs, Capture, Stop};
 use crate::machine::{AppMachine, ProbeKind};
 use crate::notify::NotifySocket;
-use crate::ownership::Ownership;
+use crate::ownership::{Ownership, Usage, UsageSource};
 use crate::procstat::CpuMeter;
 use crate::sockets::Held;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 use std::time::Instant;
 use sup_proto::{
     AppInfo, AppSpec, ErrorKind, EventRecord, InstanceInfo, LogInfo, Response, Status, Target,
@@ -17,6 +18,21 @@ use tokio::sync::oneshot;
 /// How long an instance's CPU and memory figures are shown before they are
 /// read again: as often as PM2 refreshes its own, and no timer runs.
 pub const FIGURES_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Figures older than [`FIGURES_FOR`] but younger than this are shown
+/// while fresh ones are read off the loop (a `list` a second, as `watch`,
+/// `monit` and the dashboard do, never waits for 1,000 reads); older ones
+/// are read before the answer.
+pub const FIGURES_KEPT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads instances' figures for an answer: at once where they are missing
+/// or too old, later (into `later`) where they are only a little stale.
+pub struct FigureReader<'a> {
+    /// Where each instance's usage is read from.
+    pub owner: &'a Ownership,
+    /// Instances to read off the loop, with where from.
+    pub later: Vec<(u32, UsageSource)>,
+}
 
 /// The resources of a running process of an app (an instance, a reload's
 /// new one, or a retired one): what the pure machine does not hold.
@@ -92,17 +108,19 @@ impl Instance {
     /// What `list` shows of it: its usage, on top of what its slot says.
     /// The figures are read at most once per [`FIGURES_FOR`]: a `list`
     /// right after another (a watch loop, a dashboard) reads no file.
-    fn info(&mut self, base: InstanceInfo, now: Instant, owner: &Ownership) -> InstanceInfo {
-        let (cpu, memory, cpu_usec) = match self.figures {
-            Some((at, cpu, memory, usec)) if now.saturating_duration_since(at) < FIGURES_FOR => {
+    fn info(&mut self, base: InstanceInfo, now: Instant, read: &mut FigureReader) -> InstanceInfo {
+        let age = self
+            .figures
+            .map(|(at, ..)| now.saturating_duration_since(at));
+        let (cpu, memory, cpu_usec) = match (self.figures, age) {
+            (Some((_, cpu, memory, usec)), Some(age)) if age < FIGURES_KEPT => {
+                if age >= FIGURES_FOR {
+                    read.later
+                        .push((self.pid, read.owner.usage_source(self.pid)));
+                }
                 (cpu, memory, usec)
             }
-            _ => {
-                let u = owner.usage(self.pid);
-                let cpu = self.meter.percent(u.cpu_usec, now);
-                self.figures = Some((now, cpu, u.rss_bytes, u.cpu_usec));
-                (cpu, u.rss_bytes, u.cpu_usec)
-            }
+            _ => self.store_figures(read.owner.usage(self.pid), now),
         };
         InstanceInfo {
             pid: Some(self.pid),
@@ -113,6 +131,16 @@ impl Instance {
             listen: self.listen.clone(),
             ..base
         }
+    }
+}
+
+impl Instance {
+    /// Keeps `usage`, read at `at`, as its figures; returns them as CPU
+    /// percent, memory bytes and CPU microseconds.
+    pub fn store_figures(&mut self, usage: Usage, at: Instant) -> (f64, u64, u64) {
+        let cpu = self.meter.percent(usage.cpu_usec, at);
+        self.figures = Some((at, cpu, usage.rss_bytes, usage.cpu_usec));
+        (cpu, usage.rss_bytes, usage.cpu_usec)
     }
 }
 
@@ -192,7 +220,7 @@ impl App {
         &mut self,
         logs: LogInfo,
         with_spec: bool,
-        owner: &Ownership,
+        read: &mut FigureReader,
         tracking: &sup_proto::Tracking,
     ) -> AppInfo {
         let listen = self.sockets.iter().map(|h| h.addr.clone()).collect();
@@ -214,7 +242,7 @@ impl App {
                 listen: None,
             };
             instances.push(match running.and_then(|p| self.procs.get_mut(&p.pid)) {
-                Some(inst) => inst.info(base, now, owner),
+                Some(inst) => inst.info(base, now, read),
                 None => base,
             });
         }
@@ -239,7 +267,7 @@ impl App {
                 last_pid: Some(inst.pid),
                 listen: None,
             };
-            instances.push(inst.info(base, now, owner));
+            instances.push(inst.info(base, now, read));
         }
         let first = self.machine.first();
         let lc = first.lc();
@@ -285,6 +313,9 @@ pub struct Table {
     /// An app was added or removed, or a spec replaced, since the last
     /// [`Table::take_changed`].
     changed: bool,
+    /// The inherited environment last seen, which specs that inherited
+    /// the same share (see [`Table::share_env`]).
+    shared_env: Arc<BTreeMap<String, String>>,
 }
 
 impl Table {
@@ -298,7 +329,8 @@ impl Table {
 
     /// Adds an app with id `wanted` if it is free (a restored app keeps its
     /// id), else with the next id.
-    pub fn insert_with_id(&mut self, wanted: u32, spec: AppSpec, logs: AppLogs) -> u32 {
+    pub fn insert_with_id(&mut self, wanted: u32, mut spec: AppSpec, logs: AppLogs) -> u32 {
+        self.share_env(&mut spec);
         let id = if self.apps.contains_key(&wanted) {
             self.next_id
         } else {
@@ -323,6 +355,21 @@ impl Table {
         };
         self.apps.insert(id, app);
         id
+    }
+
+    /// Makes `spec` share the inherited environment of the specs before it
+    /// when it is the same: apps started by one shell or from one file
+    /// inherit the same variables, and 1,000 copies of them were a fifth
+    /// of the daemon's memory.
+    pub fn share_env(&mut self, spec: &mut AppSpec) {
+        if Arc::ptr_eq(&spec.inherited_env, &self.shared_env) {
+            return;
+        }
+        if spec.inherited_env == self.shared_env {
+            spec.inherited_env = Arc::clone(&self.shared_env);
+        } else {
+            self.shared_env = Arc::clone(&spec.inherited_env);
+        }
     }
 
     /// The id the next new app gets.
@@ -445,6 +492,12 @@ impl Table {
         self.by_pid.get(&pid).copied()
     }
 
+    /// The running process `pid` of an app, if it still runs.
+    pub fn instance_mut(&mut self, pid: u32) -> Option<&mut Instance> {
+        let (app, _) = self.role_of(pid)?;
+        self.apps.get_mut(&app)?.procs.get_mut(&pid)
+    }
+
     /// Takes what `pid` was, as it exits.
     pub fn unindex_pid(&mut self, pid: u32) -> Option<(u32, Role)> {
         self.by_pid.remove(&pid)
@@ -493,5 +546,22 @@ mod tests {
         let a = t.insert_pair(spec("a"));
         t.remove(a);
         assert_ne!(t.insert_pair(spec("a")), a);
+    }
+
+    #[test]
+    fn apps_that_inherited_the_same_environment_share_one_copy() {
+        let env = |v: &str| Arc::new(BTreeMap::from([("HOME".to_string(), v.to_string())]));
+        let mut t = Table::default();
+        let mut ids = Vec::new();
+        for (name, home) in [("a", "/root"), ("b", "/root"), ("c", "/home/c")] {
+            let (mut spec, logs) = spec(name);
+            spec.inherited_env = env(home);
+            ids.push(t.insert_with_id(t.next_id(), spec, logs));
+        }
+        let inherited = |id: u32| Arc::clone(&t.get(id).unwrap().spec.inherited_env);
+        assert!(Arc::ptr_eq(&inherited(ids[0]), &inherited(ids[1])));
+        assert!(!Arc::ptr_eq(&inherited(ids[1]), &inherited(ids[2])));
+        assert_eq!(inherited(ids[2])["HOME"], "/home/c");
+        assert_eq!(inherited(ids[0])["HOME"], "/root");
     }
 }

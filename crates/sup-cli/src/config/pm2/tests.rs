@@ -5,7 +5,7 @@ fn options(dir: &Path) -> Options {
     Options {
         cwd: dir.to_path_buf(),
         path_var: std::env::var("PATH").unwrap_or_default(),
-        inherited: [("HOME".to_string(), "/root".to_string())].into(),
+        inherited: std::sync::Arc::new([("HOME".to_string(), "/root".to_string())].into()),
         profile: None,
         cpus: 4,
     }
