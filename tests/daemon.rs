@@ -280,3 +280,35 @@ fn more_sockets_than_an_app_can_get_are_refused() {
     assert!(!sup.path("s0.sock").exists(), "nothing was bound");
     assert_eq!(sup.list().len(), 1, "the daemon goes on serving");
 }
+
+/// `list` once a second (as `watch`, `monit` and the dashboard do) answers
+/// with figures read off the loop: an app that grows is shown grown within
+/// a couple of lists, long before figures would be read on the loop again
+/// (5 s), and a list never waits for the reads.
+#[test]
+fn figures_listed_in_a_loop_follow_an_app_that_grows() {
+    let sup = Sup::new();
+    let (go, grown) = (sup.path("go"), sup.path("grown"));
+    let grow = format!(
+        "import os, time\nwhile not os.path.exists({go:?}): time.sleep(0.05)\n\
+         held = b'x' * (96 << 20)\nopen({grown:?}, 'w').close()\ntime.sleep(1000)\n"
+    );
+    std::fs::write(sup.path("grow.py"), grow).unwrap();
+    let app = sup.script(
+        "grow.sh",
+        &format!("exec python3 {:?}", sup.path("grow.py")),
+    );
+    sup.ok(&["start", &app, "--name", "grow"]);
+    let memory = || sup.app("grow")["memory"].as_u64().unwrap();
+    sup.wait("figures are shown", || memory() > 0);
+    assert!(memory() < 64 << 20, "{}", memory());
+    std::fs::write(&go, "").unwrap();
+    wait_for("the app grew", DEADLINE, || grown.exists());
+    let since = std::time::Instant::now();
+    wait_for("the list shows it grown", DEADLINE, || memory() > 90 << 20);
+    let seen = since.elapsed();
+    assert!(
+        seen < Duration::from_millis(3500),
+        "seen after {seen:?}: only a read on the loop (at 5 s) found it"
+    );
+}
