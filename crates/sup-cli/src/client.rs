@@ -143,17 +143,30 @@ impl Client {
 
     /// Sends a plain request and reads the answer, within a few seconds.
     pub fn request(&mut self, request: Request) -> Result<Response> {
-        self.exchange(request, PLAIN_DEADLINE)
+        decode_response(&self.exchange(request, PLAIN_DEADLINE)?)
+    }
+
+    /// `list` for `list --json`: the JSON array of the apps as the daemon
+    /// wrote it when the daemon is this very version (so 1,000 apps are not
+    /// decoded and encoded again to print the same text), else the decoded
+    /// answer.
+    pub fn list_json(&mut self) -> Result<std::result::Result<String, Response>> {
+        let body = self.exchange(Request::List, PLAIN_DEADLINE)?;
+        match same_version_apps(&body) {
+            Some(json) => Ok(Ok(json)),
+            None => Ok(Err(decode_response(&body)?)),
+        }
     }
 
     /// Sends a request that waits for apps to stop or get ready, and reads
     /// the answer, within `apps_time` (their longest relevant timeout) and a
     /// margin.
     pub fn request_waiting(&mut self, request: Request, apps_time: Duration) -> Result<Response> {
-        self.exchange(request, apps_time + WAIT_MARGIN)
+        decode_response(&self.exchange(request, apps_time + WAIT_MARGIN)?)
     }
 
-    fn exchange(&mut self, request: Request, deadline: Duration) -> Result<Response> {
+    /// Sends `request` and reads the body of its answer within `deadline`.
+    fn exchange(&mut self, request: Request, deadline: Duration) -> Result<Vec<u8>> {
         let deadline = TIMEOUT_OVERRIDE.get().copied().unwrap_or(deadline);
         // A zero timeout means "none" to the socket: wait a millisecond instead.
         let timeout = Some(deadline.max(Duration::from_millis(1)));
@@ -163,7 +176,7 @@ impl Client {
         let sent = self.stream.write_all(&frame);
         // A daemon that refuses us answers and hangs up before reading: its
         // answer may still be waiting even though our write failed.
-        let answer = self.read_response();
+        let answer = self.read_body();
         let sent_timed_out = sent.as_ref().is_err_and(is_timeout);
         if sent_timed_out || answer.as_ref().is_err_and(timed_out) {
             return Err(NoAnswer::new(&self.home, deadline).into());
@@ -179,10 +192,10 @@ impl Client {
     /// which comes whenever something happens: no deadline.
     pub fn next_response(&mut self) -> Result<Response> {
         self.stream.set_read_timeout(None)?;
-        self.read_response()
+        decode_response(&self.read_body()?)
     }
 
-    fn read_response(&mut self) -> Result<Response> {
+    fn read_body(&mut self) -> Result<Vec<u8>> {
         let mut header = [0u8; HEADER_LEN];
         self.stream
             .read_exact(&mut header)
@@ -191,7 +204,7 @@ impl Client {
         self.stream
             .read_exact(&mut body)
             .context("the daemon's answer was cut short")?;
-        decode_response(&body)
+        Ok(body)
     }
 }
 
@@ -221,6 +234,42 @@ struct Kind {
     kind: Option<String>,
 }
 
+/// An answer's apps as the daemon wrote them, when the daemon is this very
+/// version (so they are what this CLI would write) and answered with apps.
+fn same_version_apps(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        proto: u32,
+        daemon: &'a str,
+        #[serde(borrow)]
+        response: RawResponse<'a>,
+        #[serde(default)]
+        warnings: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RawResponse<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        #[serde(borrow)]
+        data: &'a serde_json::value::RawValue,
+    }
+    let raw: Raw = serde_json::from_slice(body).ok()?;
+    if raw.proto != PROTOCOL_VERSION || raw.daemon != SUP_VERSION || raw.response.kind != "apps" {
+        return None;
+    }
+    show_warnings(&raw.warnings);
+    Some(raw.response.data.get().to_string())
+}
+
+/// Prints the envelope's warnings to stderr, once per CLI process.
+fn show_warnings(warnings: &[String]) {
+    if !warnings.is_empty() && !WARNINGS_SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+}
+
 /// Decodes an answer, checking the daemon speaks our protocol version.
 fn decode_response(body: &[u8]) -> Result<Response> {
     let head: Head = serde_json::from_slice(body).context("the daemon's answer is not JSON")?;
@@ -248,13 +297,7 @@ fn decode_response(body: &[u8]) -> Result<Response> {
     let envelope: ResponseEnvelope = serde_json::from_slice(body).map_err(|e| {
         anyhow!("cannot understand the answer of daemon sup {daemon} (this CLI is sup {SUP_VERSION}): {e}")
     })?;
-    if !envelope.warnings.is_empty()
-        && !WARNINGS_SHOWN.swap(true, std::sync::atomic::Ordering::Relaxed)
-    {
-        for warning in &envelope.warnings {
-            eprintln!("warning: {warning}");
-        }
-    }
+    show_warnings(&envelope.warnings);
     Ok(envelope.response)
 }
 
@@ -423,6 +466,25 @@ fn connect_within(home: &Home, within: Duration) -> Result<Option<Client>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_json_passes_the_apps_through_only_from_this_very_version() {
+        let apps = r#"[{"id":0,"name":"a \"b\"","cpu":0.5,"instances":[]}]"#;
+        let body = |proto: u32, daemon: &str, kind: &str| {
+            format!(
+                r#"{{"proto":{proto},"daemon":"{daemon}","response":{{"type":"{kind}","data":{apps}}},"warnings":["w"]}}"#
+            )
+        };
+        let same = body(PROTOCOL_VERSION, SUP_VERSION, "apps");
+        assert_eq!(same_version_apps(same.as_bytes()).as_deref(), Some(apps));
+        let older = body(PROTOCOL_VERSION, "0.0.1", "apps");
+        assert_eq!(same_version_apps(older.as_bytes()), None);
+        let other_proto = body(PROTOCOL_VERSION + 1, SUP_VERSION, "apps");
+        assert_eq!(same_version_apps(other_proto.as_bytes()), None);
+        let error = br#"{"proto":1,"daemon":"x","response":{"type":"error","data":{}}}"#;
+        assert_eq!(same_version_apps(error), None);
+        assert_eq!(same_version_apps(b"not json"), None);
+    }
 
     #[test]
     fn another_protocol_is_a_clear_error() {

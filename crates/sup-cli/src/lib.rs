@@ -675,16 +675,22 @@ fn report_scaled(response: Response) -> Result<()> {
 }
 
 fn list(home: &Home, args: &args::ListArgs) -> Result<()> {
-    let apps = match Client::connect_or_recover(home)? {
+    let client = Client::connect_or_recover(home)?;
+    if args.json {
+        let json = match client.map(|mut c| c.list_json()).transpose()? {
+            Some(Ok(json)) => json,
+            Some(Err(answer)) => serde_json::to_string(&apps(answer)?)?,
+            None => "[]".to_string(),
+        };
+        println!("{json}");
+        return Ok(());
+    }
+    let apps = match client {
         Some(mut client) => apps(client.request(Request::List)?)?,
         None => Vec::new(),
     };
-    if args.json {
-        println!("{}", serde_json::to_string(&apps)?);
-    } else {
-        let width = (!args.wide).then(render::output_width).flatten();
-        print!("{}", render::table(&apps, width, render::use_color()));
-    }
+    let width = (!args.wide).then(render::output_width).flatten();
+    print!("{}", render::table(&apps, width, render::use_color()));
     Ok(())
 }
 

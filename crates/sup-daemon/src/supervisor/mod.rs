@@ -29,7 +29,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 pub use run::{Reloader, RunState};
 use std::collections::{HashMap, HashSet};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
 use sup_proto::spec::MAX_INSTANCES;
 use sup_proto::{AppSpec, ErrorKind, EventRecord, Request, Response, Scale, Target};
@@ -827,10 +827,15 @@ impl Supervisor {
         if !later.is_empty() && !self.figures_reading {
             self.figures_reading = true;
             let tx = self.tx.clone();
-            tokio::task::spawn_blocking(move || {
-                let at = Instant::now();
-                let read = later.into_iter().map(|(pid, s)| (pid, s.read())).collect();
-                let _ = tx.send(Msg::Figures { read, at });
+            tokio::spawn(async move {
+                // After this answer is out: the reads would compete with it.
+                tokio::time::sleep(FIGURES_AFTER).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    let at = Instant::now();
+                    let read = later.into_iter().map(|(pid, s)| (pid, s.read())).collect();
+                    let _ = tx.send(Msg::Figures { read, at });
+                })
+                .await;
             });
         }
         Response::Apps(infos)
@@ -847,6 +852,9 @@ impl Supervisor {
         }
     }
 }
+
+/// How long after a `list` the figures it found stale are read again.
+const FIGURES_AFTER: Duration = Duration::from_millis(100);
 
 /// Milliseconds since the Unix epoch.
 fn epoch_ms(t: SystemTime) -> i64 {
