@@ -28,8 +28,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 use sup_home::Home;
 use sup_proto::{
-    validate_name, AppInfo, AppSpec, ErrorKind, HealthSpec, LogSpec, Probe, Request, Response,
-    Severity, Target,
+    validate_name, AppInfo, AppRow, AppSpec, ErrorKind, HealthSpec, LogSpec, Probe, Request,
+    Response, Severity, Target,
 };
 
 /// How long `sup kill` waits for the daemon to exit after answering.
@@ -685,13 +685,33 @@ fn list(home: &Home, args: &args::ListArgs) -> Result<()> {
         println!("{json}");
         return Ok(());
     }
-    let apps = match client {
-        Some(mut client) => apps(client.request(Request::List)?)?,
+    let rows = match client {
+        Some(mut client) => rows(&mut client)?,
         None => Vec::new(),
     };
     let width = (!args.wide).then(render::output_width).flatten();
-    print!("{}", render::table(&apps, width, render::use_color()));
+    print!("{}", render::table(&rows, width, render::use_color()));
     Ok(())
+}
+
+/// What `list` shows of every app; from a daemon that predates `Rows`
+/// (the same protocol, so it refuses the request as unknown), made from
+/// the full list.
+fn rows(client: &mut Client) -> Result<Vec<AppRow>> {
+    match client.request(Request::Rows)? {
+        Response::Rows(rows) => Ok(rows),
+        Response::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        } => Ok(apps(client.request(Request::List)?)?
+            .iter()
+            .map(AppRow::from)
+            .collect()),
+        other => {
+            let other = expect_ok(other)?;
+            bail!("unexpected answer from the daemon: {other:?}")
+        }
+    }
 }
 
 /// The apps of every target, in order, and whether every target was found.

@@ -1,7 +1,7 @@
 //! Human-readable output: the app table and the describe page.
 
 use std::fmt::Write;
-use sup_proto::{AppInfo, EventRecord, HealthStatus, InstanceInfo, Program};
+use sup_proto::{AppInfo, AppRow, EventRecord, HealthStatus, InstanceInfo, InstanceRow, Program};
 
 /// Names are never cut shorter than this to fit the width.
 const NAME_MIN: usize = 8;
@@ -33,7 +33,7 @@ pub(crate) const HEADER: [&str; 9] = [
 ];
 
 /// The `list` table, its names cut with an ellipsis to fit `width`.
-pub fn table(apps: &[AppInfo], width: Option<usize>, color: bool) -> String {
+pub fn table(apps: &[AppRow], width: Option<usize>, color: bool) -> String {
     let header = HEADER;
     let mut rows: Vec<[String; 9]> = Vec::new();
     for a in apps {
@@ -132,7 +132,7 @@ fn instance_line(i: &InstanceInfo) -> String {
 }
 
 /// An app's line: its figures, and `ready/total` for the pid of several instances.
-pub(crate) fn app_row(a: &AppInfo) -> [String; 9] {
+pub(crate) fn app_row(a: &AppRow) -> [String; 9] {
     let several = a.instances.len() > 1;
     let running = a.pid.is_some() || a.instances.iter().any(|i| i.pid.is_some());
     [
@@ -156,7 +156,7 @@ pub(crate) fn app_row(a: &AppInfo) -> [String; 9] {
 }
 
 /// An instance's line under its app's: `api:2` and its own figures.
-pub(crate) fn instance_row(app: &str, i: &InstanceInfo) -> [String; 9] {
+pub(crate) fn instance_row(app: &str, i: &InstanceRow) -> [String; 9] {
     [
         String::new(),
         format!("{app}:{}", i.index),
@@ -234,7 +234,7 @@ fn state_fields(page: &mut Page, app: &AppInfo) {
             app.restarts, app.unstable_restarts
         ),
     );
-    page.field("health", health(app));
+    page.field("health", health(&app.into()));
     let latency = app
         .health
         .last_latency_ms
@@ -390,18 +390,14 @@ fn tracking(t: &sup_proto::Tracking) -> String {
 }
 
 /// `starting`, `healthy`, `unhealthy (2)`, or `-` when nothing probes the app.
-fn health(app: &AppInfo) -> String {
+fn health(app: &AppRow) -> String {
     // Clients of the held socket wait for ever: say so where it shows.
-    if app
-        .instances
-        .iter()
-        .any(|i| i.listen.as_ref().is_some_and(|l| l.mismatch))
-    {
+    if app.listen_mismatch {
         return "listen mismatch".into();
     }
-    match app.health.status {
+    match app.health {
         HealthStatus::Unknown => "-".into(),
-        HealthStatus::Unhealthy => format!("unhealthy ({})", app.health.failures),
+        HealthStatus::Unhealthy => format!("unhealthy ({})", app.health_failures),
         other => other.to_string(),
     }
 }
@@ -453,6 +449,11 @@ mod tests {
     use super::*;
     use sup_proto::Status;
 
+    /// The rows `list` shows of `apps`.
+    fn rows(apps: &[AppInfo]) -> Vec<AppRow> {
+        apps.iter().map(AppRow::from).collect()
+    }
+
     /// A one-instance app as `list` shows it: online with `pid`, else stopped.
     fn app(name: &str, pid: Option<u32>) -> AppInfo {
         let mut app = crate::monit::test_app(3, name, 0);
@@ -472,7 +473,7 @@ mod tests {
     #[test]
     fn table_aligns_columns() {
         let out = table(
-            &[app("api", Some(42)), app("worker-long-name", None)],
+            &rows(&[app("api", Some(42)), app("worker-long-name", None)]),
             None,
             false,
         );
@@ -490,17 +491,17 @@ mod tests {
     fn long_names_are_cut_to_fit_the_width() {
         let long = "a-very-long-application-name-of-40-chars";
         let apps = [app(long, Some(42)), app("api", None)];
-        let wide = table(&apps, None, false);
+        let wide = table(&rows(&apps), None, false);
         assert!(wide.contains(long), "{wide}");
-        let fitted = table(&apps, Some(80), false);
+        let fitted = table(&rows(&apps), Some(80), false);
         assert!(fitted.lines().all(|l| l.chars().count() <= 80), "{fitted}");
         assert!(fitted.contains("a-very-long-applicat…"), "{fitted}");
         // Short names are never cut; a narrow width keeps some of each name.
         assert!(fitted.contains("api"), "{fitted}");
-        let narrow = table(&apps, Some(20), false);
+        let narrow = table(&rows(&apps), Some(20), false);
         assert!(narrow.contains("a-very-…"), "{narrow}");
         // A table that fits stays as it is.
-        assert_eq!(table(&apps, Some(500), false), wide);
+        assert_eq!(table(&rows(&apps), Some(500), false), wide);
     }
 
     #[test]
@@ -512,12 +513,12 @@ mod tests {
     #[test]
     fn health_column() {
         let mut a = app("api", Some(42));
-        assert_eq!(health(&a), "-");
+        assert_eq!(health(&AppRow::from(&a)), "-");
         a.health.status = HealthStatus::Unhealthy;
         a.health.failures = 2;
-        assert_eq!(health(&a), "unhealthy (2)");
+        assert_eq!(health(&AppRow::from(&a)), "unhealthy (2)");
         a.health.status = HealthStatus::Starting;
-        assert_eq!(health(&a), "starting");
+        assert_eq!(health(&AppRow::from(&a)), "starting");
     }
 
     #[test]
@@ -531,8 +532,8 @@ mod tests {
     #[test]
     fn statuses_are_coloured_without_moving_the_columns() {
         let apps = [app("api", Some(42)), app("worker", None)];
-        let plain = table(&apps, None, false);
-        let painted = table(&apps, None, true);
+        let plain = table(&rows(&apps), None, false);
+        let painted = table(&rows(&apps), None, true);
         assert!(!plain.contains('\x1b'));
         assert!(painted.contains("\x1b[32m"), "{painted:?}");
         let strip = |s: &str| {

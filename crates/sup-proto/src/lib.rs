@@ -24,9 +24,9 @@ pub use decode::decode_request;
 pub use frame::{decode_len, encode_frame, FrameError, HEADER_LEN, MAX_FRAME};
 pub use kinds::{ErrorKind, EventKind, HealthStatus, TrackingMode};
 pub use message::{
-    AppInfo, EventRecord, HealthInfo, InstanceInfo, InstanceLogs, ListenNote, LogInfo, Request,
-    RequestEnvelope, Response, ResponseEnvelope, Scale, Severity, Status, Target, Tracking,
-    UPDATE_DEADLINE,
+    AppInfo, AppRow, EventRecord, HealthInfo, InstanceInfo, InstanceLogs, InstanceRow, ListenNote,
+    LogInfo, Request, RequestEnvelope, Response, ResponseEnvelope, Scale, Severity, Status, Target,
+    Tracking, UPDATE_DEADLINE,
 };
 pub use name::{validate_name, NameError};
 pub use signal::{Signal, SignalError};

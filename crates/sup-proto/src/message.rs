@@ -131,6 +131,9 @@ pub enum Request {
     Delete(Target),
     /// All apps, briefly.
     List,
+    /// What `sup list` shows: the table's columns of every app, answered
+    /// by [`Response::Rows`] (a quarter of [`Request::List`]'s bytes).
+    Rows,
     /// Apps with their full spec.
     Describe(Target),
     /// Stop every app gracefully, then the daemon exits.
@@ -191,6 +194,8 @@ pub enum Response {
     },
     /// The apps a command concerned, after it took effect.
     Apps(Vec<AppInfo>),
+    /// Answer to [`Request::Rows`].
+    Rows(Vec<AppRow>),
     /// One answer per item of a batch ([`Request::AddMany`]), in order.
     Batch(Vec<Response>),
     /// Done, nothing to report.
@@ -374,6 +379,93 @@ pub struct InstanceInfo {
     /// only): which socket it adopted, or that it listens elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<ListenNote>,
+}
+
+/// One app as `sup list` shows it: [`AppInfo`]'s table columns only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppRow {
+    /// Stable numeric id.
+    pub id: u32,
+    /// Unique name.
+    pub name: String,
+    /// Pid of the main instance, null when none runs.
+    pub pid: Option<u32>,
+    /// Lifecycle state of the app.
+    pub status: Status,
+    /// Liveness health.
+    pub health: HealthStatus,
+    /// Consecutive failed liveness probes.
+    pub health_failures: u32,
+    /// An instance listens elsewhere than the socket sup holds.
+    pub listen_mismatch: bool,
+    /// Restarts since the app was added.
+    pub restarts: u32,
+    /// Milliseconds the main instance has been up, null when none runs.
+    pub uptime_ms: Option<u64>,
+    /// CPU use of every instance, percent of one core.
+    pub cpu: f64,
+    /// Resident memory of every instance, bytes.
+    pub memory: u64,
+    /// How many of its instances are ready.
+    pub ready_instances: u32,
+    /// Its instances.
+    pub instances: Vec<InstanceRow>,
+}
+
+/// One instance as `sup list` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRow {
+    /// Its index.
+    pub index: u32,
+    /// Pid of its main process, null when none runs.
+    pub pid: Option<u32>,
+    /// Lifecycle state.
+    pub status: Status,
+    /// Restarts of this instance.
+    pub restarts: u32,
+    /// Milliseconds since it started, null when none runs.
+    pub uptime_ms: Option<u64>,
+    /// CPU use, percent of one core.
+    pub cpu: f64,
+    /// Resident memory, bytes.
+    pub memory: u64,
+}
+
+impl From<&AppInfo> for AppRow {
+    fn from(a: &AppInfo) -> AppRow {
+        AppRow {
+            id: a.id,
+            name: a.name.clone(),
+            pid: a.pid,
+            status: a.status,
+            health: a.health.status,
+            health_failures: a.health.failures,
+            listen_mismatch: a
+                .instances
+                .iter()
+                .any(|i| i.listen.as_ref().is_some_and(|l| l.mismatch)),
+            restarts: a.restarts,
+            uptime_ms: a.uptime_ms,
+            cpu: a.cpu,
+            memory: a.memory,
+            ready_instances: a.ready_instances,
+            instances: a.instances.iter().map(InstanceRow::from).collect(),
+        }
+    }
+}
+
+impl From<&InstanceInfo> for InstanceRow {
+    fn from(i: &InstanceInfo) -> InstanceRow {
+        InstanceRow {
+            index: i.index,
+            pid: i.pid,
+            status: i.status,
+            restarts: i.restarts,
+            uptime_ms: i.uptime_ms,
+            cpu: i.cpu,
+            memory: i.memory,
+        }
+    }
 }
 
 /// What a Node instance's `listen()` did with the sockets sup holds.

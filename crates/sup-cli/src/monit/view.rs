@@ -97,8 +97,8 @@ fn cells(state: &State, pick: Pick) -> [String; 9] {
         .index
         .and_then(|n| app.instances.iter().find(|i| i.index == n));
     match instance {
-        Some(i) => render::instance_row(&app.name, i),
-        None => render::app_row(app),
+        Some(i) => render::instance_row(&app.name, &i.into()),
+        None => render::app_row(&app.into()),
     }
 }
 

@@ -32,7 +32,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sup_home::Home;
 use sup_proto::spec::MAX_INSTANCES;
-use sup_proto::{AppSpec, ErrorKind, EventRecord, Request, Response, Scale, Target};
+use sup_proto::{
+    AppInfo, AppRow, AppSpec, ErrorKind, EventRecord, Request, Response, Scale, Target,
+};
 use table::{FigureReader, Table};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -560,6 +562,13 @@ impl Supervisor {
                 let ids = self.table.ids();
                 Ok(Answer::Now(self.infos(&ids, false)))
             }
+            Request::Rows => {
+                let ids = self.table.ids();
+                let infos = self.app_infos(&ids, false);
+                Ok(Answer::Now(Response::Rows(
+                    infos.iter().map(AppRow::from).collect(),
+                )))
+            }
             Request::Describe(target) => self
                 .table
                 .resolve(&target)
@@ -804,6 +813,11 @@ impl Supervisor {
 
     /// `Apps` with the apps' current state and usage (and specs if `with_spec`).
     fn infos(&mut self, ids: &[u32], with_spec: bool) -> Response {
+        Response::Apps(self.app_infos(ids, with_spec))
+    }
+
+    /// The apps' current state and usage (and specs if `with_spec`).
+    fn app_infos(&mut self, ids: &[u32], with_spec: bool) -> Vec<AppInfo> {
         let mut infos = Vec::with_capacity(ids.len());
         // The same for every app: made once.
         let tracking = self.owner.tracking();
@@ -838,7 +852,7 @@ impl Supervisor {
                 .await;
             });
         }
-        Response::Apps(infos)
+        infos
     }
 
     /// Keeps the figures read off the loop, for the instances still there.
