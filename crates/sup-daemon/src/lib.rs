@@ -10,6 +10,7 @@ mod ipc;
 mod lifecycle;
 mod logs;
 mod machine;
+mod memtrim;
 mod metrics;
 mod notify;
 mod ownership;

@@ -469,7 +469,7 @@ impl Supervisor {
                 .ok()
         });
         if let Some(entry) = self.table.get_mut(id) {
-            entry.procs.insert(handed.pid, instance);
+            entry.procs.insert(handed.pid, Box::new(instance));
         }
         proc
     }

@@ -86,7 +86,7 @@ impl Supervisor {
                 instance.notify = notify;
                 instance.channel = channel;
                 if let Some(app) = self.table.get_mut(id) {
-                    app.procs.insert(pid, instance);
+                    app.procs.insert(pid, Box::new(instance));
                 }
                 Ok(pid)
             }

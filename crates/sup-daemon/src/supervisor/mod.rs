@@ -202,6 +202,8 @@ pub enum Msg {
     },
     /// Time to read the memory of the apps with `--max-memory`.
     MemoryCheck,
+    /// The daemon may have been quiet long enough to trim its heap.
+    Trim,
     /// Instances' figures, read off the loop at `at` for a `list`.
     Figures {
         /// Each instance's pid and usage.
@@ -295,6 +297,8 @@ pub struct Supervisor {
     dump_warning: Option<String>,
     /// Instances' figures are being read off the loop.
     figures_reading: bool,
+    /// Work since the heap was last trimmed.
+    trimmer: crate::memtrim::Trimmer,
     /// The fd holding the daemon lock (handed to the next daemon by `update`).
     lock_fd: std::os::fd::RawFd,
     /// SIGCHLD, SIGTERM and SIGINT, registered at creation.
@@ -346,6 +350,7 @@ impl Supervisor {
             state_flush_pending: false,
             dump_warning: None,
             figures_reading: false,
+            trimmer: Default::default(),
             home,
             table: Table::default(),
             tx,
@@ -456,6 +461,9 @@ impl Supervisor {
                 self.sync_triggers();
             }
             self.write_state();
+            if rx.is_empty() && self.trimmer.idle() {
+                self.after(crate::memtrim::QUIET_FOR, Msg::Trim);
+            }
             if self.shutdown.is_some()
                 && self
                     .table
@@ -479,6 +487,9 @@ impl Supervisor {
     }
 
     fn on_msg(&mut self, msg: Msg) {
+        if !matches!(msg, Msg::Trim) {
+            self.trimmer.note(1);
+        }
         match msg {
             Msg::Request(Request::Update { binary }, reply) => self.begin_update(binary, reply),
             Msg::Request(request, reply) => self.on_request(request, reply),
@@ -543,6 +554,11 @@ impl Supervisor {
             Msg::SocketNotTaken { app, pid, why } => self.socket_not_taken(app, pid, why),
             Msg::MemoryCheck => self.memory_check(),
             Msg::Figures { read, at } => self.figures_read(read, at),
+            Msg::Trim => {
+                if self.trimmer.fired() {
+                    self.after(crate::memtrim::QUIET_FOR, Msg::Trim);
+                }
+            }
             Msg::Cron { app, seq } => self.cron_fired(app, seq),
             Msg::Watch { app, report } => self.watch_report(app, report),
             Msg::Deadline { pid } => {
@@ -819,6 +835,7 @@ impl Supervisor {
     /// The apps' current state and usage (and specs if `with_spec`).
     fn app_infos(&mut self, ids: &[u32], with_spec: bool) -> Vec<AppInfo> {
         let mut infos = Vec::with_capacity(ids.len());
+        self.trimmer.note(ids.len());
         // The same for every app: made once.
         let tracking = self.owner.tracking();
         let mut read = FigureReader {

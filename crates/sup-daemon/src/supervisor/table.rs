@@ -159,7 +159,8 @@ pub struct App {
     /// Its log files.
     pub logs: AppLogs,
     /// Resources of its running processes, by pid.
-    pub procs: HashMap<u32, Instance>,
+    /// Boxed: most apps have one, and a map's least room is for three.
+    pub procs: HashMap<u32, Box<Instance>>,
     /// Listening sockets held for the app while it may run.
     pub sockets: Vec<Held>,
     /// The addresses among them that the daemon bound when an instance
@@ -307,7 +308,8 @@ impl App {
 /// Apps by id, with an index from live pids to app ids.
 #[derive(Debug, Default)]
 pub struct Table {
-    apps: BTreeMap<u32, App>,
+    /// Boxed: an `App` is 1.2 KiB, and a map's nodes hold room for eleven.
+    apps: BTreeMap<u32, Box<App>>,
     by_pid: HashMap<u32, (u32, Role)>,
     next_id: u32,
     /// An app was added or removed, or a spec replaced, since the last
@@ -353,7 +355,7 @@ impl Table {
             hook_pid: None,
             gates: HashMap::new(),
         };
-        self.apps.insert(id, app);
+        self.apps.insert(id, Box::new(app));
         id
     }
 
@@ -418,12 +420,12 @@ impl Table {
 
     /// The app with this id.
     pub fn get_mut(&mut self, id: u32) -> Option<&mut App> {
-        self.apps.get_mut(&id)
+        self.apps.get_mut(&id).map(|a| &mut **a)
     }
 
     /// The app with this id.
     pub fn get(&self, id: u32) -> Option<&App> {
-        self.apps.get(&id)
+        self.apps.get(&id).map(|a| &**a)
     }
 
     /// Every id, in order.
@@ -433,12 +435,12 @@ impl Table {
 
     /// Every app, by id.
     pub fn iter(&self) -> impl Iterator<Item = &App> {
-        self.apps.values()
+        self.apps.values().map(|a| &**a)
     }
 
     /// Every app, by id.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut App> {
-        self.apps.values_mut()
+        self.apps.values_mut().map(|a| &mut **a)
     }
 
     /// The id of the app named `name`.
@@ -495,7 +497,11 @@ impl Table {
     /// The running process `pid` of an app, if it still runs.
     pub fn instance_mut(&mut self, pid: u32) -> Option<&mut Instance> {
         let (app, _) = self.role_of(pid)?;
-        self.apps.get_mut(&app)?.procs.get_mut(&pid)
+        self.apps
+            .get_mut(&app)?
+            .procs
+            .get_mut(&pid)
+            .map(|i| &mut **i)
     }
 
     /// Takes what `pid` was, as it exits.
