@@ -318,6 +318,10 @@ pub struct Table {
     /// The inherited environment last seen, which specs that inherited
     /// the same share (see [`Table::share_env`]).
     shared_env: Arc<BTreeMap<String, String>>,
+    /// Ids by name, and by log stem (several: `a b` and `a-b`), so that a
+    /// new app's checks do not visit every app.
+    names: HashMap<String, u32>,
+    stems: HashMap<String, std::collections::BTreeSet<u32>>,
 }
 
 impl Table {
@@ -355,6 +359,11 @@ impl Table {
             hook_pid: None,
             gates: HashMap::new(),
         };
+        self.names.insert(app.spec.name.clone(), id);
+        self.stems
+            .entry(sup_home::log_stem(&app.spec.name))
+            .or_default()
+            .insert(id);
         self.apps.insert(id, Box::new(app));
         id
     }
@@ -386,9 +395,9 @@ impl Table {
     pub fn log_stem(&self, id: u32, name: &str) -> String {
         let stem = sup_home::log_stem(name);
         let taken = self
-            .apps
-            .values()
-            .any(|a| a.id < id && sup_home::log_stem(&a.spec.name) == stem);
+            .stems
+            .get(&stem)
+            .is_some_and(|ids| ids.range(..id).next().is_some());
         if taken {
             format!("{stem}-{id}")
         } else {
@@ -405,7 +414,17 @@ impl Table {
     /// Removes an app.
     pub fn remove(&mut self, id: u32) {
         self.changed = true;
-        self.apps.remove(&id);
+        let Some(app) = self.apps.remove(&id) else {
+            return;
+        };
+        self.names.remove(&app.spec.name);
+        let stem = sup_home::log_stem(&app.spec.name);
+        if let Some(ids) = self.stems.get_mut(&stem) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.stems.remove(&stem);
+            }
+        }
     }
 
     /// Notes that an app's spec was replaced.
@@ -445,10 +464,7 @@ impl Table {
 
     /// The id of the app named `name`.
     pub fn find_name(&self, name: &str) -> Option<u32> {
-        self.apps
-            .values()
-            .find(|a| a.spec.name == name)
-            .map(|a| a.id)
+        self.names.get(name).copied()
     }
 
     /// Ids a target names (the app of `api:2`); an unknown name or id is a
@@ -569,5 +585,20 @@ mod tests {
         assert!(!Arc::ptr_eq(&inherited(ids[1]), &inherited(ids[2])));
         assert_eq!(inherited(ids[2])["HOME"], "/home/c");
         assert_eq!(inherited(ids[0])["HOME"], "/root");
+    }
+
+    #[test]
+    fn names_and_log_stems_are_found_without_a_scan_and_forgotten_on_removal() {
+        let mut t = Table::default();
+        let a = t.insert_pair(spec("a b"));
+        assert_eq!(t.log_stem(a, "a b"), "a-b");
+        let b = t.insert_pair(spec("a-b"));
+        assert_eq!(t.log_stem(b, "a-b"), format!("a-b-{b}"));
+        assert_eq!((t.find_name("a b"), t.find_name("a-b")), (Some(a), Some(b)));
+        t.remove(a);
+        assert_eq!(t.find_name("a b"), None);
+        assert_eq!(t.log_stem(b, "a-b"), "a-b", "the lower id is gone");
+        let c = t.insert_pair(spec("a b"));
+        assert_eq!(t.log_stem(c, "a b"), format!("a-b-{c}"));
     }
 }
