@@ -438,10 +438,14 @@ impl Client {
         let (s, f, d) = (stop.clone(), failures.clone(), done.clone());
         let thread = std::thread::spawn(move || {
             let mut errors = Vec::new();
+            let began = std::time::Instant::now();
             while !s.load(Ordering::SeqCst) {
                 if let Err(e) = get(port, "/", Duration::from_secs(10)) {
                     f.fetch_add(1, Ordering::SeqCst);
-                    errors.push(e);
+                    // Which request, and when: enough to tell a failure
+                    // at the kill from one during the restart.
+                    let n = d.load(Ordering::SeqCst);
+                    errors.push(format!("request {n} at {:?}: {e}", began.elapsed()));
                 }
                 d.fetch_add(1, Ordering::SeqCst);
                 if let Some((idle, go)) = &pause {
@@ -480,7 +484,8 @@ pub fn kill_one_instance_under_a_client_loop(sup: &Sup, name: &str, port: u16) {
     let (go_tx, go_rx) = mpsc::channel();
     let client = Client::start(port, Some((idle_tx, go_rx)));
     idle_rx.recv().unwrap();
-    let victim = instance_pids(sup, name)[0].1.unwrap() as u32;
+    let before = instance_pids(sup, name);
+    let victim = before[0].1.unwrap() as u32;
     signal(victim, libc::SIGKILL);
     go_tx.send(()).unwrap();
     sup.wait("instance 0 restarted", || {
@@ -497,7 +502,13 @@ pub fn kill_one_instance_under_a_client_loop(sup: &Sup, name: &str, port: u16) {
     drop(go_tx);
     let (failures, done, errors) = client.finish();
     assert!(done >= 50);
-    assert_eq!(failures, 0, "failed requests: {errors:?}");
+    assert_eq!(
+        failures,
+        0,
+        "failed requests: {errors:?}; instances before {before:?}, after {:?}; events:\n{}",
+        instance_pids(sup, name),
+        sup.ok(&["events", name])
+    );
 }
 
 /// Reloads app `name` (serving `port`) while a client loop runs, and asserts
