@@ -339,7 +339,7 @@ fn running_out_of_fds_at_a_respawn_is_retried_not_errored() {
     // The error says what limit was reached and what to do.
     let text = fs::read_to_string(&log).unwrap_or_default();
     assert!(
-        text.contains("open-file limit (3; each running instance holds 2)"),
+        text.contains("open-file limit (3; each running instance holds 2, and 2 more until"),
         "{text}"
     );
     limit(1024);

@@ -12,7 +12,7 @@ use std::time::Duration;
 const TRIM_AFTER: usize = 200;
 
 /// How long the daemon is quiet before a due trim.
-pub const QUIET_FOR: Duration = Duration::from_secs(1);
+pub const QUIET_FOR: Duration = Duration::from_millis(500);
 
 /// Counts work since the last trim, and whether the quiet timer runs.
 #[derive(Debug, Default)]

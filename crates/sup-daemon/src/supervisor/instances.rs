@@ -258,14 +258,15 @@ impl From<std::io::Error> for SpawnError {
 }
 
 /// An error, and what to do when it is the daemon's fd limit: each
-/// instance holds two fds (its stdout and stderr pipes) while it runs.
+/// instance holds two fds (its stdout and stderr pipes) while it runs, and
+/// its two log files are open until it has been quiet for 10 s.
 fn with_fd_hint(e: &std::io::Error) -> String {
     match e.raw_os_error() {
         Some(libc::EMFILE) => {
             let limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
                 .map_or("?".to_string(), |(soft, _)| soft.to_string());
             format!(
-                "{e}: the daemon has reached its open-file limit ({limit}; each running instance holds 2); \
+                "{e}: the daemon has reached its open-file limit ({limit}; each running instance holds 2, and 2 more until its logs have been quiet 10 s); \
                  raise it (LimitNOFILE= in the unit, or ulimit -Hn before the daemon starts) or run fewer apps"
             )
         }
