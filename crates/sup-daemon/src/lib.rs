@@ -103,6 +103,9 @@ pub struct RunMode {
 pub fn run(home: Home, options: Options) -> Result<i32, DaemonError> {
     // Whatever fds the daemon's parent leaked to it must not reach apps.
     spawn::close_on_exec_from(3);
+    // Spawns run on a thread whose own fd table holds only stdio and its
+    // socket (see spawn/thread.rs).
+    spawn::start_thread();
     home.prepare()?;
     // `sup run` shares stderr with the apps: only its warnings, by default.
     init_tracing(match options.run {

@@ -3,8 +3,11 @@
 //! fds 3.. and `LISTEN_PID` set to its own pid (systemd's socket-activation
 //! protocol), with nothing but async-signal-safe calls after the fork.
 
+mod thread;
 #[cfg(target_arch = "x86_64")]
 mod vfork;
+
+pub use thread::start as start_thread;
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
@@ -76,7 +79,13 @@ fn cstring(s: impl AsRef<OsStr>) -> io::Result<CString> {
 
 /// Starts `launch` in its own process group and returns its pid. Nothing
 /// waits for it here: the daemon's one reaper collects every exit status.
+/// It runs on the spawn thread ([`start_thread`]) when that runs.
 pub fn spawn(launch: &Launch) -> io::Result<u32> {
+    thread::spawn(launch).unwrap_or_else(|| spawn_here(launch))
+}
+
+/// [`spawn`] on this thread, with this thread's fd table.
+fn spawn_here(launch: &Launch) -> io::Result<u32> {
     let mut prepared = Prepared {
         argv: launch.argv.iter().map(cstring).collect::<io::Result<_>>()?,
         envp: launch
