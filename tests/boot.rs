@@ -430,14 +430,38 @@ fn startup_and_save_bring_the_app_back_after_a_reboot() {
     );
     let listed = machine.out(&["sup", "list", "--json"]);
     assert!(listed.contains("\"mode\":\"cgroup\""), "{listed}");
-    let journal = machine.out(&["journalctl", "-u", UNIT, "-b", "-o", "cat"]);
-    let ready = journal
-        .find("daemon ready")
-        .expect("the daemon logged ready");
-    let started = journal
-        .find("Started sup-root")
-        .expect("systemd logged Started");
-    assert!(ready < started, "READY=1 comes before Started:\n{journal}");
+    // READY=1 follows the daemon's "daemon ready" line, and systemd's
+    // "Started" follows READY=1. The journal's order of the two lines is
+    // not that order: the daemon's stderr reaches it through a stream that
+    // journald may read after systemd's own message. Each line's time at
+    // its source is: the daemon's own stamp, and systemd's
+    // _SOURCE_REALTIME_TIMESTAMP.
+    let journal = machine.out(&["journalctl", "-u", UNIT, "-b", "-o", "json"]);
+    let entries: Vec<Value> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let message = |e: &Value| e["MESSAGE"].as_str().unwrap_or("").to_string();
+    let ready_line = entries
+        .iter()
+        .map(message)
+        .find(|m| m.contains("daemon ready"))
+        .unwrap_or_else(|| panic!("the daemon logged ready:\n{journal}"));
+    let stamp = ready_line.split_whitespace().next().unwrap();
+    let ready_us: u64 = machine
+        .out(&["date", "-u", "-d", stamp, "+%s%6N"])
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("{stamp}: {e}"));
+    let started_us: u64 = entries
+        .iter()
+        .find(|e| message(e).starts_with("Started sup-root"))
+        .and_then(|e| e["_SOURCE_REALTIME_TIMESTAMP"].as_str()?.parse().ok())
+        .unwrap_or_else(|| panic!("systemd logged Started:\n{journal}"));
+    assert!(
+        ready_us <= started_us,
+        "READY=1 comes before Started: ready at {ready_us}, started at {started_us}:\n{journal}"
+    );
 
     // With KillMode=mixed, systemd kills what is left in the unit's cgroup
     // when the daemon dies, at once (before RestartSec=2 could start the

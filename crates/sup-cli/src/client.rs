@@ -401,15 +401,22 @@ pub fn wait_daemon_gone(home: &Home, daemon: Option<u32>, timeout: Duration) -> 
     Ok(())
 }
 
-/// Whether `pid` exists and is not a zombie.
+/// Whether a thread of process `pid` is still running (not a zombie): the
+/// daemon's spawn thread has an fd table of its own, so the lock is free
+/// when the other threads are gone, and it may still be exiting.
 fn process_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// Turns a daemon error into a CLI error (exit code 1).
