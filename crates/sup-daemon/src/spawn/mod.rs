@@ -60,6 +60,51 @@ pub struct Launch<'a> {
     pub cgroup: Option<RawFd>,
 }
 
+/// The fds a spawn hands on, by their numbers in the fd table it runs from
+/// (the spawn thread's own numbers differ from the caller's).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Fds {
+    /// Stdin, stdout and stderr; stdin is /dev/null when None.
+    stdio: [Option<RawFd>; 3],
+    /// The directory of the cgroup the child is born in.
+    cgroup: Option<RawFd>,
+    /// Handed over as 3, 4, ... (at most [`MAX_PASSED`]).
+    pass: Vec<RawFd>,
+}
+
+impl Fds {
+    /// The fds `launch` names.
+    fn of(launch: &Launch) -> Fds {
+        Fds {
+            stdio: [launch.stdin, launch.stdout, launch.stderr]
+                .map(|fd| fd.map(AsRawFd::as_raw_fd)),
+            cgroup: launch.cgroup,
+            pass: launch.pass_fds.iter().take(MAX_PASSED).copied().collect(),
+        }
+    }
+
+    /// Every fd, in one order: stdio, the cgroup, the passed ones.
+    fn list(&self) -> Vec<RawFd> {
+        let stdio = self.stdio.iter().flatten();
+        stdio
+            .chain(&self.cgroup)
+            .chain(&self.pass)
+            .copied()
+            .collect()
+    }
+
+    /// The same fds under other numbers, given in [`Fds::list`]'s order.
+    fn renumbered(&self, numbers: &[RawFd]) -> Fds {
+        let mut numbers = numbers.iter().copied();
+        let mut next = |fd: Option<RawFd>| fd.and_then(|_| numbers.next());
+        Fds {
+            stdio: self.stdio.map(&mut next),
+            cgroup: next(self.cgroup),
+            pass: self.pass.iter().filter_map(|&fd| next(Some(fd))).collect(),
+        }
+    }
+}
+
 /// The C-level pieces, all allocated before the fork.
 struct Prepared {
     argv: Vec<CString>,
@@ -81,11 +126,12 @@ fn cstring(s: impl AsRef<OsStr>) -> io::Result<CString> {
 /// waits for it here: the daemon's one reaper collects every exit status.
 /// It runs on the spawn thread ([`start_thread`]) when that runs.
 pub fn spawn(launch: &Launch) -> io::Result<u32> {
-    thread::spawn(launch).unwrap_or_else(|| spawn_here(launch))
+    thread::spawn(launch).unwrap_or_else(|| spawn_here(launch, &Fds::of(launch)))
 }
 
-/// [`spawn`] on this thread, with this thread's fd table.
-fn spawn_here(launch: &Launch) -> io::Result<u32> {
+/// [`spawn`] on this thread, with `fds` (the launch's, numbered in this
+/// thread's fd table).
+fn spawn_here(launch: &Launch, fds: &Fds) -> io::Result<u32> {
     let mut prepared = Prepared {
         argv: launch.argv.iter().map(cstring).collect::<io::Result<_>>()?,
         envp: launch
@@ -112,18 +158,18 @@ fn spawn_here(launch: &Launch) -> io::Result<u32> {
         envp.push(slot as *const libc::c_char);
     }
     envp.push(std::ptr::null());
-    let (_devnull, stdio) = stdio_fds(launch)?;
+    let (_devnull, stdio) = stdio_fds(fds)?;
     let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let child = Child {
         argv: &argv,
         envp: &envp,
         cwd: &prepared.cwd,
         stdio,
-        pass_fds: &launch.pass_fds,
+        pass_fds: &fds.pass,
         pid_slot,
         err_write: err_write.as_raw_fd(),
         creds: launch.creds,
-        cgroup: launch.cgroup,
+        cgroup: fds.cgroup,
     };
     // Every signal blocked across the fork: the daemon's handlers must not
     // run in the child before it resets them.
@@ -134,7 +180,7 @@ fn spawn_here(launch: &Launch) -> io::Result<u32> {
     let pid = match unsafe { clone_vm(&child) } {
         Some(pid) => pid,
         None => {
-            let (pid, born) = unsafe { fork_into(launch.cgroup) };
+            let (pid, born) = unsafe { fork_into(fds.cgroup) };
             if pid == 0 {
                 // SAFETY: in the child, see above; never returns.
                 unsafe { child.exec(born) }
@@ -393,20 +439,13 @@ unsafe fn write_pid(at: *mut u8, mut pid: u32) {
 
 /// The fds that become 0, 1 and 2 (stdin from /dev/null unless given);
 /// the /dev/null file must stay open until the fork.
-fn stdio_fds(launch: &Launch) -> io::Result<(Option<std::fs::File>, [Option<RawFd>; 3])> {
-    let devnull = match launch.stdin {
+fn stdio_fds(fds: &Fds) -> io::Result<(Option<std::fs::File>, [Option<RawFd>; 3])> {
+    let devnull = match fds.stdio[0] {
         Some(_) => None,
         None => Some(std::fs::File::open("/dev/null")?),
     };
-    let stdin = launch
-        .stdin
-        .map(AsRawFd::as_raw_fd)
-        .or(devnull.as_ref().map(AsRawFd::as_raw_fd));
-    let stdio = [
-        stdin,
-        launch.stdout.map(AsRawFd::as_raw_fd),
-        launch.stderr.map(AsRawFd::as_raw_fd),
-    ];
+    let mut stdio = fds.stdio;
+    stdio[0] = stdio[0].or(devnull.as_ref().map(AsRawFd::as_raw_fd));
     Ok((devnull, stdio))
 }
 
@@ -526,6 +565,25 @@ mod tests {
         // SAFETY: as above.
         unsafe { write_pid(buf.as_mut_ptr(), 0) };
         assert_eq!(&buf[..2], b"0\0");
+    }
+
+    #[test]
+    fn fds_are_listed_and_renumbered_in_one_order() {
+        let fds = Fds {
+            stdio: [None, Some(10), Some(11)],
+            cgroup: Some(12),
+            pass: vec![13, 14],
+        };
+        assert_eq!(fds.list(), [10, 11, 12, 13, 14]);
+        let moved = fds.renumbered(&[20, 21, 22, 23, 24]);
+        assert_eq!(
+            moved,
+            Fds {
+                stdio: [None, Some(20), Some(21)],
+                cgroup: Some(22),
+                pass: vec![23, 24],
+            }
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! that socket (`SCM_RIGHTS`). The child is still the daemon's: children of
 //! any thread are the process's.
 
-use super::Launch;
+use super::{Fds, Launch};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -50,7 +50,7 @@ pub fn start() {
 pub fn spawn(launch: &Launch) -> Option<io::Result<u32>> {
     let spawner = SPAWNER.get()?.as_ref()?;
     let spawner = spawner.lock().unwrap_or_else(|p| p.into_inner());
-    let fds = fds_of(launch);
+    let fds = Fds::of(launch).list();
     // The fds first: a job is sent only with its fds queued.
     let iov = [IoSlice::new(&[0])];
     let rights = [ControlMessage::ScmRights(&fds)];
@@ -74,18 +74,6 @@ pub fn spawn(launch: &Launch) -> Option<io::Result<u32>> {
             .recv()
             .unwrap_or_else(|_| Err(io::Error::other("the spawn thread has stopped"))),
     )
-}
-
-/// The fds a launch names, in the order the thread takes them back.
-fn fds_of(launch: &Launch) -> Vec<RawFd> {
-    let stdio = [launch.stdin, launch.stdout, launch.stderr];
-    stdio
-        .into_iter()
-        .flatten()
-        .map(AsRawFd::as_raw_fd)
-        .chain(launch.cgroup)
-        .chain(launch.pass_fds.iter().take(super::MAX_PASSED).copied())
-        .collect()
 }
 
 fn start_thread() -> io::Result<Spawner> {
@@ -151,28 +139,11 @@ fn own_table(kept: RawFd) -> io::Result<()> {
 
 /// Takes the job's fds from the socket and spawns with them.
 fn run(sock: &OwnedFd, launch: &Launch) -> io::Result<u32> {
-    let want = fds_of(launch).len();
-    let fds = receive(sock, want)?;
-    let mut fds = fds.iter();
-    let mut next = |named: bool| named.then(|| fds.next()).flatten();
-    let local = Launch {
-        argv: launch.argv.clone(),
-        env: launch.env.clone(),
-        cwd: launch.cwd.clone(),
-        stdin: next(launch.stdin.is_some()),
-        stdout: next(launch.stdout.is_some()),
-        stderr: next(launch.stderr.is_some()),
-        cgroup: next(launch.cgroup.is_some()).map(AsRawFd::as_raw_fd),
-        pass_fds: launch
-            .pass_fds
-            .iter()
-            .take(super::MAX_PASSED)
-            .filter_map(|_| next(true).map(AsRawFd::as_raw_fd))
-            .collect(),
-        listen_pid: launch.listen_pid,
-        creds: launch.creds,
-    };
-    super::spawn_here(&local)
+    let fds = Fds::of(launch);
+    // Held until the spawn is done: the child gets its copies of them.
+    let received = receive(sock, fds.list().len())?;
+    let numbers: Vec<RawFd> = received.iter().map(AsRawFd::as_raw_fd).collect();
+    super::spawn_here(launch, &fds.renumbered(&numbers))
 }
 
 /// Receives one message and the `want` fds it carries.

@@ -106,8 +106,8 @@ impl Instance {
     }
 
     /// What `list` shows of it: its usage, on top of what its slot says.
-    /// The figures are read at most once per [`FIGURES_FOR`]: a `list`
-    /// right after another (a watch loop, a dashboard) reads no file.
+    /// The figures are read at most once per [`FIGURES_FOR`], and off the
+    /// loop while they are younger than [`FIGURES_KEPT`].
     fn info(&mut self, base: InstanceInfo, now: Instant, read: &mut FigureReader) -> InstanceInfo {
         let age = self
             .figures
@@ -132,9 +132,7 @@ impl Instance {
             ..base
         }
     }
-}
 
-impl Instance {
     /// Keeps `usage`, read at `at`, as its figures; returns them as CPU
     /// percent, memory bytes and CPU microseconds.
     pub fn store_figures(&mut self, usage: Usage, at: Instant) -> (f64, u64, u64) {
