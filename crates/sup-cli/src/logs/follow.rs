@@ -149,16 +149,24 @@ fn read_head(file: &mut File, len: usize) -> Vec<u8> {
 /// file with inode `ours`, opened, oldest first (all of them when ours is
 /// gone). Opened before reading and told apart by inode, so a rotation
 /// while we look cannot make us read a file twice; `current` (the new file
-/// at `path`) is left out.
+/// at `path`) is left out. A rotation shifts the copies up one rename at a
+/// time, so while one runs a single number may be missing: only two
+/// missing in a row end the copies.
 fn newer_rotated(path: &Path, ours: u64, current: u64) -> Vec<File> {
     let mut seen = vec![current];
     let mut newer = Vec::new();
+    let mut missing = 0;
     for n in 1..1000 {
         let mut name = path.as_os_str().to_owned();
         name.push(format!(".{n}"));
         let Ok(file) = File::open(PathBuf::from(name)) else {
-            break;
+            missing += 1;
+            if missing == 2 {
+                break;
+            }
+            continue;
         };
+        missing = 0;
         let Ok(ino) = file.metadata().map(|m| m.ino()) else {
             break;
         };
@@ -222,6 +230,37 @@ impl std::os::fd::AsFd for Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rotation_caught_halfway_loses_no_copy() {
+        let dir = std::env::temp_dir().join(format!("sup-follow-gap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.log");
+        let at = |n: u32| dir.join(format!("a.log.{n}"));
+        std::fs::write(&path, "old\n").unwrap();
+        let mut f = Followed::at_end(path.clone());
+        let append = |p: &Path, s: &str| {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .unwrap();
+            file.write_all(s.as_bytes()).unwrap();
+        };
+        append(&path, "a\n");
+        std::fs::rename(&path, at(1)).unwrap();
+        append(&path, "b\n");
+        std::fs::rename(at(1), at(2)).unwrap();
+        std::fs::rename(&path, at(1)).unwrap();
+        append(&path, "c\n");
+        // A third rotation, halfway: `.1` is gone, `a.log` not moved yet.
+        std::fs::rename(at(2), at(3)).unwrap();
+        std::fs::rename(at(1), at(2)).unwrap();
+        assert_eq!(f.poll(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn follows_appends_rotation_and_truncation() {
