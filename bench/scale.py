@@ -235,6 +235,17 @@ def fd_limit(pid):
     return None
 
 
+def fs_type(path):
+    """The type of the filesystem `path` is on, from /proc/self/mounts."""
+    path, best, kind = os.path.realpath(path), "", "?"
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            _, mnt, fstype = line.split()[:3]
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                best, kind = mnt, fstype
+    return kind
+
+
 def count_dir(path):
     try:
         return len(os.listdir(path))
@@ -285,8 +296,9 @@ def summary(vals):
 class Sup:
     key = "sup"
 
-    def __init__(self, binary):
+    def __init__(self, binary, null_logs_at=math.inf):
         self.bin = binary
+        self.null_logs_at = null_logs_at
 
     def env(self, home):
         return dict(os.environ, SUP_HOME=home)
@@ -308,9 +320,12 @@ class Sup:
 
     def start_file(self, home, n):
         path = os.path.join(home, "sup.toml")
+        # From --null-logs-at on, output goes to /dev/null (PM2's way to turn
+        # logs off), which sup hands to the app without a pipe.
+        null = 'out_file = "/dev/null"\nerr_file = "/dev/null"\n' if n >= self.null_logs_at else ""
         with open(path, "w") as f:
             for i in range(n):
-                f.write(f'[[app]]\nname = "a{i}"\nscript = "/bin/sleep"\nargs = ["100000"]\n\n')
+                f.write(f'[[app]]\nname = "a{i}"\nscript = "/bin/sleep"\nargs = ["100000"]\n{null}\n')
         return lambda: self.cli(home, "start", path, check=False)
 
     def file_cmd(self):
@@ -977,6 +992,10 @@ def report(meta, data):
                f"pid_max {lim['pid_max']}, threads-max {lim['threads-max']}, {lim['tasks_in_use']} tasks in use "
                f"at the start" + ("; **" + "; ".join(lim["warnings"]) + "**" if lim["warnings"] else ""))
     out.append(f"- command: `{meta['command']}`")
+    out.append(f"- homes (every supervisor's, one fresh directory per phase): {meta.get('home_root', '?')}")
+    if meta.get("null_logs_at"):
+        out.append(f"- from {meta['null_logs_at']:,} apps on, sup's apps send their output to /dev/null "
+                   "(`out_file`/`err_file`), which sup hands to them without a pipe")
     out.append("")
     for fig, title, unit in FIGURES:
         out.append(f"### {title}")
@@ -1262,6 +1281,10 @@ def main():
                     help="each start phase may take 120 s + this many seconds per app")
     ap.add_argument("--nofile", type=int, help="set `ulimit -n` (soft and hard) to this first; above the "
                     "hard limit it needs root (default: raise the soft limit to the hard one)")
+    ap.add_argument("--home-root", default=tempfile.gettempdir(),
+                    help="where the homes go (default: the temp dir); every supervisor's are there")
+    ap.add_argument("--null-logs-at", type=int, default=None,
+                    help="from this N on, sup's apps (from the file) send their output to /dev/null")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     ap.add_argument("--svg", default=os.path.join(ROOT, "docs", "scale.svg"))
     ap.add_argument("--svg-from", metavar="RESULTS_JSON", help="only redraw the SVG from a saved JSON")
@@ -1299,9 +1322,9 @@ def main():
     for wmsg in lim["warnings"]:
         log(f"WARNING: {wmsg}")
 
-    root = tempfile.mkdtemp(prefix="sup-scale-")
+    root = tempfile.mkdtemp(prefix="sup-scale-", dir=args.home_root)
     homes = Homes(root)
-    svs = {"sup": Sup(sup_bin)}
+    svs = {"sup": Sup(sup_bin, args.null_logs_at or math.inf)}
     if "pm2" in peers:
         svs["pm2"] = Pm2()
     if "supervisord" in peers:
@@ -1325,6 +1348,8 @@ def main():
         "one_by_one_max": args.one_by_one_max,
         "limits": lim,
         "command": " ".join(["bench/scale.py", *sys.argv[1:]]),
+        "home_root": f"{os.path.abspath(args.home_root)} ({fs_type(args.home_root)})",
+        "null_logs_at": args.null_logs_at,
         "one_cmd": {k: sv.one_cmd() for k, sv in svs.items()},
         "file_cmd": {k: sv.file_cmd() for k, sv in svs.items()},
         "versions": {},

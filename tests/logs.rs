@@ -564,3 +564,64 @@ fn logs_reads_a_compressed_rotation_for_the_lines_before_it() {
     assert_eq!(got, expected, "consecutive, ending with the last");
     sup.ok(&["kill"]);
 }
+
+/// What fd `n` of process `pid` is: `/dev/null`, `pipe:[…]`, ….
+fn fd_target(pid: u32, n: u32) -> String {
+    fs::read_link(format!("/proc/{pid}/fd/{n}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn output_sent_to_dev_null_goes_there_without_a_pipe_even_across_update_and_restart() {
+    let sup = Sup::new();
+    let talk = sup.script(
+        "talk.sh",
+        "while :; do echo out-line; echo err-line >&2; sleep 0.1; done",
+    );
+    sup.ok(&[
+        "start",
+        &talk,
+        "--name",
+        "quiet",
+        "-o",
+        "/dev/null",
+        "-e",
+        "/dev/null",
+    ]);
+    sup.ok(&["start", &talk, "--name", "half", "-e", "/dev/null"]);
+    let check = |sup: &Sup| {
+        let (quiet, half) = (sup.pid("quiet"), sup.pid("half"));
+        assert_eq!(fd_target(quiet, 1), "/dev/null");
+        assert_eq!(fd_target(quiet, 2), "/dev/null");
+        assert!(
+            fd_target(half, 1).starts_with("pipe:"),
+            "{}",
+            fd_target(half, 1)
+        );
+        assert_eq!(fd_target(half, 2), "/dev/null");
+        (quiet, half)
+    };
+    let out = log(&sup, "half", "out");
+    let lines = |path: &Path| texts(path).iter().filter(|l| *l == "out-line").count();
+    sup.wait("half's stdout captured", || lines(&out) >= 3);
+    let before = check(&sup);
+    // `update` hands half's one pipe to the next daemon, which must take
+    // it for stdout: its lines go on reaching the file.
+    sup.ok(&["update"]);
+    assert_eq!(check(&sup), before, "update restarted an app");
+    let seen = lines(&out);
+    sup.wait("half's stdout captured after update", || {
+        lines(&out) >= seen + 3
+    });
+    sup.ok(&["restart", "quiet"]);
+    let (quiet, _) = check(&sup);
+    assert_ne!(quiet, before.0);
+    assert!(!log(&sup, "half", "err").exists());
+    assert!(!log(&sup, "quiet", "out").exists());
+    assert!(
+        texts(&out).iter().all(|l| l == "out-line"),
+        "{:?}",
+        texts(&out)
+    );
+}

@@ -261,6 +261,43 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Where one output stream of an instance goes.
+pub enum Output {
+    /// Through a pipe the daemon reads: (the daemon's end, the app's end).
+    Piped(OwnedFd, OwnedFd),
+    /// Straight to `/dev/null`, when every line would be thrown away
+    /// (PM2's way to turn an app's logs off): no pipe, no capture, and no
+    /// fd of the daemon's is spent on it.
+    Discarded(OwnedFd),
+}
+
+impl Output {
+    /// The stream whose lines go to `target`.
+    pub fn to(target: &super::Target) -> io::Result<Output> {
+        if target.discards() {
+            let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+            return Ok(Output::Discarded(null.into()));
+        }
+        let (read, write) = pipe()?;
+        Ok(Output::Piped(read, write))
+    }
+
+    /// The end the app writes to.
+    pub fn app_end(&self) -> &OwnedFd {
+        match self {
+            Output::Piped(_, fd) | Output::Discarded(fd) => fd,
+        }
+    }
+
+    /// The end the daemon reads, when there is one.
+    pub fn into_read(self) -> Option<OwnedFd> {
+        match self {
+            Output::Piped(read, _) => Some(read),
+            Output::Discarded(_) => None,
+        }
+    }
+}
+
 /// A close-on-exec pipe, enlarged so a chatty app blocks less often:
 /// (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {

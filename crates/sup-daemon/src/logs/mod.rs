@@ -18,7 +18,7 @@ use sup_proto::{AppSpec, InstanceLogs, LogInfo};
 use tokio::sync::oneshot;
 use writer::{HealthMap, Writer, WriterMsg};
 
-pub use capture::{pipe, Capture, Stop};
+pub use capture::{pipe, Capture, Output, Stop};
 pub use lines::Console;
 pub use taps::{Tapped, Taps};
 
@@ -159,6 +159,18 @@ impl AppLogs {
             suffixed(&self.err)
         };
         AppLogs { out, err }
+    }
+
+    /// The read ends of an instance's pipes, as a handover gives them,
+    /// each with its target: stdout's and stderr's when there are two
+    /// (as every daemon before `/dev/null` streams handed them), else
+    /// those of the streams that are not discarded, in that order.
+    pub fn pair(&self, pipes: Vec<OwnedFd>) -> Vec<(OwnedFd, Arc<Target>)> {
+        let mut targets = vec![self.out.clone(), self.err.clone()];
+        if pipes.len() < 2 {
+            targets.retain(|t| !t.discards());
+        }
+        pipes.into_iter().zip(targets).collect()
     }
 
     /// The files (not the console) of the app.
@@ -352,4 +364,69 @@ fn instance_path(path: &Path, slot: usize) -> PathBuf {
         None => format!("{stem}-{slot}"),
     };
     path.with_file_name(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn logs(out: Option<&str>, err: Option<&str>, both: Option<&str>) -> AppLogs {
+        let mut spec = AppSpec {
+            name: "a".into(),
+            ..AppSpec::default()
+        };
+        spec.logs.out_file = out.map(Into::into);
+        spec.logs.err_file = err.map(Into::into);
+        spec.logs.combined_file = both.map(Into::into);
+        AppLogs::for_spec(&spec, Path::new("/tmp/logs"), "a", None)
+    }
+
+    #[test]
+    fn a_stream_is_discarded_only_when_no_file_gets_its_lines() {
+        let null = Some("/dev/null");
+        let l = logs(null, None, None);
+        assert!(l.out.discards());
+        assert!(!l.err.discards(), "stderr still goes to its default file");
+        // PM2's third file gets every line: nothing is discarded then.
+        let l = logs(null, null, Some("/tmp/all.log"));
+        assert!(!l.out.discards() && !l.err.discards());
+        assert!(logs(None, None, null).out.discards());
+        // `sup run` prints the lines: the console is not /dev/null.
+        let mut spec = AppSpec::default();
+        spec.logs.out_file = null.map(Into::into);
+        let mode = ConsoleMode {
+            json: false,
+            files: false,
+        };
+        let console = AppLogs::for_spec(&spec, Path::new("/tmp"), "a", Some(mode));
+        assert!(!console.out.discards());
+    }
+
+    #[test]
+    fn handed_pipes_pair_with_the_streams_that_have_them() {
+        let fds = |n: usize| -> Vec<OwnedFd> {
+            (0..n)
+                .map(|_| OwnedFd::from(std::fs::File::open("/dev/null").unwrap()))
+                .collect()
+        };
+        let l = logs(None, Some("/dev/null"), None);
+        let one = fds(1);
+        let raw = one[0].as_raw_fd();
+        let paired = l.pair(one);
+        assert_eq!(paired.len(), 1);
+        assert_eq!(paired[0].0.as_raw_fd(), raw);
+        assert_eq!(paired[0].1.path, l.out.path, "the one pipe is stdout's");
+        let l = logs(Some("/dev/null"), None, None);
+        assert_eq!(
+            l.pair(fds(1))[0].1.path,
+            l.err.path,
+            "the one pipe is stderr's"
+        );
+        // Two pipes are stdout's and stderr's, whatever the spec says now
+        // (a daemon from before `/dev/null` streams piped both).
+        let paired = l.pair(fds(2));
+        assert_eq!(paired[0].1.path, l.out.path);
+        assert_eq!(paired[1].1.path, l.err.path);
+    }
 }

@@ -55,6 +55,18 @@ pub struct Target {
     pub json: Option<Console>,
 }
 
+impl Target {
+    /// Every line would be thrown away: the file is `/dev/null`, and no
+    /// console or second file gets the lines (so neither `sup logs -f`
+    /// nor the dashboard would show them).
+    pub fn discards(&self) -> bool {
+        self.console.is_none()
+            && self.twin.is_none()
+            && self.path == std::path::Path::new("/dev/null")
+            && self.tee.as_ref().is_none_or(|t| t.discards())
+    }
+}
+
 /// A message for the writer.
 pub enum WriterMsg {
     /// Bytes read from a source at `at_ms`. The permit returns to the reader

@@ -276,14 +276,10 @@ impl Supervisor {
                 .ok();
         }
         let pipes: Vec<OwnedFd> = inst.pipes.drain(..).collect();
-        let [out, err]: [OwnedFd; 2] = match pipes.try_into() {
-            Ok(pair) => pair,
-            Err(_) => return,
-        };
-        for fd in [&out, &err] {
+        for fd in &pipes {
             set_cloexec(fd.as_raw_fd(), true);
         }
-        match self.start_captures([(out, logs.out), (err, logs.err)], Vec::new(), seeds) {
+        match self.start_captures(logs.pair(pipes), Vec::new(), seeds) {
             Ok(captures) => {
                 if let Some(inst) = self.table.get_mut(id).and_then(|a| a.procs.get_mut(&pid)) {
                     inst.captures = captures;
@@ -435,24 +431,21 @@ impl Supervisor {
         let mut proc = Proc::new(handed.pid, since);
         proc.ready = handed.ready;
         self.table.index_pid(handed.pid, id, Role::Instance);
-        let fds: Option<[RawFd; 2]> = handed.pipes.try_into().ok();
-        let started = fds.map(|fds| {
-            // SAFETY: the old daemon passed these fds open and owns them no more.
-            let [out, err] = fds.map(|fd| {
+        let pipes = handed
+            .pipes
+            .into_iter()
+            .map(|fd| {
                 set_cloexec(fd, true);
+                // SAFETY: the old daemon passed these fds open and owns them no more.
                 unsafe { OwnedFd::from_raw_fd(fd) }
-            });
-            let targets = [(out, logs.out.clone()), (err, logs.err.clone())];
-            self.start_captures(targets, Vec::new(), handed.partials)
-        });
-        let captures = match started {
-            Some(Ok(started)) => started,
-            Some(Err(e)) => {
+            })
+            .collect();
+        let captures = self
+            .start_captures(logs.pair(pipes), Vec::new(), handed.partials)
+            .unwrap_or_else(|e| {
                 warn!("cannot capture a handed-over pipe: {e}");
                 Vec::new()
-            }
-            None => Vec::new(),
-        };
+            });
         for c in &captures {
             self.logs.tag(c.source, tag);
         }

@@ -3,7 +3,7 @@
 use super::channel::Channel;
 use super::table::{Instance, Role};
 use super::{Msg, Supervisor};
-use crate::logs::pipe;
+use crate::logs::Output;
 use crate::machine::Role as MRole;
 use crate::ownership::tags::APP_VAR as TAG_VAR;
 use crate::{creds, notify, preload, sockets, spawn};
@@ -24,8 +24,8 @@ impl Supervisor {
         slot: usize,
         role: MRole,
     ) -> Result<u32, SpawnError> {
-        let (out_read, out_write) = pipe()?;
-        let (err_read, err_write) = pipe()?;
+        let files = self.table.get(id).ok_or("no such app")?.logs_of(slot);
+        let outputs = [Output::to(&files.out)?, Output::to(&files.err)?];
         let Prepared {
             env,
             pass_fds,
@@ -43,8 +43,8 @@ impl Supervisor {
             argv: app.spec.program.argv(&app.spec.args),
             env,
             cwd: app.spec.cwd.clone(),
-            stdout: Some(&out_write),
-            stderr: Some(&err_write),
+            stdout: Some(outputs[0].app_end()),
+            stderr: Some(outputs[1].app_end()),
             listen_pid: !pass_fds.is_empty(),
             pass_fds,
             creds: creds.as_ref(),
@@ -54,15 +54,12 @@ impl Supervisor {
         let spawned = spawn::spawn(&launch);
         self.owner.placed(spawned.as_ref().ok().copied(), leaf);
         let pid = spawned?;
-        drop((out_write, err_write));
         pid_cell.store(pid, Ordering::SeqCst);
         let channel = channel.and_then(|c| c.serve(self.tx.clone(), id, pid_cell.clone()));
-        let files = app.logs_of(slot);
         let split = app.spec.logs.per_instance;
         if split {
             self.logs.open(&files);
         }
-        let (out_target, err_target) = (files.out, files.err);
         // A slot's new instance writes after the last one's final lines.
         let gates = match role {
             MRole::Main => app.gates.remove(&slot).unwrap_or_default(),
@@ -70,7 +67,12 @@ impl Supervisor {
         };
         // Indexed at once: whatever happens next, its exit is ours to reap.
         self.table.index_pid(pid, id, Role::Instance);
-        let pipes = [(out_read, out_target), (err_read, err_target)];
+        // The app's ends close here: its output ends when the app's does.
+        let pipes = outputs
+            .into_iter()
+            .zip([files.out, files.err])
+            .filter_map(|(output, target)| Some((output.into_read()?, target)))
+            .collect();
         match self.start_captures(pipes, gates, Vec::new()) {
             Ok(captures) => {
                 if let Some(app) = self.table.get(id) {
@@ -179,7 +181,7 @@ impl Supervisor {
     /// its seed (an unfinished line); keeps a copy of each pipe for `update`.
     pub(super) fn start_captures(
         &mut self,
-        pipes: [(OwnedFd, std::sync::Arc<crate::logs::Target>); 2],
+        pipes: Vec<(OwnedFd, std::sync::Arc<crate::logs::Target>)>,
         gates: Vec<Option<tokio::sync::oneshot::Receiver<()>>>,
         seeds: Vec<Option<crate::logs::Partial>>,
     ) -> std::io::Result<Vec<crate::logs::Capture>> {
