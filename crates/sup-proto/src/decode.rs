@@ -8,6 +8,13 @@ use serde_json::Value;
 /// Decodes a request body, checking the protocol version before the shape,
 /// so that a newer or older client gets a clear answer rather than a parse error.
 pub fn decode_request(body: &[u8]) -> Result<Request, Response> {
+    // The usual case in one pass; anything else is looked at again below,
+    // for the answer it deserves.
+    if let Ok(envelope) = serde_json::from_slice::<RequestEnvelope>(body) {
+        if envelope.proto == PROTOCOL_VERSION {
+            return Ok(envelope.request);
+        }
+    }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| Response::error(ErrorKind::BadRequest, format!("malformed request: {e}")))?;
     let proto = value.get("proto").and_then(Value::as_u64);

@@ -215,7 +215,7 @@ impl Supervisor {
             let logs = app.logs.clone();
             self.logs.open(&logs);
         }
-        self.table.spec_replaced();
+        self.table.spec_replaced(id);
         self.state_dirty.insert(id);
         if scaled {
             self.apply(id, Input::Scale { to: count });

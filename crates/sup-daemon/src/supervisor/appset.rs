@@ -255,6 +255,6 @@ impl Supervisor {
         until: Until,
         reply: oneshot::Sender<Response>,
     ) {
-        self.waiters.push(Waiter { ids, until, reply });
+        self.waiters.push(Waiter::new(ids, until, reply));
     }
 }

@@ -24,6 +24,9 @@ impl Supervisor {
                 return;
             };
             let effects = app.machine.handle(&app.spec, input, Instant::now());
+            if app.machine.is_gone() {
+                self.gone.push(id);
+            }
             for effect in effects {
                 inputs.extend(self.execute(id, effect));
             }

@@ -446,7 +446,8 @@ impl Supervisor {
                 warn!("cannot capture a handed-over pipe: {e}");
                 Vec::new()
             });
-        for c in &captures {
+        // A new source is untagged: only a tag is news.
+        for c in captures.iter().filter(|_| tag.is_some()) {
             self.logs.tag(c.source, tag);
         }
         let mut instance = Instance::new(handed.pid, captures);

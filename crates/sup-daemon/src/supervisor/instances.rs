@@ -79,9 +79,11 @@ impl Supervisor {
                     // Several instances share the app's log files: each
                     // line says whose it is.
                     let several = app.machine.slots().indices().len() > 1;
-                    let tag = (several && !split).then_some(slot);
-                    for c in &captures {
-                        self.logs.tag(c.source, tag);
+                    // A new source is untagged: only a tag is news.
+                    if several && !split {
+                        for c in &captures {
+                            self.logs.tag(c.source, Some(slot));
+                        }
                     }
                 }
                 let mut instance = Instance::new(pid, captures);

@@ -250,6 +250,20 @@ struct Waiter {
     ids: Vec<u32>,
     until: Until,
     reply: oneshot::Sender<Response>,
+    /// `ids[..held]` held when last looked at: each turn goes on from
+    /// there, so a batch of N apps costs O(N) to wait for, not O(N²).
+    held: usize,
+}
+
+impl Waiter {
+    fn new(ids: Vec<u32>, until: Until, reply: oneshot::Sender<Response>) -> Waiter {
+        Waiter {
+            ids,
+            until,
+            reply,
+            held: 0,
+        }
+    }
 }
 
 /// How long shutdown waits for the last log lines to reach the disk.
@@ -281,6 +295,9 @@ pub struct Supervisor {
     /// The live state's writer, and the apps whose state changed.
     state: StateWriter,
     state_dirty: HashSet<u32>,
+    /// Apps whose machine may be gone (deleted, and every process ended):
+    /// those `apply` fed, so `settle` need not look at every app.
+    gone: Vec<u32>,
     /// The state must be written this turn, not coalesced.
     state_urgent: bool,
     /// New apps whose state file is being written: name -> reserved id.
@@ -342,6 +359,7 @@ impl Supervisor {
             signals: Some(signals),
             state: StateWriter::start(home.clone())?,
             state_dirty: HashSet::new(),
+            gone: Vec::new(),
             state_urgent: false,
             adding: HashMap::new(),
             removing: HashSet::new(),
@@ -435,10 +453,8 @@ impl Supervisor {
         // Children that exited before the loop started.
         self.reap();
         self.settle();
-        if self.table.take_changed() {
-            // The apps restored or handed over before the loop.
-            self.sync_triggers();
-        }
+        // The apps restored or handed over before the loop.
+        self.sync_triggers();
         loop {
             tokio::select! {
                 Some(msg) = rx.recv() => match msg {
@@ -457,9 +473,7 @@ impl Supervisor {
             }
             self.settle();
             self.run_check();
-            if self.table.take_changed() {
-                self.sync_triggers();
-            }
+            self.sync_triggers();
             self.write_state();
             if rx.is_empty() && self.trimmer.idle() {
                 self.after(crate::memtrim::QUIET_FOR, Msg::Trim);
@@ -580,7 +594,7 @@ impl Supervisor {
             }
             Request::Rows => {
                 let ids = self.table.ids();
-                let infos = self.app_infos(&ids, false);
+                let infos = self.app_infos(&ids, false, true);
                 Ok(Answer::Now(Response::Rows(
                     infos.iter().map(AppRow::from).collect(),
                 )))
@@ -637,7 +651,7 @@ impl Supervisor {
             Ok(Answer::Now(response)) | Err(response) => {
                 let _ = reply.send(response);
             }
-            Ok(Answer::When(ids, until)) => self.waiters.push(Waiter { ids, until, reply }),
+            Ok(Answer::When(ids, until)) => self.waiters.push(Waiter::new(ids, until, reply)),
         }
     }
 
@@ -785,13 +799,7 @@ impl Supervisor {
 
     /// Answers the waiters whose condition holds and forgets deleted apps.
     fn settle(&mut self) {
-        let gone: Vec<u32> = self
-            .table
-            .iter()
-            .filter(|a| a.machine.is_gone())
-            .map(|a| a.id)
-            .collect();
-        for id in gone {
+        for id in std::mem::take(&mut self.gone) {
             if let Some(app) = self.table.get_mut(id) {
                 info!(app = %app.spec.name, "deleted");
                 let gates = app.gates.drain().flat_map(|(_, g)| g).collect();
@@ -805,11 +813,14 @@ impl Supervisor {
         }
         let mut pending = std::mem::take(&mut self.waiters);
         pending.retain(|w| !w.reply.is_closed());
-        for waiter in pending {
-            if self.holds(&waiter.ids, waiter.until) {
+        for mut waiter in pending {
+            if self.holds(&mut waiter) {
                 let response = match waiter.until {
                     Until::Gone => Response::Ok,
-                    Until::Settled | Until::Spawned => self.infos(&waiter.ids, false),
+                    // What the CLI prints of these shows no figures.
+                    Until::Settled | Until::Spawned => {
+                        Response::Apps(self.app_infos(&waiter.ids, false, false))
+                    }
                 };
                 let _ = waiter.reply.send(response);
             } else {
@@ -818,22 +829,41 @@ impl Supervisor {
         }
     }
 
-    fn holds(&self, ids: &[u32], until: Until) -> bool {
-        ids.iter().all(|&id| match (self.table.get(id), until) {
-            (None, _) => true,
-            (Some(_), Until::Gone) => false,
-            (Some(app), Until::Settled) => app.machine.is_settled(),
-            (Some(app), Until::Spawned) => app.machine.is_spawned(),
-        })
+    /// Whether every app `waiter` waits for is as it wants, all at once:
+    /// the apps past those that held last time are looked at first, and
+    /// the rest only once those all hold.
+    fn holds(&self, waiter: &mut Waiter) -> bool {
+        let until = waiter.until;
+        let fails = |ids: &[u32]| {
+            ids.iter()
+                .position(|&id| match (self.table.get(id), until) {
+                    (None, _) => false,
+                    (Some(_), Until::Gone) => true,
+                    (Some(app), Until::Settled) => !app.machine.is_settled(),
+                    (Some(app), Until::Spawned) => !app.machine.is_spawned(),
+                })
+        };
+        if let Some(at) = fails(&waiter.ids[waiter.held..]) {
+            waiter.held += at;
+            return false;
+        }
+        match fails(&waiter.ids[..waiter.held]) {
+            Some(at) => {
+                waiter.held = at;
+                false
+            }
+            None => true,
+        }
     }
 
     /// `Apps` with the apps' current state and usage (and specs if `with_spec`).
     fn infos(&mut self, ids: &[u32], with_spec: bool) -> Response {
-        Response::Apps(self.app_infos(ids, with_spec))
+        Response::Apps(self.app_infos(ids, with_spec, true))
     }
 
-    /// The apps' current state and usage (and specs if `with_spec`).
-    fn app_infos(&mut self, ids: &[u32], with_spec: bool) -> Vec<AppInfo> {
+    /// The apps' current state (and specs if `with_spec`), with their
+    /// usage read as needed if `figures`, else as it was last read.
+    fn app_infos(&mut self, ids: &[u32], with_spec: bool, figures: bool) -> Vec<AppInfo> {
         let mut infos = Vec::with_capacity(ids.len());
         self.trimmer.note(ids.len());
         // The same for every app: made once.
@@ -841,6 +871,7 @@ impl Supervisor {
         let mut read = FigureReader {
             owner: &self.owner,
             later: Vec::new(),
+            reads: figures,
         };
         for &id in ids {
             if let Some(app) = self.table.get_mut(id) {

@@ -32,6 +32,9 @@ pub struct FigureReader<'a> {
     pub owner: &'a Ownership,
     /// Instances to read off the loop, with where from.
     pub later: Vec<(u32, UsageSource)>,
+    /// Whether figures are read at all: an answer that shows none (what
+    /// `start` or `restart` prints) takes them as they were last read.
+    pub reads: bool,
 }
 
 /// The resources of a running process of an app (an instance, a reload's
@@ -113,6 +116,7 @@ impl Instance {
             .figures
             .map(|(at, ..)| now.saturating_duration_since(at));
         let (cpu, memory, cpu_usec) = match (self.figures, age) {
+            (figures, _) if !read.reads => figures.map_or((0.0, 0, 0), |(_, c, m, u)| (c, m, u)),
             (Some((_, cpu, memory, usec)), Some(age)) if age < FIGURES_KEPT => {
                 if age >= FIGURES_FOR {
                     read.later
@@ -310,9 +314,9 @@ pub struct Table {
     apps: BTreeMap<u32, Box<App>>,
     by_pid: HashMap<u32, (u32, Role)>,
     next_id: u32,
-    /// An app was added or removed, or a spec replaced, since the last
+    /// Apps added or removed, or whose spec was replaced, since the last
     /// [`Table::take_changed`].
-    changed: bool,
+    changed: Vec<u32>,
     /// The inherited environment last seen, which specs that inherited
     /// the same share (see [`Table::share_env`]).
     shared_env: Arc<BTreeMap<String, String>>,
@@ -341,7 +345,7 @@ impl Table {
             wanted
         };
         self.next_id = self.next_id.max(id + 1);
-        self.changed = true;
+        self.changed.push(id);
         let app = App {
             id,
             added_at_ms: std::time::SystemTime::now()
@@ -411,7 +415,7 @@ impl Table {
 
     /// Removes an app.
     pub fn remove(&mut self, id: u32) {
-        self.changed = true;
+        self.changed.push(id);
         let Some(app) = self.apps.remove(&id) else {
             return;
         };
@@ -425,14 +429,18 @@ impl Table {
         }
     }
 
-    /// Notes that an app's spec was replaced.
-    pub fn spec_replaced(&mut self) {
-        self.changed = true;
+    /// Notes that app `id`'s spec was replaced.
+    pub fn spec_replaced(&mut self, id: u32) {
+        self.changed.push(id);
     }
 
-    /// Whether the set of apps or a spec changed since the last call.
-    pub fn take_changed(&mut self) -> bool {
-        std::mem::take(&mut self.changed)
+    /// The apps added, removed or given a new spec since the last call,
+    /// each once.
+    pub fn take_changed(&mut self) -> Vec<u32> {
+        let mut ids = std::mem::take(&mut self.changed);
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// The app with this id.

@@ -32,17 +32,39 @@ pub struct Triggers {
 }
 
 impl Supervisor {
-    /// Arms what the apps' specs ask for and drops what they no longer do.
+    /// Arms what the specs of the apps changed since the last turn ask
+    /// for, and drops what they no longer do (or what deleted apps did).
     pub(super) fn sync_triggers(&mut self) {
-        if !self.triggers.memory_armed
-            && !self.owner.tells_memory()
-            && self.table.iter().any(|a| a.spec.max_memory.is_some())
-        {
+        for id in self.table.take_changed() {
+            self.sync_app_triggers(id);
+        }
+    }
+
+    fn sync_app_triggers(&mut self, id: u32) {
+        let app = self.table.get(id);
+        let memory = app.is_some_and(|a| a.spec.max_memory.is_some());
+        let cron = app.and_then(|a| a.spec.cron_restart.clone());
+        let watch = app.and_then(watch_spec);
+        if memory && !self.triggers.memory_armed && !self.owner.tells_memory() {
             self.triggers.memory_armed = true;
             self.after(MEMORY_EVERY, Msg::MemoryCheck);
         }
-        self.sync_cron();
-        self.sync_watchers();
+        if self.triggers.cron.get(&id).map(|(expr, _)| expr) != cron.as_ref() {
+            // A timer armed before fires into a sequence number no longer kept.
+            self.triggers.cron.remove(&id);
+            if let Some(expr) = cron {
+                self.arm_cron(id, expr);
+            }
+        }
+        if self.triggers.watchers.get(&id).map(|(spec, _)| spec) != watch.as_ref() {
+            if let Some((_, task)) = self.triggers.watchers.remove(&id) {
+                task.abort();
+            }
+            if let Some(spec) = watch {
+                let task = self.start_watcher(id, spec.clone());
+                self.triggers.watchers.insert(id, (spec, task));
+            }
+        }
     }
 
     /// What the kernel told of the cgroups: an instance emptied, or went
@@ -121,22 +143,6 @@ impl Supervisor {
         }
     }
 
-    fn sync_cron(&mut self) {
-        let wanted: Vec<(u32, String)> = self
-            .table
-            .iter()
-            .filter_map(|a| a.spec.cron_restart.clone().map(|c| (a.id, c)))
-            .collect();
-        self.triggers
-            .cron
-            .retain(|id, (expr, _)| wanted.iter().any(|(i, e)| i == id && e == expr));
-        for (id, expr) in wanted {
-            if !self.triggers.cron.contains_key(&id) {
-                self.arm_cron(id, expr);
-            }
-        }
-    }
-
     /// Arms app `id`'s timer for the next time `expr` fires.
     fn arm_cron(&mut self, id: u32, expr: String) {
         let seq = self.next_seq();
@@ -162,43 +168,6 @@ impl Supervisor {
         let why = format!("cron {expr}");
         self.apply(id, Input::Renew { slot: None, why });
         self.arm_cron(id, expr);
-    }
-
-    fn sync_watchers(&mut self) {
-        let mut wanted = Vec::new();
-        for app in self.table.iter() {
-            if app.spec.watch.is_empty() {
-                continue;
-            }
-            let cwd = PathBuf::from(&app.spec.cwd);
-            let logs: Vec<_> = app
-                .all_logs()
-                .iter()
-                .flat_map(|l| [l.out.path.clone(), l.err.path.clone()])
-                .collect();
-            wanted.push((
-                app.id,
-                WatchSpec {
-                    roots: app.spec.watch.iter().map(|p| cwd.join(p)).collect(),
-                    ignore: app.spec.ignore_watch.clone(),
-                    logs,
-                    delay: Duration::from_millis(app.spec.watch_delay_ms),
-                },
-            ));
-        }
-        self.triggers.watchers.retain(|id, (spec, task)| {
-            let keep = wanted.iter().any(|(i, s)| i == id && s == spec);
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
-        for (id, spec) in wanted {
-            if !self.triggers.watchers.contains_key(&id) {
-                let task = self.start_watcher(id, spec.clone());
-                self.triggers.watchers.insert(id, (spec, task));
-            }
-        }
     }
 
     /// Runs a watcher for app `id`; its reports come back as messages.
@@ -231,4 +200,23 @@ fn over_why(slot: usize, pid: u32, bytes: u64, limit: u64) -> String {
         bytes >> 20,
         limit >> 20
     )
+}
+
+/// What `app` watches, if anything: its paths, minus its own log files.
+fn watch_spec(app: &super::table::App) -> Option<WatchSpec> {
+    if app.spec.watch.is_empty() {
+        return None;
+    }
+    let cwd = PathBuf::from(&app.spec.cwd);
+    let logs = app
+        .all_logs()
+        .iter()
+        .flat_map(|l| [l.out.path.clone(), l.err.path.clone()])
+        .collect();
+    Some(WatchSpec {
+        roots: app.spec.watch.iter().map(|p| cwd.join(p)).collect(),
+        ignore: app.spec.ignore_watch.clone(),
+        logs,
+        delay: Duration::from_millis(app.spec.watch_delay_ms),
+    })
 }
