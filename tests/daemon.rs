@@ -2,6 +2,7 @@
 //! security, and resilience to bad clients.
 
 use crate::support::*;
+use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -310,5 +311,51 @@ fn figures_listed_in_a_loop_follow_an_app_that_grows() {
     assert!(
         seen < Duration::from_millis(3500),
         "seen after {seen:?}: only a read on the loop (at 5 s) found it"
+    );
+}
+
+/// Spawns of a batch are handed to the spawn thread while the daemon goes
+/// on: an app that exits, or says READY=1, before the daemon has read its
+/// spawn's outcome must still be seen to.
+#[test]
+fn a_batch_whose_apps_exit_or_say_ready_at_once_loses_neither() {
+    let sup = Sup::new();
+    let ready = "import os, socket, time\n\
+                 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+                 s.connect(os.environ['NOTIFY_SOCKET'])\n\
+                 s.send(b'READY=1')\n\
+                 time.sleep(1000)\n";
+    let mut file = String::new();
+    for i in 0..100 {
+        file.push_str(&format!(
+            "[[app]]\nname = \"quick{i}\"\nscript = \"/bin/sh\"\nargs = [\"-c\", \"exit {}\"]\nrestart = \"no\"\n\n",
+            i % 3
+        ));
+    }
+    for i in 0..20 {
+        file.push_str(&format!(
+            "[[app]]\nname = \"ready{i}\"\nscript = \"/usr/bin/python3\"\nargs = [\"-c\", {ready:?}]\n\
+             health = {{ readiness = {{ kind = \"notify\" }} }}\n\n"
+        ));
+    }
+    let path = sup.path("sup.toml");
+    fs::write(&path, file).unwrap();
+    sup.run(&["start", path.to_str().unwrap()]);
+    sup.wait(
+        "every quick app exited and every ready one is online",
+        || {
+            let list = sup.list();
+            list.len() == 120
+                && list.iter().all(|a| {
+                    let name = a["name"].as_str().unwrap_or_default();
+                    match name.strip_prefix("quick") {
+                        Some(i) => {
+                            let code = i.parse::<i64>().unwrap() % 3;
+                            a["status"] == "stopped" && a["last_exit_code"] == code
+                        }
+                        None => a["status"] == "online",
+                    }
+                })
+        },
     );
 }

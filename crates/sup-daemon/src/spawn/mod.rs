@@ -126,12 +126,46 @@ fn cstring(s: impl AsRef<OsStr>) -> io::Result<CString> {
 /// waits for it here: the daemon's one reaper collects every exit status.
 /// It runs on the spawn thread ([`start_thread`]) when that runs.
 pub fn spawn(launch: &Launch) -> io::Result<u32> {
-    thread::spawn(launch).unwrap_or_else(|| spawn_here(launch, &Fds::of(launch)))
+    thread::spawn(launch).unwrap_or_else(|| spawn_here(launch.program(), &Fds::of(launch)))
+}
+
+/// Starts `launch` as [`spawn`] does, without waiting for it: `done` hears
+/// the outcome, on a thread of its own (or here, before this returns, when
+/// that thread does not run). The launch's fds may be closed once this
+/// returns.
+pub fn spawn_then(launch: Launch, done: thread::Done) {
+    if thread::runs() {
+        thread::submit(launch, done);
+    } else {
+        done(spawn_here(launch.program(), &Fds::of(&launch)));
+    }
+}
+
+/// What a spawn runs, apart from its fds.
+#[derive(Debug, Clone, Copy)]
+struct Program<'a> {
+    argv: &'a [String],
+    env: &'a [(String, String)],
+    cwd: &'a str,
+    listen_pid: bool,
+    creds: Option<&'a crate::creds::Creds>,
+}
+
+impl Launch<'_> {
+    fn program(&self) -> Program<'_> {
+        Program {
+            argv: &self.argv,
+            env: &self.env,
+            cwd: &self.cwd,
+            listen_pid: self.listen_pid,
+            creds: self.creds,
+        }
+    }
 }
 
 /// [`spawn`] on this thread, with `fds` (the launch's, numbered in this
 /// thread's fd table).
-fn spawn_here(launch: &Launch, fds: &Fds) -> io::Result<u32> {
+fn spawn_here(launch: Program, fds: &Fds) -> io::Result<u32> {
     let mut prepared = Prepared {
         argv: launch.argv.iter().map(cstring).collect::<io::Result<_>>()?,
         envp: launch
@@ -144,7 +178,7 @@ fn spawn_here(launch: &Launch, fds: &Fds) -> io::Result<u32> {
             slot.resize(slot.len() + PID_DIGITS + 1, 0);
             slot
         }),
-        cwd: cstring(&launch.cwd)?,
+        cwd: cstring(launch.cwd)?,
     };
     let program = launch
         .argv
@@ -201,7 +235,7 @@ fn spawn_here(launch: &Launch, fds: &Fds) -> io::Result<u32> {
         Some(errno) => Err(annotate(
             io::Error::from_raw_os_error(errno),
             program,
-            &launch.cwd,
+            launch.cwd,
         )),
     }
 }

@@ -6,8 +6,14 @@
 //! nothing in it but its socket, and receives the fds of each spawn through
 //! that socket (`SCM_RIGHTS`). The child is still the daemon's: children of
 //! any thread are the process's.
+//!
+//! The caller does not wait: it hands a spawn over and goes on (with a
+//! batch of apps, preparing the next while this one execs). The outcome
+//! is told from a second thread, of the daemon's own fd table, since
+//! waking the event loop writes to an fd the spawn thread's table lacks.
 
 use super::{Fds, Launch};
+use crate::creds::Creds;
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -17,18 +23,25 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{mpsc, Mutex, OnceLock};
 
-/// A spawn handed to the thread. The caller waits for the answer, so the
-/// launch it points to outlives the job.
-struct Job(*const Launch<'static>);
+/// Where a spawn's outcome goes: its pid, or why it failed.
+pub type Done = Box<dyn FnOnce(io::Result<u32>) + Send>;
 
-// SAFETY: the launch is only read by the thread, while its owner is blocked
-// waiting for the answer.
-unsafe impl Send for Job {}
+/// A spawn handed to the thread: the launch without its fds (those went
+/// through the socket, in [`Fds::list`]'s order), and where the outcome goes.
+struct Job {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: String,
+    listen_pid: bool,
+    creds: Option<Creds>,
+    /// The fds as the caller numbered them: which are there, in what order.
+    fds: Fds,
+    done: Done,
+}
 
 /// The caller's end of the thread.
 struct Spawner {
     jobs: mpsc::Sender<Job>,
-    answers: mpsc::Receiver<io::Result<u32>>,
     sock: OwnedFd,
 }
 
@@ -46,15 +59,25 @@ pub fn start() {
     });
 }
 
-/// Spawns `launch` on the thread; None when the thread does not run.
-pub fn spawn(launch: &Launch) -> Option<io::Result<u32>> {
-    let spawner = SPAWNER.get()?.as_ref()?;
+/// Whether the thread runs (else spawns stay on the caller's thread).
+pub fn runs() -> bool {
+    SPAWNER.get().is_some_and(Option::is_some)
+}
+
+/// Hands `launch` to the thread and returns at once: `done` hears the
+/// outcome, on a thread of its own. The launch's fds are the thread's to
+/// pass on once this returns, so the caller may close its own.
+pub fn submit(launch: Launch, done: Done) {
+    let Some(spawner) = SPAWNER.get().and_then(Option::as_ref) else {
+        return done(Err(io::Error::other("the spawn thread does not run")));
+    };
     let spawner = spawner.lock().unwrap_or_else(|p| p.into_inner());
-    let fds = Fds::of(launch).list();
+    let fds = Fds::of(&launch);
     // The fds first: a job is sent only with its fds queued.
+    let list = fds.list();
     let iov = [IoSlice::new(&[0])];
-    let rights = [ControlMessage::ScmRights(&fds)];
-    let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
+    let rights = [ControlMessage::ScmRights(&list)];
+    let cmsgs: &[ControlMessage] = if list.is_empty() { &[] } else { &rights };
     let sent = sendmsg::<()>(
         spawner.sock.as_raw_fd(),
         &iov,
@@ -63,15 +86,42 @@ pub fn spawn(launch: &Launch) -> Option<io::Result<u32>> {
         None,
     );
     if let Err(e) = sent {
-        return Some(Err(io::Error::from(e)));
+        return done(Err(io::Error::from(e)));
     }
-    // Lifetimes erased: see `Job`.
-    let job = Job((launch as *const Launch).cast());
-    spawner.jobs.send(job).ok()?;
+    let job = Job {
+        argv: launch.argv,
+        env: launch.env,
+        cwd: launch.cwd,
+        listen_pid: launch.listen_pid,
+        creds: launch.creds.cloned(),
+        fds,
+        done,
+    };
+    if let Err(mpsc::SendError(job)) = spawner.jobs.send(job) {
+        (job.done)(Err(io::Error::other("the spawn thread has stopped")));
+    }
+}
+
+/// Spawns `launch` on the thread and waits for it; None when the thread
+/// does not run.
+pub fn spawn(launch: &Launch) -> Option<io::Result<u32>> {
+    if !runs() {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel();
+    let copy = Launch {
+        argv: launch.argv.clone(),
+        env: launch.env.clone(),
+        cwd: launch.cwd.clone(),
+        pass_fds: launch.pass_fds.clone(),
+        ..*launch
+    };
+    let done: Done = Box::new(move |result| {
+        let _ = tx.send(result);
+    });
+    submit(copy, done);
     Some(
-        spawner
-            .answers
-            .recv()
+        rx.recv()
             .unwrap_or_else(|_| Err(io::Error::other("the spawn thread has stopped"))),
     )
 }
@@ -84,8 +134,17 @@ fn start_thread() -> io::Result<Spawner> {
         SockFlag::SOCK_CLOEXEC,
     )?;
     let (jobs, job_rx) = mpsc::channel::<Job>();
-    let (answer_tx, answers) = mpsc::channel();
     let (ready_tx, ready) = mpsc::channel();
+    // Outcomes are told from a thread of the daemon's own fd table: a
+    // wake-up of the event loop writes to an fd this thread's table lacks.
+    let (told_tx, told) = mpsc::channel::<(Done, io::Result<u32>)>();
+    std::thread::Builder::new()
+        .name("sup-spawn-told".into())
+        .spawn(move || {
+            for (done, result) in told {
+                done(result);
+            }
+        })?;
     let kept = theirs.as_raw_fd();
     std::thread::Builder::new()
         .name("sup-spawn".into())
@@ -100,9 +159,8 @@ fn start_thread() -> io::Result<Spawner> {
                 return;
             }
             for job in job_rx {
-                // SAFETY: see `Job`.
-                let launch = unsafe { &*job.0 };
-                let _ = answer_tx.send(run(&theirs, launch));
+                let result = run(&theirs, &job);
+                let _ = told_tx.send((job.done, result));
             }
         })?;
     let started = ready
@@ -112,11 +170,7 @@ fn start_thread() -> io::Result<Spawner> {
     // (or has ended); this closes the daemon's copy, which nothing owns.
     unsafe { libc::close(kept) };
     started?;
-    Ok(Spawner {
-        jobs,
-        answers,
-        sock: mine,
-    })
+    Ok(Spawner { jobs, sock: mine })
 }
 
 /// Gives this thread an fd table of its own, holding only 0, 1, 2 and
@@ -138,12 +192,18 @@ fn own_table(kept: RawFd) -> io::Result<()> {
 }
 
 /// Takes the job's fds from the socket and spawns with them.
-fn run(sock: &OwnedFd, launch: &Launch) -> io::Result<u32> {
-    let fds = Fds::of(launch);
+fn run(sock: &OwnedFd, job: &Job) -> io::Result<u32> {
     // Held until the spawn is done: the child gets its copies of them.
-    let received = receive(sock, fds.list().len())?;
+    let received = receive(sock, job.fds.list().len())?;
     let numbers: Vec<RawFd> = received.iter().map(AsRawFd::as_raw_fd).collect();
-    super::spawn_here(launch, &fds.renumbered(&numbers))
+    let program = super::Program {
+        argv: &job.argv,
+        env: &job.env,
+        cwd: &job.cwd,
+        listen_pid: job.listen_pid,
+        creds: job.creds.as_ref(),
+    };
+    super::spawn_here(program, &job.fds.renumbered(&numbers))
 }
 
 /// Receives one message and the `want` fds it carries.

@@ -6,7 +6,7 @@
 //! the app restarted, reloaded or left to settle. If a write fails, no
 //! spec changes and the request fails with the reason.
 
-use super::{Answer, Msg, Supervisor, Until};
+use super::{Msg, Supervisor, Until};
 use crate::logs::AppLogs;
 use crate::machine::Input;
 use crate::persist::{SavedApp, Snapshot};
@@ -186,12 +186,8 @@ impl Supervisor {
         if then == Then::Reload {
             return self.reload(&one, reply);
         }
-        match self.each(&one, Input::Restart, Until::Settled) {
-            Ok(Answer::When(ids, until)) => self.answer_when(ids, until, reply),
-            Ok(Answer::Now(response)) | Err(response) => {
-                let _ = reply.send(response);
-            }
-        }
+        let answer = self.each(&one, Input::Restart, Until::Settled);
+        self.answer(answer, reply);
     }
 
     /// Puts `spec` in force for app `id`: its logs reopened if they moved,

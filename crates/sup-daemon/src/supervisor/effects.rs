@@ -18,6 +18,14 @@ impl Supervisor {
     /// which may answer with inputs of their own (a spawn reports its
     /// outcome), until none is left.
     pub(super) fn apply(&mut self, id: u32, input: Input) {
+        // An app waiting for a spawn's outcome hears the rest after it.
+        if let Some(input) = self.in_flight.hold(id, input) {
+            self.feed(id, input);
+        }
+    }
+
+    /// [`Supervisor::apply`], now.
+    pub(super) fn feed(&mut self, id: u32, input: Input) {
         let mut inputs = VecDeque::from([input]);
         while let Some(input) = inputs.pop_front() {
             let Some(app) = self.table.get_mut(id) else {
@@ -28,32 +36,20 @@ impl Supervisor {
                 self.gone.push(id);
             }
             for effect in effects {
-                inputs.extend(self.execute(id, effect));
+                if let Some(next) = self.execute(id, effect) {
+                    // Behind the outcome of a spawn this turn handed out.
+                    inputs.extend(self.in_flight.hold(id, next));
+                }
             }
         }
     }
 
     pub(super) fn execute(&mut self, id: u32, effect: Effect) -> Option<Input> {
         match effect {
-            Effect::Spawn { slot, role } => Some(match self.spawn_instance(id, slot, role) {
-                Ok(pid) => Input::Spawned { slot, role, pid },
-                Err(e) => {
-                    // Said here too: at the fd limit no client may connect
-                    // to read it in `describe`.
-                    let name = self.table.get(id).map(|a| a.spec.name.clone());
-                    tracing::warn!(
-                        app = name.unwrap_or_default(),
-                        "cannot spawn: {}",
-                        e.message
-                    );
-                    Input::SpawnFailed {
-                        slot,
-                        role,
-                        error: e.message,
-                        transient: e.transient,
-                    }
-                }
-            }),
+            Effect::Spawn { slot, role } => match self.spawn_instance(id, slot, role) {
+                Ok(()) => None,
+                Err(e) => Some(self.spawn_failed(id, slot, role, e)),
+            },
             Effect::Signal { pid, signal } => {
                 match signal {
                     Signal::SIGKILL => self.owner.kill(pid),
@@ -156,6 +152,7 @@ impl Supervisor {
         for (pid, exit) in reaper::reap_all() {
             let Some((id, role)) = self.table.unindex_pid(pid) else {
                 reaper::unclaimed(pid, exit);
+                self.in_flight.unknown_exit(pid, exit);
                 continue;
             };
             match role {
@@ -169,7 +166,7 @@ impl Supervisor {
     /// An instance's main process exited. A quick exit 0 may mean the app
     /// daemonized itself: in tag mode, a scan off the loop finds what it
     /// left, and the exit is told once the scan is back.
-    fn instance_exited(&mut self, id: u32, pid: u32, exit: ExitKind) {
+    pub(super) fn instance_exited(&mut self, id: u32, pid: u32, exit: ExitKind) {
         let Some(app) = self.table.get(id) else {
             return;
         };

@@ -1,6 +1,7 @@
 //! Starting instances and helper processes (command probes, hooks).
 
 use super::channel::Channel;
+use super::spawning::PendingSpawn;
 use super::table::{Instance, Role};
 use super::{Msg, Supervisor};
 use crate::logs::Output;
@@ -14,16 +15,17 @@ use std::sync::Arc;
 use sup_proto::{AppSpec, Probe};
 
 impl Supervisor {
-    /// Starts a process for slot `slot` of app `id` (its instance, or a
-    /// reload's new one): its output captured, the held sockets as fds 3..,
-    /// and its own notify socket if it reports readiness by sd_notify.
-    /// Returns its pid.
+    /// Hands the spawn thread a process for slot `slot` of app `id` (its
+    /// instance, or a reload's new one): its output captured, the held
+    /// sockets as fds 3.., and its own notify socket if it reports
+    /// readiness by sd_notify. The outcome comes back as
+    /// [`Msg::Spawned`]; meanwhile the loop goes on (see `spawning`).
     pub(super) fn spawn_instance(
         &mut self,
         id: u32,
         slot: usize,
         role: MRole,
-    ) -> Result<u32, SpawnError> {
+    ) -> Result<(), SpawnError> {
         let files = self.table.get(id).ok_or("no such app")?.logs_of(slot);
         let outputs = [Output::to(&files.out)?, Output::to(&files.err)?];
         let Prepared {
@@ -51,11 +53,63 @@ impl Supervisor {
             cgroup: leaf.as_ref().map(|l| l.fd()),
             ..spawn::Launch::default()
         };
-        let spawned = spawn::spawn(&launch);
-        self.owner.placed(spawned.as_ref().ok().copied(), leaf);
-        let pid = spawned?;
-        pid_cell.store(pid, Ordering::SeqCst);
-        let channel = channel.and_then(|c| c.serve(self.tx.clone(), id, pid_cell.clone()));
+        let seq = self.next_seq();
+        let (tx, cell) = (self.tx.clone(), pid_cell.clone());
+        spawn::spawn_then(
+            launch,
+            Box::new(move |result| {
+                // Before the message: a READY=1 read meanwhile finds it.
+                if let Ok(pid) = &result {
+                    cell.store(*pid, Ordering::SeqCst);
+                }
+                let _ = tx.send(Msg::Spawned { seq, result });
+            }),
+        );
+        // The app's ends close here (the spawn thread holds its own
+        // copies): its output ends when the app's does.
+        let pipes = outputs
+            .into_iter()
+            .zip([files.out.clone(), files.err.clone()])
+            .filter_map(|(output, target)| Some((output.into_read()?, target)))
+            .collect();
+        let pending = PendingSpawn {
+            id,
+            slot,
+            role,
+            leaf,
+            pipes,
+            files,
+            notify,
+            pid_cell,
+            channel,
+        };
+        self.in_flight.insert(seq, Box::new(pending));
+        Ok(())
+    }
+
+    /// Sets up spawned instance `pid` as `p` asked: its output captured,
+    /// its IPC channel served, its exit ours to reap.
+    pub(super) fn set_up_spawned(&mut self, p: PendingSpawn, pid: u32) -> Result<u32, SpawnError> {
+        let PendingSpawn {
+            id,
+            slot,
+            role,
+            pipes,
+            files,
+            notify,
+            pid_cell,
+            channel,
+            ..
+        } = p;
+        if self.table.get(id).is_none() {
+            // Its app went meanwhile: nothing would watch it.
+            self.owner.kill(pid);
+            return Err("no such app".into());
+        }
+        let channel = channel.and_then(|c| c.serve(self.tx.clone(), id, pid_cell));
+        // Indexed at once: whatever happens next, its exit is ours to reap.
+        self.table.index_pid(pid, id, Role::Instance);
+        let app = self.table.get_mut(id).ok_or("no such app")?;
         let split = app.spec.logs.per_instance;
         if split {
             self.logs.open(&files);
@@ -65,14 +119,6 @@ impl Supervisor {
             MRole::Main => app.gates.remove(&slot).unwrap_or_default(),
             MRole::Incoming => Vec::new(),
         };
-        // Indexed at once: whatever happens next, its exit is ours to reap.
-        self.table.index_pid(pid, id, Role::Instance);
-        // The app's ends close here: its output ends when the app's does.
-        let pipes = outputs
-            .into_iter()
-            .zip([files.out, files.err])
-            .filter_map(|(output, target)| Some((output.into_read()?, target)))
-            .collect();
         match self.start_captures(pipes, gates, Vec::new()) {
             Ok(captures) => {
                 if let Some(app) = self.table.get(id) {
@@ -153,14 +199,16 @@ impl Supervisor {
                 tracing::warn!(app = %app.spec.name, "cannot install the Node preload: {e}");
             }
         }
-        // The notify task learns the pid once the spawn returned; it cannot
-        // run before that, as both share this thread.
+        // The spawn thread sets the pid once the spawn returned; a READY=1
+        // read before the loop heard of the spawn waits for it (`spawning`).
         let pid_cell = Arc::new(AtomicU32::new(0));
         let notify = if app.spec.health.readiness == Some(Probe::Notify) {
             let cell = pid_cell.clone();
             let on_ready = move || {
-                let pid = cell.load(Ordering::SeqCst);
-                let _ = tx.send(Msg::Ready { app: id, pid });
+                let _ = tx.send(Msg::Notified {
+                    app: id,
+                    cell: cell.clone(),
+                });
             };
             let socket = notify::listen(notify_path, on_ready)?;
             env.push(("NOTIFY_SOCKET".into(), socket.path().display().to_string()));

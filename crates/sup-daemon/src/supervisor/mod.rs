@@ -15,6 +15,7 @@ mod probes;
 mod reload;
 mod run;
 mod sockcheck;
+mod spawning;
 mod table;
 mod triggers;
 
@@ -116,6 +117,21 @@ pub enum Msg {
         app: u32,
         /// The instance.
         pid: u32,
+    },
+    /// An instance of `app` said READY=1 on its notify socket; its pid is
+    /// in `cell` once its spawn has returned.
+    Notified {
+        /// App id.
+        app: u32,
+        /// Where the spawn thread puts the instance's pid.
+        cell: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    },
+    /// The spawn thread's outcome for spawn `seq`.
+    Spawned {
+        /// Its sequence number.
+        seq: u64,
+        /// The pid, or why it failed.
+        result: std::io::Result<u32>,
     },
     /// An instance of `app` asks the daemon to bind and hold `addr`.
     Bind {
@@ -244,6 +260,8 @@ enum Answer {
     Now(Response),
     /// With the apps' state once they reach a condition.
     When(Vec<u32>, Until),
+    /// This answer, once the apps reach a condition.
+    After(Vec<u32>, Until, Response),
 }
 
 struct Waiter {
@@ -253,6 +271,8 @@ struct Waiter {
     /// `ids[..held]` held when last looked at: each turn goes on from
     /// there, so a batch of N apps costs O(N) to wait for, not O(N²).
     held: usize,
+    /// The answer, made before; None: the apps' state when they hold.
+    answer: Option<Response>,
 }
 
 impl Waiter {
@@ -262,6 +282,7 @@ impl Waiter {
             until,
             reply,
             held: 0,
+            answer: None,
         }
     }
 }
@@ -298,6 +319,8 @@ pub struct Supervisor {
     /// Apps whose machine may be gone (deleted, and every process ended):
     /// those `apply` fed, so `settle` need not look at every app.
     gone: Vec<u32>,
+    /// Spawns handed to the spawn thread, and what waits for them.
+    in_flight: spawning::InFlight,
     /// The state must be written this turn, not coalesced.
     state_urgent: bool,
     /// New apps whose state file is being written: name -> reserved id.
@@ -360,6 +383,7 @@ impl Supervisor {
             state: StateWriter::start(home.clone())?,
             state_dirty: HashSet::new(),
             gone: Vec::new(),
+            in_flight: spawning::InFlight::default(),
             state_urgent: false,
             adding: HashMap::new(),
             removing: HashSet::new(),
@@ -533,6 +557,8 @@ impl Supervisor {
                 self.apply(app, Input::Probed { pid, kind, outcome })
             }
             Msg::Ready { app, pid } => self.apply(app, Input::Ready { pid }),
+            Msg::Notified { app, cell } => self.notified(app, cell),
+            Msg::Spawned { seq, result } => self.spawned(seq, result),
             Msg::RunAdded { name, why } => self.run_added(&name, why),
             Msg::RunReloaded(apps) => self.run_reloaded(apps),
             Msg::Listened { app, pid, note } => {
@@ -645,13 +671,22 @@ impl Supervisor {
                 ErrorKind::Internal,
                 "update runs on the event loop",
             )),
-            Request::Resurrect => Ok(Answer::Now(self.resurrect())),
+            Request::Resurrect => Ok(self.resurrect()),
         };
+        self.answer(answer, reply);
+    }
+
+    /// Sends `answer` now, or once its apps reach its condition.
+    fn answer(&mut self, answer: Result<Answer, Response>, reply: oneshot::Sender<Response>) {
         match answer {
             Ok(Answer::Now(response)) | Err(response) => {
                 let _ = reply.send(response);
             }
             Ok(Answer::When(ids, until)) => self.waiters.push(Waiter::new(ids, until, reply)),
+            Ok(Answer::After(ids, until, answer)) => self.waiters.push(Waiter {
+                answer: Some(answer),
+                ..Waiter::new(ids, until, reply)
+            }),
         }
     }
 
@@ -816,6 +851,7 @@ impl Supervisor {
         for mut waiter in pending {
             if self.holds(&mut waiter) {
                 let response = match waiter.until {
+                    _ if waiter.answer.is_some() => waiter.answer.take().unwrap_or(Response::Ok),
                     Until::Gone => Response::Ok,
                     // What the CLI prints of these shows no figures.
                     Until::Settled | Until::Spawned => {

@@ -1,7 +1,7 @@
 //! `save`, `resurrect`, the live state file, and recovery after a daemon
 //! that died without a clean shutdown.
 
-use super::Supervisor;
+use super::{Answer, Supervisor, Until};
 use crate::logs::AppLogs;
 use crate::machine::Input;
 use crate::persist::{self, is_running, should_start, LiveInstance, LoadError, SavedApp, Snapshot};
@@ -17,6 +17,8 @@ const STATE_COALESCE: Duration = Duration::from_millis(200);
 /// What a restore did.
 #[derive(Debug, Default)]
 struct Restored {
+    /// The ids of the apps started.
+    ids: Vec<u32>,
     started: Vec<String>,
     stopped: Vec<String>,
     skipped: Vec<String>,
@@ -77,15 +79,17 @@ impl Supervisor {
     }
 
     /// `sup resurrect` (and `sup daemon --resurrect`): brings back the dump.
-    pub(super) fn resurrect(&mut self) -> Response {
+    /// `sup resurrect`: the dump's apps back, answered once those started
+    /// are spawned.
+    pub(super) fn resurrect(&mut self) -> Answer {
         let (snapshot, warning) = match persist::read_dump(&self.home.dump()) {
             Ok(loaded) => loaded,
             Err(err @ LoadError::Missing(_)) => {
-                return Response::error(ErrorKind::NotFound, err.to_string())
+                return Answer::Now(Response::error(ErrorKind::NotFound, err.to_string()))
             }
             Err(err) => {
                 warn!("{err}");
-                return Response::error(ErrorKind::BadDump, err.to_string());
+                return Answer::Now(Response::error(ErrorKind::BadDump, err.to_string()));
             }
         };
         if let Some(w) = &warning {
@@ -106,15 +110,15 @@ impl Supervisor {
         if let Some(w) = warning {
             note = format!("{}\n{note}", Severity::Warning.line(&w));
         }
-        Response::Note(note)
+        Answer::After(done.ids, Until::Spawned, Response::Note(note))
     }
 
     /// `sup daemon --resurrect`: as `resurrect`, but a missing dump is only
     /// worth a line in the log (a fresh machine has none).
     pub fn resurrect_at_boot(&mut self) {
         match self.resurrect() {
-            Response::Note(note) => info!("{note}"),
-            Response::Error { message, .. } => warn!("resurrect: {message}"),
+            Answer::After(_, _, Response::Note(note)) => info!("{note}"),
+            Answer::Now(Response::Error { message, .. }) => warn!("resurrect: {message}"),
             _ => {}
         }
     }
@@ -147,6 +151,7 @@ impl Supervisor {
             }
             if start {
                 self.apply(id, Input::Start);
+                done.ids.push(id);
                 done.started.push(name);
             } else {
                 done.stopped.push(name);
