@@ -101,6 +101,7 @@ pub struct RunMode {
 /// logging to stderr. Returns once every app has stopped, with the exit
 /// code (`sup run`'s worst app exit, else 0).
 pub fn run(home: Home, options: Options) -> Result<i32, DaemonError> {
+    memtrim::one_arena();
     // Whatever fds the daemon's parent leaked to it must not reach apps.
     spawn::close_on_exec_from(3);
     // Spawns run on a thread whose own fd table holds only stdio and its

@@ -54,6 +54,19 @@ impl Trimmer {
     }
 }
 
+/// One malloc arena for every thread of the daemon. Its threads (the
+/// spawn, log and state writers) allocate little, and an arena each kept
+/// about 0.4 MB more resident at 1,000 apps (three A/B runs); contention
+/// is nil with the event loop doing nearly all the allocating. Called
+/// before any thread starts.
+pub fn one_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases free memory; any thread may call it.
