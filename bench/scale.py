@@ -333,7 +333,7 @@ class Sup:
         path = os.path.join(home, "sup.toml")
         # From --null-logs-at on, output goes to /dev/null (PM2's way to turn
         # logs off), which sup hands to the app without a pipe.
-        null = 'out_file = "/dev/null"\nerr_file = "/dev/null"\n' if n >= self.null_logs_at else ""
+        null = 'logs = { out_file = "/dev/null", err_file = "/dev/null" }\n' if n >= self.null_logs_at else ""
         with open(path, "w") as f:
             for i in range(n):
                 f.write(f'[[app]]\nname = "a{i}"\nscript = "/bin/sleep"\nargs = ["100000"]\n{null}\n')
@@ -1035,7 +1035,7 @@ def report(meta, data):
     out.append(f"- homes (every supervisor's, one fresh directory per phase): {meta.get('home_root', '?')}")
     if meta.get("null_logs_at"):
         out.append(f"- from {meta['null_logs_at']:,} apps on, sup's apps send their output to /dev/null "
-                   "(`out_file`/`err_file`), which sup hands to them without a pipe")
+                   "(`logs.out_file`/`logs.err_file`), which sup hands to them without a pipe")
     out.append("")
     for fig, title, unit in FIGURES:
         out.append(f"### {title}")
