@@ -359,3 +359,43 @@ fn a_batch_whose_apps_exit_or_say_ready_at_once_loses_neither() {
         },
     );
 }
+
+/// With hundreds of children, SIGCHLD no longer walks them all at once:
+/// an instance whose cgroup empties is reaped alone, and the walk for the
+/// rest comes a little later. Nothing may be left unreaped for it: an
+/// orphan re-parented to the daemon, a main process whose group lives on,
+/// an instance killed.
+#[test]
+fn with_hundreds_of_children_every_exit_is_still_reaped() {
+    let sup = Sup::new();
+    let mut file = String::new();
+    for i in 0..300 {
+        file.push_str(&format!(
+            "[[app]]\nname = \"idle{i}\"\nscript = \"/bin/sleep\"\nargs = [\"1000\"]\n\n"
+        ));
+    }
+    // Leaves an orphan that the daemon, as subreaper, must reap.
+    file.push_str("[[app]]\nname = \"forker\"\nscript = \"/bin/sh\"\nargs = [\"-c\", \"(sleep 0.3 &); exec sleep 1000\"]\n\n");
+    // Its main process exits while a child of it lives on.
+    file.push_str("[[app]]\nname = \"parent\"\nscript = \"/bin/sh\"\nargs = [\"-c\", \"sleep 0.3 & exit 3\"]\nrestart = \"on-failure\"\nrestart_delay_ms = 60000\n\n");
+    let path = sup.path("sup.toml");
+    fs::write(&path, file).unwrap();
+    sup.ok(&["start", path.to_str().unwrap()]);
+    if sup.cgroup_dir().is_none() && skip("cgroup tracking is off here") {
+        return;
+    }
+    let daemon = sup.daemon_pid().unwrap();
+    let victim = sup.pid("idle7");
+    signal(victim, libc::SIGKILL);
+    sup.wait("the killed instance is back with a new pid", || {
+        let app = sup.app("idle7");
+        app["status"] == "online" && app["pid"].as_u64().is_some_and(|p| p != u64::from(victim))
+    });
+    sup.wait(
+        "the exit of a main process whose group lived on is seen",
+        || sup.app("parent")["last_exit_code"] == 3,
+    );
+    sup.wait("no child of the daemon is left a zombie", || {
+        zombie_children(daemon).is_empty()
+    });
+}
