@@ -200,11 +200,12 @@ pub enum Instances {
 }
 
 impl Instances {
-    /// The count on a machine with `cpus` CPUs: at least one.
-    pub fn resolve(self, cpus: u32) -> u32 {
+    /// The count on a machine with `cpus()` CPUs: at least one. Only
+    /// `max` and its kin ask how many there are (a few file reads).
+    pub fn resolve(self, cpus: impl FnOnce() -> u32) -> u32 {
         match self {
             Instances::Count(n) => n,
-            Instances::Fewer(k) => cpus.saturating_sub(k).max(1),
+            Instances::Fewer(k) => cpus().saturating_sub(k).max(1),
         }
     }
 }
@@ -891,11 +892,11 @@ mod tests {
     #[test]
     fn instance_counts_as_pm2_spells_them() {
         assert_eq!(parse_instances("4"), Ok(Instances::Count(4)));
-        assert_eq!(parse_instances("max").map(|i| i.resolve(8)), Ok(8));
-        assert_eq!(parse_instances("0").map(|i| i.resolve(8)), Ok(8));
-        assert_eq!(parse_instances("-0").map(|i| i.resolve(8)), Ok(8));
-        assert_eq!(parse_instances("-1").map(|i| i.resolve(8)), Ok(7));
-        assert_eq!(parse_instances("-1").map(|i| i.resolve(1)), Ok(1));
+        assert_eq!(parse_instances("max").map(|i| i.resolve(|| 8)), Ok(8));
+        assert_eq!(parse_instances("0").map(|i| i.resolve(|| 8)), Ok(8));
+        assert_eq!(parse_instances("-0").map(|i| i.resolve(|| 8)), Ok(8));
+        assert_eq!(parse_instances("-1").map(|i| i.resolve(|| 8)), Ok(7));
+        assert_eq!(parse_instances("-1").map(|i| i.resolve(|| 1)), Ok(1));
         assert!(parse_instances("1025").unwrap_err().contains("1024"));
         assert!(parse_instances("many").is_err());
     }

@@ -19,7 +19,7 @@ pub use args::{DaemonArgs, RunArgs};
 pub use run::{plan as plan_run, Reload, RunPlan};
 
 use anyhow::{bail, Context, Result};
-use args::{AppsArgs, Cli, Command, EnvArg, ImportFrom, Instances, StartArgs, TopCommand};
+use args::{AppsArgs, Cli, Command, EnvArg, ImportFrom, StartArgs, TopCommand};
 use client::{expect_ok, Client};
 use files::{FileArgs, Mode};
 use resolve::ResolveError;
@@ -389,11 +389,7 @@ pub(crate) fn flags_spec(args: &StartArgs, script: &str) -> Result<Result<AppSpe
         listen: args.listen.iter().map(|a| listen_addr(&cwd, a)).collect(),
         on_event: args.on_event.clone(),
         notify: args.notify.clone(),
-        // Only `-i max` and its kin need the CPU count (a few file reads).
-        instances: match args.instances {
-            Instances::Count(n) => n,
-            fewer => fewer.resolve(cpus()),
-        },
+        instances: args.instances.resolve(cpus),
         instance_var: args.instance_var.clone(),
         max_memory: args.max_memory,
         memory_max: args.memory_max,

@@ -433,7 +433,7 @@ impl<'a> App<'a> {
         if let Some(count) = self.text("instances")? {
             let instances = crate::args::parse_instances(&count)
                 .map_err(|e| self.fail(format!("instances: {e}")))?;
-            spec.instances = instances.resolve(self.options.cpus);
+            spec.instances = instances.resolve(|| self.options.cpus);
         }
         if let Some(mode) = self.fields.get("exec_mode").and_then(Value::as_str) {
             if !["fork", "fork_mode", "cluster", "cluster_mode"].contains(&mode) {

@@ -125,8 +125,16 @@ fn cstring(s: impl AsRef<OsStr>) -> io::Result<CString> {
 /// Starts `launch` in its own process group and returns its pid. Nothing
 /// waits for it here: the daemon's one reaper collects every exit status.
 /// It runs on the spawn thread ([`start_thread`]) when that runs.
-pub fn spawn(launch: &Launch) -> io::Result<u32> {
-    thread::spawn(launch).unwrap_or_else(|| spawn_here(launch.program(), &Fds::of(launch)))
+pub fn spawn(launch: Launch) -> io::Result<u32> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    spawn_then(
+        launch,
+        Box::new(move |result| {
+            let _ = tx.send(result);
+        }),
+    );
+    rx.recv()
+        .unwrap_or_else(|_| Err(io::Error::other("the spawn thread has stopped")))
 }
 
 /// Starts `launch` as [`spawn`] does, without waiting for it: `done` hears
@@ -627,7 +635,7 @@ mod tests {
             cwd: "/".into(),
             ..Launch::default()
         };
-        let err = spawn(&launch).unwrap_err();
+        let err = spawn(launch).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(err.to_string().contains("/nonexistent/program"), "{err}");
     }

@@ -102,30 +102,6 @@ pub fn submit(launch: Launch, done: Done) {
     }
 }
 
-/// Spawns `launch` on the thread and waits for it; None when the thread
-/// does not run.
-pub fn spawn(launch: &Launch) -> Option<io::Result<u32>> {
-    if !runs() {
-        return None;
-    }
-    let (tx, rx) = mpsc::channel();
-    let copy = Launch {
-        argv: launch.argv.clone(),
-        env: launch.env.clone(),
-        cwd: launch.cwd.clone(),
-        pass_fds: launch.pass_fds.clone(),
-        ..*launch
-    };
-    let done: Done = Box::new(move |result| {
-        let _ = tx.send(result);
-    });
-    submit(copy, done);
-    Some(
-        rx.recv()
-            .unwrap_or_else(|_| Err(io::Error::other("the spawn thread has stopped"))),
-    )
-}
-
 fn start_thread() -> io::Result<Spawner> {
     let (mine, theirs) = socketpair(
         AddressFamily::Unix,
@@ -264,7 +240,7 @@ mod tests {
             listen_pid: true,
             ..Launch::default()
         };
-        let pid = super::super::spawn(&launch).unwrap();
+        let pid = super::super::spawn(launch).unwrap();
         drop(write);
         let mut out = String::new();
         std::fs::File::from(read).read_to_string(&mut out).unwrap();
@@ -279,7 +255,7 @@ mod tests {
             cwd: "/".into(),
             ..Launch::default()
         };
-        let err = super::super::spawn(&missing).unwrap_err();
+        let err = super::super::spawn(missing).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
     }
 }

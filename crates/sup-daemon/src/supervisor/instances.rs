@@ -282,7 +282,7 @@ impl Supervisor {
             creds: creds.as_ref(),
             ..spawn::Launch::default()
         };
-        let pid = spawn::spawn(&launch)?;
+        let pid = spawn::spawn(launch)?;
         self.table.index_pid(pid, id, role);
         Ok(pid)
     }

@@ -850,11 +850,11 @@ impl Supervisor {
         pending.retain(|w| !w.reply.is_closed());
         for mut waiter in pending {
             if self.holds(&mut waiter) {
-                let response = match waiter.until {
-                    _ if waiter.answer.is_some() => waiter.answer.take().unwrap_or(Response::Ok),
-                    Until::Gone => Response::Ok,
+                let response = match (waiter.answer.take(), waiter.until) {
+                    (Some(answer), _) => answer,
+                    (None, Until::Gone) => Response::Ok,
                     // What the CLI prints of these shows no figures.
-                    Until::Settled | Until::Spawned => {
+                    (None, Until::Settled | Until::Spawned) => {
                         Response::Apps(self.app_infos(&waiter.ids, false, false))
                     }
                 };

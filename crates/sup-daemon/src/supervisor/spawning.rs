@@ -140,17 +140,17 @@ impl Supervisor {
 
     /// An instance of app `id` said READY=1 on its notify socket.
     pub(super) fn notified(&mut self, id: u32, cell: Arc<AtomicU32>) {
-        let pid = cell.load(Ordering::SeqCst);
         let in_flight = self
             .in_flight
             .spawns
             .values()
             .any(|p| Arc::ptr_eq(&p.pid_cell, &cell));
-        if pid == 0 || in_flight {
+        match cell.load(Ordering::SeqCst) {
             // Told once its spawn's outcome is read.
-            self.in_flight.early_ready.push((id, cell));
-        } else {
-            self.apply(id, Input::Ready { pid });
+            _ if in_flight => self.in_flight.early_ready.push((id, cell)),
+            // Its spawn failed: nobody is ready.
+            0 => {}
+            pid => self.apply(id, Input::Ready { pid }),
         }
     }
 
